@@ -1,0 +1,8 @@
+//! faultline: steady, realistic LLM-serving load while faults fire, and numbers you can trust
+//! about what users saw. See DESIGN notes in README.md.
+
+pub mod analysis;
+pub mod cli;
+pub mod load;
+pub mod report;
+pub mod sim;

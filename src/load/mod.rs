@@ -1,0 +1,13 @@
+//! The load engine: schedules yield intended start times, the client sends OpenAI-compatible
+//! requests at those times, and the recorder turns what came back into per-second windows.
+//!
+//! Latencies are always measured from the *intended* start so that a slow client can never hide
+//! a slow server (no coordinated omission); the dispatch lag is reported on its own.
+
+pub mod client;
+pub mod engine;
+pub mod record;
+pub mod recorder;
+pub mod schedule;
+pub mod sse;
+pub mod workload;
