@@ -1,1 +1,6 @@
-//! TODO
+//! Turning recorded requests into numbers: per-second windows of HDR histograms that merge
+//! exactly into any time range (or across load-generator shards), and the run summary.
+
+pub mod hist;
+pub mod summary;
+pub mod window;

@@ -1,1 +1,319 @@
-//! TODO
+//! The recorder: folds finished requests into per-window histograms and streams everything to
+//! disk as the run goes, so that a crash loses at most the last second.
+//!
+//! A window is kept open while any request intended to start in it is still in flight, then
+//! sealed: written to `windows.jsonl` (digest + exact histograms) and dropped from memory, so
+//! memory stays flat however long the run is. `requests.jsonl` gets one line per request the
+//! moment it finishes.
+
+use crate::analysis::window::{Window, WindowLine, WindowStats};
+use crate::load::record::RequestRecord;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub const REQUESTS_FILE: &str = "requests.jsonl";
+pub const WINDOWS_FILE: &str = "windows.jsonl";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Live counters for a progress display.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub sent: u64,
+    pub in_flight: u64,
+    pub completed: u64,
+    pub errors: u64,
+    pub output_tokens: u64,
+    /// The most recently sealed window.
+    pub last: Option<WindowStats>,
+}
+
+struct OpenWindow {
+    window: Window,
+    in_flight: u64,
+}
+
+struct Inner {
+    open: BTreeMap<u64, OpenWindow>,
+    total: Window,
+    sealed: Vec<WindowStats>,
+    requests_out: BufWriter<File>,
+    windows_out: BufWriter<File>,
+    progress: Progress,
+    error: Option<RecorderError>,
+}
+
+pub struct Recorder {
+    dir: PathBuf,
+    window_len_s: f64,
+    inner: Mutex<Inner>,
+}
+
+/// What a finished run leaves in memory: the total (all windows merged) and each window's digest.
+pub struct Recorded {
+    pub total: Window,
+    pub windows: Vec<WindowStats>,
+}
+
+impl Recorder {
+    pub fn create(dir: &Path, window_len_s: f64) -> Result<Recorder, RecorderError> {
+        std::fs::create_dir_all(dir).map_err(|source| RecorderError::Create {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let open = |name: &str| {
+            let path = dir.join(name);
+            File::create(&path)
+                .map(|f| BufWriter::with_capacity(1 << 16, f))
+                .map_err(|source| RecorderError::Create { path, source })
+        };
+        Ok(Recorder {
+            dir: dir.to_path_buf(),
+            window_len_s,
+            inner: Mutex::new(Inner {
+                open: BTreeMap::new(),
+                total: Window::new(0, 0.0),
+                sealed: Vec::new(),
+                requests_out: open(REQUESTS_FILE)?,
+                windows_out: open(WINDOWS_FILE)?,
+                progress: Progress::default(),
+                error: None,
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn window_len_s(&self) -> f64 {
+        self.window_len_s
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves counters that are still meaningful.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a request about to be sent; returns its window index.
+    pub fn begin(&self, intended_s: f64) -> u64 {
+        let index = (intended_s.max(0.0) / self.window_len_s) as u64;
+        let len = self.window_len_s;
+        let mut g = self.lock();
+        g.progress.sent += 1;
+        g.progress.in_flight += 1;
+        g.open
+            .entry(index)
+            .or_insert_with(|| OpenWindow {
+                window: Window::new(index, len),
+                in_flight: 0,
+            })
+            .in_flight += 1;
+        index
+    }
+
+    pub fn record_itl(&self, window: u64, gaps_us: &[u64]) {
+        if gaps_us.is_empty() {
+            return;
+        }
+        let mut g = self.lock();
+        if let Some(w) = g.open.get_mut(&window) {
+            w.window.record_itl(gaps_us);
+        }
+    }
+
+    /// Records a finished request: one line to `requests.jsonl`, folded into its window.
+    pub fn finish(&self, window: u64, rec: &RequestRecord) {
+        let line = serde_json::to_vec(rec).expect("a request record always serializes");
+        let mut g = self.lock();
+        let inner = &mut *g;
+        if inner.error.is_none() {
+            let res = inner
+                .requests_out
+                .write_all(&line)
+                .and_then(|_| inner.requests_out.write_all(b"\n"));
+            if let Err(source) = res {
+                inner.error = Some(RecorderError::Write {
+                    path: self.dir.join(REQUESTS_FILE),
+                    source,
+                });
+            }
+        }
+        inner.progress.in_flight -= 1;
+        inner.progress.completed += 1;
+        inner.progress.output_tokens += rec.output_tokens;
+        if !rec.outcome.is_ok() {
+            inner.progress.errors += 1;
+        }
+        if let Some(w) = inner.open.get_mut(&window) {
+            w.window.record(rec);
+            w.in_flight -= 1;
+        }
+    }
+
+    /// Seals every window that ended before `now_s - grace` and has nothing in flight, and
+    /// flushes both files. Call about once a second.
+    pub fn tick(&self, now_s: f64) -> Result<(), RecorderError> {
+        let grace = self.window_len_s;
+        let mut g = self.lock();
+        let ready: Vec<u64> = g
+            .open
+            .iter()
+            .filter(|(_, w)| w.in_flight == 0 && w.window.start_s + w.window.len_s + grace <= now_s)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in ready {
+            self.seal(&mut g, index);
+        }
+        self.flush(&mut g)
+    }
+
+    fn seal(&self, g: &mut Inner, index: u64) {
+        let Some(open) = g.open.remove(&index) else {
+            return;
+        };
+        let w = open.window;
+        let stats = w.stats();
+        let line = WindowLine {
+            stats: stats.clone(),
+            window: w,
+        };
+        let text = serde_json::to_vec(&line).expect("a window always serializes");
+        if g.error.is_none() {
+            let res = g
+                .windows_out
+                .write_all(&text)
+                .and_then(|_| g.windows_out.write_all(b"\n"));
+            if let Err(source) = res {
+                g.error = Some(RecorderError::Write {
+                    path: self.dir.join(WINDOWS_FILE),
+                    source,
+                });
+            }
+        }
+        g.total.merge(&line.window);
+        g.progress.last = Some(stats.clone());
+        g.sealed.push(stats);
+    }
+
+    fn flush(&self, g: &mut Inner) -> Result<(), RecorderError> {
+        if let Some(e) = g.error.take() {
+            return Err(e);
+        }
+        g.requests_out
+            .flush()
+            .map_err(|source| RecorderError::Write {
+                path: self.dir.join(REQUESTS_FILE),
+                source,
+            })?;
+        g.windows_out.flush().map_err(|source| RecorderError::Write {
+            path: self.dir.join(WINDOWS_FILE),
+            source,
+        })
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.lock().progress.clone()
+    }
+
+    /// Seals all remaining windows, flushes and syncs the files.
+    pub fn close(&self) -> Result<Recorded, RecorderError> {
+        let mut g = self.lock();
+        let rest: Vec<u64> = g.open.keys().copied().collect();
+        for index in rest {
+            self.seal(&mut g, index);
+        }
+        self.flush(&mut g)?;
+        for (file, name) in [
+            (g.requests_out.get_ref(), REQUESTS_FILE),
+            (g.windows_out.get_ref(), WINDOWS_FILE),
+        ] {
+            file.sync_all().map_err(|source| RecorderError::Write {
+                path: self.dir.join(name),
+                source,
+            })?;
+        }
+        let mut windows = g.sealed.clone();
+        windows.sort_by_key(|w| w.index);
+        Ok(Recorded {
+            total: g.total.clone(),
+            windows,
+        })
+    }
+}
+
+/// Reads `windows.jsonl` back, merging lines of the same index (a window re-opened by a late
+/// dispatch is written twice), sorted by index.
+pub fn read_windows(path: &Path) -> Result<Vec<Window>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut by_index: BTreeMap<u64, Window> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: WindowLine = serde_json::from_str(line)
+            .map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+        let w = parsed.window;
+        match by_index.get_mut(&w.index) {
+            Some(existing) => existing.merge(&w),
+            None => {
+                by_index.insert(w.index, w);
+            }
+        }
+    }
+    Ok(by_index.into_values().collect())
+}
+
+/// Buffers one request's inter-token gaps and hands them to the recorder in small batches:
+/// bounded memory per request, and one lock per batch instead of one per token.
+pub struct ItlBuffer<'a> {
+    recorder: &'a Recorder,
+    window: u64,
+    buf: [u64; 64],
+    len: usize,
+}
+
+impl<'a> ItlBuffer<'a> {
+    pub fn new(recorder: &'a Recorder, window: u64) -> Self {
+        ItlBuffer {
+            recorder,
+            window,
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, gap_us: u64) {
+        self.buf[self.len] = gap_us;
+        self.len += 1;
+        if self.len == self.buf.len() {
+            self.flush();
+        }
+    }
+
+    pub fn flush(&mut self) {
+        self.recorder.record_itl(self.window, &self.buf[..self.len]);
+        self.len = 0;
+    }
+}
+
+impl Drop for ItlBuffer<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

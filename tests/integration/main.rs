@@ -1,1 +1,5 @@
-mod smoke { #[test] fn builds() {} }
+//! One integration-test binary with topic modules. Real sockets, the sim in-process, the real
+//! `faultline` binary for CLI behaviour.
+
+mod cli;
+mod load;

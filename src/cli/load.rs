@@ -1,0 +1,330 @@
+//! `faultline load`: flags → a checked schedule, workload and client; run; print; write files.
+
+use crate::load::client::{Api, ApiKey, Client, ClientConfig};
+use crate::load::engine::{self, Control, EngineConfig};
+use crate::load::schedule::{self, ArrivalProcess, RateShape, Schedule};
+use crate::load::workload::Workload;
+use crate::report::table::summary_table;
+use crate::sim::{self, SimConfig};
+use anyhow::{Context, bail};
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000). Without it, the
+    /// embedded simulated cluster is started in-process and loaded.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Model name to request; default: the only/first model the endpoint lists.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Which API to call.
+    #[arg(long, default_value = "completions", value_parser = parse_api)]
+    pub api: Api,
+    /// Ask for a whole response instead of an SSE stream.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Do not send `stream_options.include_usage` (tokens are then counted from the stream).
+    #[arg(long)]
+    pub no_usage: bool,
+    /// Requests per second (open-loop modes). Default 20.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// How long to send requests, e.g. 30s, 5m.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Arrival process: constant, poisson or gamma.
+    #[arg(long, default_value = "poisson")]
+    pub arrival: String,
+    /// Gamma shape: 1 = Poisson, below 1 burstier, above 1 smoother.
+    #[arg(long, default_value_t = 1.0)]
+    pub burstiness: f64,
+    /// Ramp the rate linearly from --rate to this rate over the duration.
+    #[arg(long, conflicts_with_all = ["steps", "concurrency", "trace"])]
+    pub ramp_to: Option<f64>,
+    /// Rate steps, e.g. "10x30s,20x30s,40x1m" (rate x duration, comma-separated).
+    #[arg(long, conflicts_with_all = ["concurrency", "trace", "rate"])]
+    pub steps: Option<String>,
+    /// Closed loop: N users, each sending its next request when the previous one ends.
+    #[arg(long, conflicts_with_all = ["trace", "rate"])]
+    pub concurrency: Option<usize>,
+    /// Cap on requests in flight for open-loop modes (waiting for a slot shows as dispatch lag).
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Replay a trace: JSONL of {"timestamp", "input_tokens", "output_tokens"}.
+    #[arg(long, conflicts_with = "rate")]
+    pub trace: Option<PathBuf>,
+    /// Workload mix ("chat=0.7,code=0.2,summarization=0.1") or fixed lengths ("fixed:128:32").
+    #[arg(long, default_value = "chat=0.7,code=0.2,summarization=0.1")]
+    pub workload: String,
+    /// Prompts from a file instead: JSONL {"prompt", "max_tokens"?} or ShareGPT JSON.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Seed for arrivals and request contents (a run with the same seed is the same run).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Per-request timeout (whole request).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Connect timeout.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Environment variable holding the API key (sent as a bearer token, never printed).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub api_key_env: String,
+    /// Extra request header, "Name: value" (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// Results folder (default results/load-<timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the summary as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Window length for the time series.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub window: Duration,
+    /// Embedded sim preset (when no --endpoint is given).
+    #[arg(long, default_value = "h100x4-70b")]
+    pub sim_preset: String,
+    /// Embedded sim configuration file (JSON), instead of a preset.
+    #[arg(long)]
+    pub sim_config: Option<PathBuf>,
+}
+
+fn parse_api(s: &str) -> Result<Api, String> {
+    s.parse::<Api>().map_err(|e| e.to_string())
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("'{s}': {e} (try 30s, 5m, 1h)"))?;
+    if d.is_zero() {
+        return Err(format!("'{s}': must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
+    if !v.is_finite() || v <= 0.0 {
+        bail!("invalid value '{v}' for --{name}: must be a positive number");
+    }
+    Ok(v)
+}
+
+impl LoadArgs {
+    /// The checked schedule these flags describe.
+    pub fn schedule(&self) -> anyhow::Result<Schedule> {
+        if let Some(n) = self.max_in_flight {
+            if n == 0 {
+                bail!("invalid value '0' for --max-in-flight: must be at least 1");
+            }
+        }
+        if let Some(users) = self.concurrency {
+            if users == 0 {
+                bail!("invalid value '0' for --concurrency: must be at least 1");
+            }
+            return Ok(Schedule::Closed {
+                users,
+                duration: self.duration,
+            });
+        }
+        if let Some(path) = &self.trace {
+            let entries = schedule::load_trace(path)?;
+            return Ok(Schedule::Trace {
+                entries,
+                max_in_flight: self.max_in_flight,
+            });
+        }
+        let process = ArrivalProcess::parse(&self.arrival, self.burstiness)?;
+        let (shape, duration) = if let Some(steps) = &self.steps {
+            let steps = schedule::parse_steps(steps)?;
+            let total = steps.iter().map(|s| s.duration).sum();
+            (RateShape::Steps(steps), total)
+        } else {
+            let rate = positive("rate", self.rate.unwrap_or(20.0))?;
+            match self.ramp_to {
+                Some(to) => (
+                    RateShape::Ramp {
+                        from: rate,
+                        to: positive("ramp-to", to)?,
+                    },
+                    self.duration,
+                ),
+                None => (RateShape::Fixed(rate), self.duration),
+            }
+        };
+        Ok(Schedule::Open {
+            shape,
+            process,
+            duration,
+            max_in_flight: self.max_in_flight,
+        })
+    }
+
+    pub fn workload(&self) -> anyhow::Result<Workload> {
+        Ok(match &self.corpus {
+            Some(path) => Workload::load_corpus(path)?,
+            None => Workload::parse_mix(&self.workload)?,
+        })
+    }
+
+    fn headers(&self) -> anyhow::Result<Vec<(String, String)>> {
+        self.headers
+            .iter()
+            .map(|h| match h.split_once(':') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    Ok((k.trim().to_string(), v.trim().to_string()))
+                }
+                _ => bail!("invalid value '{h}' for --header: expected 'Name: value'"),
+            })
+            .collect()
+    }
+
+    fn sim_config(&self) -> anyhow::Result<SimConfig> {
+        match &self.sim_config {
+            Some(path) => Ok(SimConfig::load(path)?),
+            None => SimConfig::preset(&self.sim_preset).with_context(|| {
+                format!(
+                    "unknown sim preset '{}' (known: {})",
+                    self.sim_preset,
+                    SimConfig::preset_names().join(", ")
+                )
+            }),
+        }
+    }
+}
+
+pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    // Check everything the user gave before anything starts.
+    let schedule = args.schedule()?;
+    let workload = args.workload()?;
+    let headers = args.headers()?;
+    let api_key = ApiKey::from_env(&args.api_key_env)?;
+    let window_s = args.window.as_secs_f64();
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!(
+            "load-{}",
+            chrono::Local::now().format("%Y%m%d-%H%M%S")
+        ))
+    });
+    let sim_config = match args.endpoint {
+        Some(_) => None,
+        None => Some(args.sim_config()?),
+    };
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let sim = match sim_config {
+            Some(cfg) => Some(
+                sim::start(cfg, "127.0.0.1:0".parse().expect("a valid address"))
+                    .await
+                    .context("cannot start the embedded sim")?,
+            ),
+            None => None,
+        };
+        let base_url = match (&args.endpoint, &sim) {
+            (Some(url), _) => url.clone(),
+            (None, Some(s)) => format!("http://{}", s.addr),
+            (None, None) => unreachable!("the sim starts when no endpoint is given"),
+        };
+        let mut cfg = ClientConfig {
+            base_url,
+            api: args.api,
+            model: args.model.clone().unwrap_or_default(),
+            stream: !args.no_stream,
+            include_usage: !args.no_usage,
+            api_key,
+            headers,
+            timeout: args.timeout,
+            connect_timeout: args.connect_timeout,
+        };
+        let probe = Client::new(cfg.clone(), Instant::now())?;
+        let models = probe.check().await?;
+        if cfg.model.is_empty() {
+            cfg.model = models.first().cloned().with_context(|| {
+                format!("{} lists no models; pass --model", cfg.base_url)
+            })?;
+        }
+        let control = Arc::new(Control::default());
+        {
+            let control = control.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("\nstopping: no new requests; waiting for those in flight");
+                    control.stop();
+                }
+            });
+        }
+        write_run_info(&out_dir, &args, &cfg, &schedule, seed)?;
+        let tty = std::io::stderr().is_terminal() && !args.json;
+        let total_s = schedule.duration().as_secs_f64();
+        let client = Client::new(cfg, Instant::now())?;
+        let engine_cfg = EngineConfig {
+            schedule,
+            workload,
+            seed,
+            window_s,
+            out_dir: out_dir.clone(),
+        };
+        let out = engine::run(engine_cfg, client, control, |now, p| {
+            if tty {
+                let last = p
+                    .last
+                    .as_ref()
+                    .and_then(|w| w.ttft_p99_ms)
+                    .map(|v| format!("{v:.0} ms"))
+                    .unwrap_or_else(|| "-".into());
+                eprint!(
+                    "\r  {now:>6.1}/{total_s:.0} s  sent {}  in flight {}  done {}  errors {}  TTFT p99 (last window) {last}   ",
+                    p.sent, p.in_flight, p.completed, p.errors
+                );
+            }
+        })
+        .await?;
+        if tty {
+            eprintln!();
+        }
+        if let Some(sim) = sim {
+            sim.shutdown().await;
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&out.summary)?);
+        } else {
+            println!("{}", summary_table(&out.summary));
+            println!("  results in {}", out.out_dir.display());
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `run.json`: what was asked for, so a run can be understood and repeated. No secrets.
+fn write_run_info(
+    dir: &std::path::Path,
+    args: &LoadArgs,
+    cfg: &ClientConfig,
+    schedule: &Schedule,
+    seed: u64,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let info = serde_json::json!({
+        "started_at": chrono::Local::now().to_rfc3339(),
+        "endpoint": args.endpoint.clone().unwrap_or_else(|| format!("embedded sim ({})", args.sim_preset)),
+        "model": cfg.model,
+        "api": format!("{:?}", cfg.api).to_lowercase(),
+        "stream": cfg.stream,
+        "schedule": format!("{schedule:?}").chars().take(2000).collect::<String>(),
+        "workload": args.corpus.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| args.workload.clone()),
+        "seed": seed,
+        "timeout_s": args.timeout.as_secs_f64(),
+        "api_key_sent": cfg.api_key.is_some(),
+    });
+    let path = dir.join("run.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&info)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

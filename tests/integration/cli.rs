@@ -1,0 +1,94 @@
+//! The `faultline` binary: a user's mistakes get clear messages and exit code 2.
+
+use std::process::Command;
+
+fn faultline(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_url_is_rejected_with_exit_code_2_naming_the_url() {
+    let (code, _, err) = faultline(&["load", "--endpoint", "not a url", "--duration", "1s"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a url"), "{err}");
+}
+
+#[test]
+fn unreachable_endpoint_is_reported_before_any_load() {
+    // Port 9 (discard) on loopback: nothing listens there in the test environment.
+    let (code, _, err) = faultline(&["load", "--endpoint", "http://127.0.0.1:9", "--duration", "1s"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("127.0.0.1:9"), "{err}");
+}
+
+#[test]
+fn invalid_flag_values_are_named() {
+    for (args, needle) in [
+        (vec!["load", "--rate", "-3"], "-3"),
+        (vec!["load", "--rate", "0"], "--rate"),
+        (vec!["load", "--duration", "forever"], "forever"),
+        (vec!["load", "--arrival", "sometimes"], "sometimes"),
+        (vec!["load", "--workload", "chatt=1"], "chatt"),
+        (vec!["load", "--concurrency", "0"], "--concurrency"),
+        (vec!["load", "--api", "embeddings"], "embeddings"),
+        (vec!["load", "--header", "no-colon"], "no-colon"),
+        (vec!["load", "--sim-preset", "h200x1000"], "h200x1000"),
+    ] {
+        let (code, _, err) = faultline(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?} should name {needle:?}: {err}");
+    }
+}
+
+#[test]
+fn unreadable_corpus_file_is_named() {
+    let (code, _, err) = faultline(&["load", "--corpus", "/nonexistent/prompts.jsonl"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/prompts.jsonl"), "{err}");
+}
+
+#[test]
+fn load_without_endpoint_runs_the_embedded_sim_and_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let (code, out, err) = faultline(&[
+        "load", "--duration", "2s", "--rate", "5", "--seed", "3", "--json", "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("stdout is the summary JSON");
+    assert!(summary["requests"].as_u64().unwrap() > 0);
+    assert_eq!(summary["errors"].as_u64(), Some(0));
+    for f in ["summary.json", "requests.jsonl", "windows.jsonl", "run.json"] {
+        assert!(out_dir.join(f).exists(), "{f} written");
+    }
+}
+
+#[test]
+fn api_key_never_reaches_output_or_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let secret = "sk-test-very-secret-4242";
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["load", "--duration", "1s", "--rate", "5", "--out", out_dir.to_str().unwrap()])
+        .env("OPENAI_API_KEY", secret)
+        .env("FAULTLINE_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut all = String::from_utf8_lossy(&out.stdout).into_owned();
+    all += &String::from_utf8_lossy(&out.stderr);
+    for f in std::fs::read_dir(&out_dir).unwrap() {
+        all += &std::fs::read_to_string(f.unwrap().path()).unwrap();
+    }
+    assert!(!all.contains(secret), "the API key leaked");
+}
