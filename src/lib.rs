@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod fault;
 pub mod load;
 pub mod report;
 pub mod sim;
