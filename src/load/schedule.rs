@@ -22,8 +22,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp1, Gamma};
 
 /// Times closer than this to a boundary count as the boundary (float sums of gaps drift by ~1e-15
@@ -218,16 +218,22 @@ impl Schedule {
             }
             Schedule::Closed { users, .. } => {
                 if *users == 0 {
-                    Err(ScheduleError::Invalid("closed loop needs at least 1 user".into()))
+                    Err(ScheduleError::Invalid(
+                        "closed loop needs at least 1 user".into(),
+                    ))
                 } else {
                     Ok(())
                 }
             }
             Schedule::Trace { entries, .. } => {
                 if entries.windows(2).any(|w| w[1].at_s < w[0].at_s) {
-                    Err(ScheduleError::Invalid("trace entries are not sorted by time".into()))
+                    Err(ScheduleError::Invalid(
+                        "trace entries are not sorted by time".into(),
+                    ))
                 } else if entries.iter().any(|e| !e.at_s.is_finite() || e.at_s < 0.0) {
-                    Err(ScheduleError::Invalid("trace times must be finite and >= 0".into()))
+                    Err(ScheduleError::Invalid(
+                        "trace times must be finite and >= 0".into(),
+                    ))
                 } else {
                     Ok(())
                 }
@@ -238,9 +244,7 @@ impl Schedule {
     /// The arrival sequence for one run; the same seed gives the same sequence.
     pub fn arrivals(&self, seed: u64) -> Arrivals {
         let state = match self {
-            Schedule::Open {
-                shape, process, ..
-            } => {
+            Schedule::Open { shape, process, .. } => {
                 let work = match *process {
                     ArrivalProcess::Constant => Work::Constant,
                     ArrivalProcess::Poisson => Work::Exp,
@@ -721,7 +725,11 @@ mod tests {
 
     #[test]
     fn constant_gaps_are_exact_and_start_at_zero() {
-        let t = times(&open(RateShape::Fixed(10.0), ArrivalProcess::Constant, 10), 1, 1.0);
+        let t = times(
+            &open(RateShape::Fixed(10.0), ArrivalProcess::Constant, 10),
+            1,
+            1.0,
+        );
         assert_eq!(t.len(), 100);
         assert_eq!(t[0], 0.0);
         for g in gaps(&t) {
@@ -760,10 +768,17 @@ mod tests {
     #[test]
     fn poisson_counts_have_dispersion_near_one_and_gaps_mean_inverse_rate_cv_one() {
         let rate = 50.0;
-        let t = times(&open(RateShape::Fixed(rate), ArrivalProcess::Poisson, 400), 7, 1.0);
+        let t = times(
+            &open(RateShape::Fixed(rate), ArrivalProcess::Poisson, 400),
+            7,
+            1.0,
+        );
         // ~20 000 arrivals in 400 one-second windows.
         let edges: Vec<f64> = (0..=400).map(f64::from).collect();
-        let c: Vec<f64> = counts_in(&t, &edges).into_iter().map(|c| c as f64).collect();
+        let c: Vec<f64> = counts_in(&t, &edges)
+            .into_iter()
+            .map(|c| c as f64)
+            .collect();
         let (cm, csd) = mean_sd(&c);
         let dispersion = csd * csd / cm;
         // For Poisson counts the sampling sd of variance/mean over n=400 windows is about
@@ -839,7 +854,10 @@ mod tests {
         let constant = open(shape, ArrivalProcess::Constant, 0);
         let t = times(&constant, 9, 1.0);
         assert_eq!(counts_in(&t, &edges), vec![300, 600, 0, 1200]);
-        assert!(t.contains(&70.0), "first arrival after the pause is at its end");
+        assert!(
+            t.contains(&70.0),
+            "first arrival after the pause is at its end"
+        );
     }
 
     #[test]
@@ -1057,7 +1075,12 @@ mod tests {
         assert!(msg.contains("timestamp"), "{msg}");
 
         let f = write_tmp("not json\n");
-        assert!(load_trace(f.path()).unwrap_err().to_string().contains(":1:"));
+        assert!(
+            load_trace(f.path())
+                .unwrap_err()
+                .to_string()
+                .contains(":1:")
+        );
 
         let f = write_tmp("\n\n");
         assert!(matches!(
@@ -1068,24 +1091,32 @@ mod tests {
 
     #[test]
     fn validate_rejects_what_the_types_allow_but_runs_cannot_use() {
-        assert!(open(RateShape::Fixed(-1.0), ArrivalProcess::Poisson, 1)
+        assert!(
+            open(RateShape::Fixed(-1.0), ArrivalProcess::Poisson, 1)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            open(
+                RateShape::Fixed(1.0),
+                ArrivalProcess::Gamma { burstiness: 0.0 },
+                1
+            )
             .validate()
-            .is_err());
-        assert!(open(
-            RateShape::Fixed(1.0),
-            ArrivalProcess::Gamma { burstiness: 0.0 },
-            1
-        )
-        .validate()
-        .is_err());
-        assert!(Schedule::Closed {
-            users: 0,
-            duration: Duration::from_secs(1)
-        }
-        .validate()
-        .is_err());
-        assert!(open(RateShape::Fixed(1.0), ArrivalProcess::Constant, 1)
+            .is_err()
+        );
+        assert!(
+            Schedule::Closed {
+                users: 0,
+                duration: Duration::from_secs(1)
+            }
             .validate()
-            .is_ok());
+            .is_err()
+        );
+        assert!(
+            open(RateShape::Fixed(1.0), ArrivalProcess::Constant, 1)
+                .validate()
+                .is_ok()
+        );
     }
 }
