@@ -835,9 +835,8 @@ fn classify(e: &reqwest::Error, m: &Measure, cfg: &ClientConfig) -> Failure {
         }
         source = err.source();
     }
-    if e.is_decode() {
-        return Failure::invalid(format!("invalid response: {root}"));
-    }
+    // Everything else is the transport failing under us (reqwest reports body read errors as
+    // "decode" errors, so that flag says nothing about the content; we parse the content).
     let place = match m.phase {
         Phase::Headers => "before the response headers",
         Phase::Body => "while reading the body",

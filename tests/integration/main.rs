@@ -1,3 +1,6 @@
+//! One integration-test binary; topic modules below.
+
+mod client;
 mod smoke {
     #[test]
     fn builds() {}
