@@ -262,8 +262,10 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Bodies of non-2xx responses and model lists are read up to this much.
+/// Bodies of non-2xx responses are read up to this much.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// Model lists (a gateway may serve hundreds) are read up to this much.
+const MODELS_LIMIT: usize = 1024 * 1024;
 /// Whole (non-streaming) responses are read up to this much.
 const RESPONSE_LIMIT: usize = 16 * 1024 * 1024;
 /// After `[DONE]`, how long to wait for the end of the body so the connection can be reused;
@@ -451,7 +453,7 @@ impl Client {
                 .await
                 .map_err(|e| unreachable(reason(&e)))?;
             let status = resp.status();
-            let (body, _) = read_limited(&mut resp, ERROR_BODY_LIMIT)
+            let (body, _) = read_limited(&mut resp, MODELS_LIMIT)
                 .await
                 .map_err(|e| unreachable(reason(&e)))?;
             if !status.is_success() {
