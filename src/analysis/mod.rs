@@ -2,5 +2,6 @@
 //! exactly into any time range (or across load-generator shards), and the run summary.
 
 pub mod hist;
+pub mod phases;
 pub mod summary;
 pub mod window;

@@ -1,0 +1,399 @@
+//! Per-fault analysis: the pre / during / recovery phases, detection and recovery times, and
+//! the impact against `pre`, exactly as defined in DESIGN.md.
+//!
+//! Everything is computed from windows keyed by *intended* start, so a request belongs to the
+//! phase in which it was meant to start, whatever happened to it afterwards.
+
+use super::hist::Percentiles;
+use super::window::Window;
+use serde::{Deserialize, Serialize};
+
+/// When a fault acted, in seconds from the start of the load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultTiming {
+    /// The fault took effect (inject verified).
+    pub effective_s: f64,
+    /// The fault was cleared (restored; for one-shot faults such as a pod kill, the moment the
+    /// replacements were Ready, or the effective time when that was not observed).
+    pub cleared_s: f64,
+    /// Recovery is measured from here: the clearing, or the injection for one-shot faults.
+    pub recovery_from_s: f64,
+}
+
+/// Tolerances of the baseline band (how far a window may be from `pre` and still count as
+/// recovered).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tolerance {
+    /// Absolute error-rate increase allowed (0.01 = one percentage point).
+    pub error_rate: f64,
+    /// Relative TTFT p50 increase allowed (0.25 = +25%).
+    pub ttft_p50: f64,
+    /// Relative TTFT p99 increase allowed.
+    pub ttft_p99: f64,
+    /// Relative throughput decrease allowed.
+    pub throughput: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance {
+            error_rate: 0.01,
+            ttft_p50: 0.25,
+            ttft_p99: 0.5,
+            throughput: 0.15,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisConfig {
+    pub window_s: f64,
+    /// Consecutive in-band windows that count as recovered.
+    pub recovery_windows: usize,
+    pub tolerance: Tolerance,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            window_s: 1.0,
+            recovery_windows: 5,
+            tolerance: Tolerance::default(),
+        }
+    }
+}
+
+/// A time at which something other than the client noticed the fault (a probe, the pod
+/// leaving Ready, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    pub t_s: f64,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseStats {
+    pub from_s: f64,
+    pub to_s: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub output_tok_s: f64,
+    pub ttft_ms: Percentiles,
+    pub itl_ms: Percentiles,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Detection {
+    /// Seconds from the fault's effective time to the first signal, and which signal.
+    Detected { after_s: f64, signal: String },
+    /// Requests kept failing until the fault was cleared: the system never routed around it.
+    NotDetected,
+    /// No client-visible failure and no probe signal: nothing to detect from.
+    NoSignal,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Recovery {
+    /// Seconds from `recovery_from_s` to the first of N consecutive in-band windows.
+    Recovered { after_s: f64 },
+    /// Not back in the band within this many seconds (to the end of the observation).
+    NotRecovered { within_s: f64 },
+    /// `pre` had no data to define a band with.
+    NoBaseline,
+}
+
+/// Change of `during` against `pre`. Relative changes are fractions (+0.45 = +45%); `None`
+/// when either side has no data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Impact {
+    pub error_rate_during: Option<f64>,
+    pub throughput_change: Option<f64>,
+    pub ttft_p50_change: Option<f64>,
+    pub ttft_p99_change: Option<f64>,
+    pub itl_p99_change: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultAnalysis {
+    pub pre: PhaseStats,
+    pub during: PhaseStats,
+    pub recovery: PhaseStats,
+    pub detection: Detection,
+    pub recovery_time: Recovery,
+    pub impact: Impact,
+}
+
+fn phase(windows: &[Window], from_s: f64, to_s: f64) -> (PhaseStats, Window) {
+    let w = Window::merge_range(windows, from_s, to_s);
+    let len = (to_s - from_s).max(0.0);
+    let stats = PhaseStats {
+        from_s,
+        to_s,
+        requests: w.requests,
+        errors: w.errors,
+        error_rate: w.error_rate(),
+        output_tok_s: if len > 0.0 {
+            w.output_tokens as f64 / len
+        } else {
+            0.0
+        },
+        ttft_ms: w.ttft.percentiles(),
+        itl_ms: w.itl.percentiles(),
+    };
+    (stats, w)
+}
+
+fn rel(after: Option<f64>, before: Option<f64>) -> Option<f64> {
+    match (after, before) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b - 1.0),
+        _ => None,
+    }
+}
+
+/// Is this window inside the baseline band around `pre`?
+fn in_band(w: &Window, pre: &PhaseStats, tol: &Tolerance) -> bool {
+    if w.requests == 0 {
+        return false;
+    }
+    let err_ok = w.error_rate().unwrap_or(0.0) <= pre.error_rate.unwrap_or(0.0) + tol.error_rate;
+    let within = |v: Option<f64>, base: Option<f64>, t: f64| match (v, base) {
+        (Some(v), Some(b)) => v <= b * (1.0 + t),
+        (None, _) => true,
+        (Some(_), None) => true,
+    };
+    let ttft_ok = within(w.ttft.quantile_ms(0.5), pre.ttft_ms.p50, tol.ttft_p50)
+        && within(w.ttft.quantile_ms(0.99), pre.ttft_ms.p99, tol.ttft_p99);
+    let tput = if w.len_s > 0.0 {
+        w.output_tokens as f64 / w.len_s
+    } else {
+        0.0
+    };
+    let tput_ok = tput >= pre.output_tok_s * (1.0 - tol.throughput);
+    err_ok && ttft_ok && tput_ok
+}
+
+/// Analyzes one fault. `pre_from_s` is where its baseline starts (end of warm-up, or the end of
+/// the previous fault's observation); `end_s` where its observation ends.
+pub fn analyze(
+    windows: &[Window],
+    timing: &FaultTiming,
+    pre_from_s: f64,
+    end_s: f64,
+    cfg: &AnalysisConfig,
+    signals: &[Signal],
+) -> FaultAnalysis {
+    let (pre, _) = phase(windows, pre_from_s, timing.effective_s);
+    let (during, _) = phase(windows, timing.effective_s, timing.cleared_s);
+    let (recovery, _) = phase(windows, timing.cleared_s, end_s);
+    let detection = detect(windows, timing, &pre, cfg, signals);
+    let recovery_time = recover(windows, timing, end_s, &pre, cfg);
+    let impact = Impact {
+        error_rate_during: during.error_rate,
+        throughput_change: rel(Some(during.output_tok_s), Some(pre.output_tok_s)),
+        ttft_p50_change: rel(during.ttft_ms.p50, pre.ttft_ms.p50),
+        ttft_p99_change: rel(during.ttft_ms.p99, pre.ttft_ms.p99),
+        itl_p99_change: rel(during.itl_ms.p99, pre.itl_ms.p99),
+    };
+    FaultAnalysis {
+        pre,
+        during,
+        recovery,
+        detection,
+        recovery_time,
+        impact,
+    }
+}
+
+/// The earliest of: a probe signal after the fault took effect; the client-side moment new
+/// requests stopped failing while the fault was still active.
+fn detect(
+    windows: &[Window],
+    t: &FaultTiming,
+    pre: &PhaseStats,
+    cfg: &AnalysisConfig,
+    signals: &[Signal],
+) -> Detection {
+    let probe = signals
+        .iter()
+        .filter(|s| s.t_s >= t.effective_s)
+        .min_by(|a, b| a.t_s.total_cmp(&b.t_s))
+        .map(|s| (s.t_s - t.effective_s, s.source.clone()));
+    let limit = pre.error_rate.unwrap_or(0.0) + cfg.tolerance.error_rate;
+    let during: Vec<&Window> = windows
+        .iter()
+        .filter(|w| w.start_s + w.len_s > t.effective_s && w.start_s < t.cleared_s)
+        .collect();
+    let failing = |w: &Window| w.error_rate().is_some_and(|r| r > limit);
+    let client = match during.iter().rposition(|w| failing(w)) {
+        None => None,
+        Some(last) if last + 1 < during.len() => {
+            // New requests stopped failing at the end of the last failing window, and the
+            // fault was still active afterwards.
+            let w = during[last];
+            Some(((w.start_s + w.len_s).max(t.effective_s) - t.effective_s, "client: requests stopped failing".to_string()))
+        }
+        Some(_) => {
+            if probe.is_none() {
+                return Detection::NotDetected;
+            }
+            None
+        }
+    };
+    match (probe, client) {
+        (Some(p), Some(c)) => {
+            let (after_s, signal) = if p.0 <= c.0 { p } else { c };
+            Detection::Detected { after_s, signal }
+        }
+        (Some((after_s, signal)), None) | (None, Some((after_s, signal))) => {
+            Detection::Detected { after_s, signal }
+        }
+        (None, None) => Detection::NoSignal,
+    }
+}
+
+fn recover(
+    windows: &[Window],
+    t: &FaultTiming,
+    end_s: f64,
+    pre: &PhaseStats,
+    cfg: &AnalysisConfig,
+) -> Recovery {
+    if pre.requests == 0 {
+        return Recovery::NoBaseline;
+    }
+    let after: Vec<&Window> = windows
+        .iter()
+        .filter(|w| w.start_s >= t.recovery_from_s - 1e-9 && w.start_s + w.len_s <= end_s + 1e-9)
+        .collect();
+    let n = cfg.recovery_windows.max(1);
+    let mut run = 0;
+    for (i, w) in after.iter().enumerate() {
+        if in_band(w, pre, &cfg.tolerance) {
+            run += 1;
+            if run == n {
+                let first = after[i + 1 - n];
+                return Recovery::Recovered {
+                    after_s: (first.start_s - t.recovery_from_s).max(0.0),
+                };
+            }
+        } else {
+            run = 0;
+        }
+    }
+    Recovery::NotRecovered {
+        within_s: end_s - t.recovery_from_s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::record::{Outcome, RequestRecord, TokenSource};
+
+    /// One window with `n` requests, `bad` of them failed, TTFT `ttft_ms`, 10 tokens each.
+    fn window(i: u64, n: u64, bad: u64, ttft_ms: u64) -> Window {
+        let mut w = Window::new(i, 1.0);
+        for k in 0..n {
+            let ok = k >= bad;
+            w.record(&RequestRecord {
+                id: k,
+                class: "chat".into(),
+                intended_s: i as f64 + k as f64 / n as f64,
+                dispatch_lag_us: 10,
+                ttft_us: ok.then_some(ttft_ms * 1000),
+                e2e_us: ttft_ms * 2000,
+                itl_count: 0,
+                itl_mean_us: 0,
+                itl_max_us: 0,
+                output_tokens: if ok { 10 } else { 0 },
+                token_source: TokenSource::Usage,
+                input_tokens: 5,
+                finish_reason: None,
+                outcome: if ok { Outcome::Ok } else { Outcome::HttpStatus { code: 503 } },
+                error: None,
+            });
+        }
+        w
+    }
+
+    /// 0–30 s healthy; fault at 30 s: 3 s of 30% errors, then routed around (slower); cleared
+    /// at 50 s; back to normal from 54 s.
+    fn scenario() -> Vec<Window> {
+        (0..80)
+            .map(|i| match i {
+                0..30 => window(i, 20, 0, 100),
+                30..33 => window(i, 20, 6, 150),
+                33..54 => window(i, 20, 0, 300),
+                _ => window(i, 20, 0, 100),
+            })
+            .collect()
+    }
+
+    fn timing() -> FaultTiming {
+        FaultTiming {
+            effective_s: 30.0,
+            cleared_s: 50.0,
+            recovery_from_s: 50.0,
+        }
+    }
+
+    #[test]
+    fn client_side_detection_is_when_new_requests_stop_failing() {
+        let a = analyze(&scenario(), &timing(), 10.0, 80.0, &AnalysisConfig::default(), &[]);
+        assert_eq!(
+            a.detection,
+            Detection::Detected {
+                after_s: 3.0,
+                signal: "client: requests stopped failing".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_earlier_probe_signal_wins_and_is_named() {
+        let probe = [Signal { t_s: 31.5, source: "probe health".into() }];
+        let a = analyze(&scenario(), &timing(), 10.0, 80.0, &AnalysisConfig::default(), &probe);
+        assert_eq!(
+            a.detection,
+            Detection::Detected { after_s: 1.5, signal: "probe health".into() }
+        );
+    }
+
+    #[test]
+    fn recovery_is_the_first_of_n_consecutive_windows_back_in_band() {
+        let a = analyze(&scenario(), &timing(), 10.0, 80.0, &AnalysisConfig::default(), &[]);
+        assert_eq!(a.recovery_time, Recovery::Recovered { after_s: 4.0 });
+    }
+
+    #[test]
+    fn not_recovered_within_the_observation_is_a_value() {
+        let a = analyze(&scenario(), &timing(), 10.0, 56.0, &AnalysisConfig::default(), &[]);
+        assert_eq!(a.recovery_time, Recovery::NotRecovered { within_s: 6.0 });
+    }
+
+    #[test]
+    fn failures_until_the_fault_clears_mean_not_detected() {
+        let ws: Vec<Window> = (0..60)
+            .map(|i| if (30..50).contains(&i) { window(i, 20, 5, 100) } else { window(i, 20, 0, 100) })
+            .collect();
+        let a = analyze(&ws, &timing(), 10.0, 60.0, &AnalysisConfig::default(), &[]);
+        assert_eq!(a.detection, Detection::NotDetected);
+    }
+
+    #[test]
+    fn phases_split_requests_by_intended_start_and_impact_is_against_pre() {
+        let a = analyze(&scenario(), &timing(), 10.0, 80.0, &AnalysisConfig::default(), &[]);
+        assert_eq!(a.pre.requests, 20 * 20);
+        assert_eq!(a.during.requests, 20 * 20);
+        assert_eq!(a.during.errors, 18);
+        assert_eq!(a.recovery.requests, 30 * 20);
+        assert_eq!(a.impact.error_rate_during, Some(18.0 / 400.0));
+        // pre: 200 tok/s; during: (400 - 18) × 10 / 20 s = 191 tok/s.
+        let t = a.impact.throughput_change.unwrap();
+        assert!((t - (191.0 / 200.0 - 1.0)).abs() < 1e-9, "{t}");
+        assert!(a.impact.ttft_p50_change.unwrap() > 1.9, "300 ms against 100 ms");
+    }
+}
