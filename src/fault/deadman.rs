@@ -103,7 +103,11 @@ mod tests {
         assert_eq!(delay_secs(d, Duration::from_secs(60), now), 90);
         // A deadline already past still leaves the margin.
         assert_eq!(
-            delay_secs(now - chrono::Duration::seconds(5), Duration::from_secs(2), now),
+            delay_secs(
+                now - chrono::Duration::seconds(5),
+                Duration::from_secs(2),
+                now
+            ),
             2
         );
         assert_eq!(delay_secs(now, Duration::ZERO, now), 1);

@@ -228,7 +228,12 @@ impl Host {
         // One retry with a fresh session: a cached master may have died (idle timeout, network).
         for attempt in 0..2 {
             let session = self.session(spec).await?;
-            match session.shell(cmd).stdin(openssh::Stdio::null()).output().await {
+            match session
+                .shell(cmd)
+                .stdin(openssh::Stdio::null())
+                .output()
+                .await
+            {
                 Ok(out) => return Ok(Output::from_std(out)),
                 Err(e) if attempt == 0 && session.check().await.is_err() => {
                     tracing::warn!(host = %self.name, error = %e, "ssh session lost; reconnecting");
@@ -362,7 +367,8 @@ mod tests {
     fn host_spec_reads_local_and_ssh_with_defaults() {
         let h: HostSpec = serde_json::from_str(r#""local""#).unwrap();
         assert_eq!(h, HostSpec::Local);
-        let h: HostSpec = serde_json::from_str(r#"{"ssh":{"host":"node-7","user":"ops"}}"#).unwrap();
+        let h: HostSpec =
+            serde_json::from_str(r#"{"ssh":{"host":"node-7","user":"ops"}}"#).unwrap();
         let HostSpec::Ssh(s) = h else { panic!() };
         assert_eq!(s.port, 22);
         assert!(s.strict_host_key_checking);

@@ -76,7 +76,12 @@ impl ComputeMode {
     /// Reads a mode as `nvidia-smi -c` accepts it (`0`–`3`, `DEFAULT`, `PROHIBITED`,
     /// `EXCLUSIVE_PROCESS`…) or as its queries print it (`Default`, `Exclusive_Process`…).
     pub fn parse(s: &str) -> Option<ComputeMode> {
-        match s.trim().to_ascii_uppercase().replace(['.', ' '], "_").as_str() {
+        match s
+            .trim()
+            .to_ascii_uppercase()
+            .replace(['.', ' '], "_")
+            .as_str()
+        {
             "0" | "DEFAULT" => Some(ComputeMode::Default),
             "1" | "EXCLUSIVE_THREAD" => Some(ComputeMode::ExclusiveThread),
             "2" | "PROHIBITED" => Some(ComputeMode::Prohibited),
@@ -321,22 +326,38 @@ pub async fn inject(p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<(), E
     Ok(())
 }
 
-async fn kill_processes(host: &Arc<Host>, nvsmi: &str, gpus: &[GpuUndo], t: Duration) -> Result<(), Error> {
+async fn kill_processes(
+    host: &Arc<Host>,
+    nvsmi: &str,
+    gpus: &[GpuUndo],
+    t: Duration,
+) -> Result<(), Error> {
     let indices: Vec<u32> = gpus.iter().map(|g| g.index).collect();
     let pids = processes_on(host, nvsmi, &indices, t).await?;
     if pids.is_empty() {
         return Ok(());
     }
-    let list = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
+    let list = pids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
     tracing::info!(host = %host.name(), pids = %list, "killing the processes on the locked GPUs");
     // A pid that exited meanwhile makes kill fail; what counts is who is still there after.
     host.run(&format!("kill -KILL {list}"), t).await?;
     let mut left = pids.clone();
     for _ in 0..20 {
         let alive = host
-            .run_ok(&format!("for p in {list}; do kill -0 $p 2>/dev/null && echo $p; done; true"), t)
+            .run_ok(
+                &format!("for p in {list}; do kill -0 $p 2>/dev/null && echo $p; done; true"),
+                t,
+            )
             .await?;
-        left = alive.stdout.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        left = alive
+            .stdout
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
         if left.is_empty() {
             return Ok(());
         }
@@ -377,7 +398,8 @@ pub async fn restore(p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<(), 
         let host = ctx.hosts.get(&h.host)?;
         let t = ctx.command_timeout;
         for g in &h.gpus {
-            host.run_ok(&set_command(&p.nvidia_smi, g.index, g.mode), t).await?;
+            host.run_ok(&set_command(&p.nvidia_smi, g.index, g.mode), t)
+                .await?;
         }
         let modes = query_modes(&host, &p.nvidia_smi, t).await?;
         for g in &h.gpus {
@@ -445,11 +467,20 @@ mod tests {
         let c = restore_command(
             "nvidia-smi",
             &[
-                GpuUndo { index: 1, mode: ComputeMode::ExclusiveProcess },
-                GpuUndo { index: 3, mode: ComputeMode::Default },
+                GpuUndo {
+                    index: 1,
+                    mode: ComputeMode::ExclusiveProcess,
+                },
+                GpuUndo {
+                    index: 3,
+                    mode: ComputeMode::Default,
+                },
             ],
         );
-        assert_eq!(c, "nvidia-smi -i 1 -c EXCLUSIVE_PROCESS; nvidia-smi -i 3 -c DEFAULT");
+        assert_eq!(
+            c,
+            "nvidia-smi -i 1 -c EXCLUSIVE_PROCESS; nvidia-smi -i 3 -c DEFAULT"
+        );
     }
 
     #[test]
@@ -457,7 +488,10 @@ mod tests {
         let u = Undo {
             hosts: vec![HostUndo {
                 host: "n".into(),
-                gpus: vec![GpuUndo { index: 0, mode: ComputeMode::ExclusiveProcess }],
+                gpus: vec![GpuUndo {
+                    index: 0,
+                    mode: ComputeMode::ExclusiveProcess,
+                }],
                 deadman: Some("faultline-deadman:r:f:n".into()),
             }],
         };

@@ -194,19 +194,35 @@ impl FaultSpec {
     /// call `restore`.
     pub async fn inject(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), FaultError> {
         match self {
-            FaultSpec::GpuLockout(p) => Ok(gpu_lockout::inject(p, ctx, &self.undo(ctx, undo)?).await?),
-            FaultSpec::SshCommand(p) => Ok(ssh_command::inject(p, ctx, &self.undo(ctx, undo)?).await?),
-            FaultSpec::LoadSpike(p) => Ok(load_spike::inject(p, ctx, &self.undo(ctx, undo)?).await?),
+            FaultSpec::GpuLockout(p) => {
+                Ok(gpu_lockout::inject(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::SshCommand(p) => {
+                Ok(ssh_command::inject(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::LoadSpike(p) => {
+                Ok(load_spike::inject(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
             other => Err(FaultError::NotYetSupported { kind: other.kind() }),
         }
     }
 
     /// Did it take effect? An error means it did not (the run is invalid).
-    pub async fn verify(&self, ctx: &FaultContext, undo: &Undo) -> Result<Verification, FaultError> {
+    pub async fn verify(
+        &self,
+        ctx: &FaultContext,
+        undo: &Undo,
+    ) -> Result<Verification, FaultError> {
         match self {
-            FaultSpec::GpuLockout(p) => Ok(gpu_lockout::verify(p, ctx, &self.undo(ctx, undo)?).await?),
-            FaultSpec::SshCommand(p) => Ok(ssh_command::verify(p, ctx, &self.undo(ctx, undo)?).await?),
-            FaultSpec::LoadSpike(p) => Ok(load_spike::verify(p, ctx, &self.undo(ctx, undo)?).await?),
+            FaultSpec::GpuLockout(p) => {
+                Ok(gpu_lockout::verify(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::SshCommand(p) => {
+                Ok(ssh_command::verify(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::LoadSpike(p) => {
+                Ok(load_spike::verify(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
             other => Err(FaultError::NotYetSupported { kind: other.kind() }),
         }
     }
@@ -215,9 +231,15 @@ impl FaultSpec {
     /// after the restore succeeded.
     pub async fn restore(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), FaultError> {
         match self {
-            FaultSpec::GpuLockout(p) => Ok(gpu_lockout::restore(p, ctx, &self.undo(ctx, undo)?).await?),
-            FaultSpec::SshCommand(p) => Ok(ssh_command::restore(p, ctx, &self.undo(ctx, undo)?).await?),
-            FaultSpec::LoadSpike(p) => Ok(load_spike::restore(p, ctx, &self.undo(ctx, undo)?).await?),
+            FaultSpec::GpuLockout(p) => {
+                Ok(gpu_lockout::restore(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::SshCommand(p) => {
+                Ok(ssh_command::restore(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::LoadSpike(p) => {
+                Ok(load_spike::restore(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
             other => Err(FaultError::NotYetSupported { kind: other.kind() }),
         }
     }

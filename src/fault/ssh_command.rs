@@ -51,7 +51,9 @@ pub struct HostUndo {
 pub enum Error {
     #[error(transparent)]
     Exec(#[from] ExecError),
-    #[error("ssh-command did not take effect on host {host:?}: verify command {cmd:?} exited with {status}")]
+    #[error(
+        "ssh-command did not take effect on host {host:?}: verify command {cmd:?} exited with {status}"
+    )]
     NotInEffect {
         host: String,
         cmd: String,

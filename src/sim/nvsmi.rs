@@ -176,7 +176,10 @@ impl GpuState {
         })
     }
 
-    fn update(&self, f: impl FnOnce(&mut Gpus) -> Result<(), NvsmiError>) -> Result<(), NvsmiError> {
+    fn update(
+        &self,
+        f: impl FnOnce(&mut Gpus) -> Result<(), NvsmiError>,
+    ) -> Result<(), NvsmiError> {
         let _lock = self.lock()?;
         let mut gpus = self.load()?;
         f(&mut gpus)?;
@@ -201,7 +204,9 @@ impl GpuState {
 
     fn write(&self, gpus: &Gpus) -> Result<(), NvsmiError> {
         let path = self.path();
-        let tmp = self.dir.join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
         let err = |source| NvsmiError::Write {
             path: path.clone(),
             source,
@@ -326,7 +331,9 @@ fn run_inner(state: &GpuState, req: &Request) -> Result<Response, NvsmiError> {
         let Some(mode) = ComputeMode::parse(mode) else {
             return Ok(Response::fail(
                 2,
-                format!("Invalid value {mode:?} for compute mode. Expected 0/DEFAULT, 1/EXCLUSIVE_THREAD, 2/PROHIBITED or 3/EXCLUSIVE_PROCESS."),
+                format!(
+                    "Invalid value {mode:?} for compute mode. Expected 0/DEFAULT, 1/EXCLUSIVE_THREAD, 2/PROHIBITED or 3/EXCLUSIVE_PROCESS."
+                ),
             ));
         };
         let mut out = String::new();
@@ -408,10 +415,7 @@ fn ok(stdout: String) -> Response {
 }
 
 fn field_error(f: &str) -> Response {
-    Response::fail(
-        2,
-        format!("Field \"{f}\" is not a valid field to query."),
-    )
+    Response::fail(2, format!("Field \"{f}\" is not a valid field to query."))
 }
 
 #[cfg(test)]
@@ -561,7 +565,13 @@ mod tests {
     #[test]
     fn list_prints_one_line_per_gpu() {
         let (_d, s) = state(2);
-        let r = run(&s, &Request { list: true, ..req() });
+        let r = run(
+            &s,
+            &Request {
+                list: true,
+                ..req()
+            },
+        );
         assert_eq!(
             r.stdout.lines().nth(1).unwrap(),
             "GPU 1: NVIDIA H100 80GB HBM3 (sim) (UUID: GPU-5a1f0000-fa17-4000-8000-000000000001)"
