@@ -3,4 +3,6 @@
 
 mod cli;
 mod client;
+mod fault;
 mod load;
+mod sshd;
