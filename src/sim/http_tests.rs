@@ -290,10 +290,13 @@ async fn zero_latency_rate() {
                         .send()
                         .await
                         .unwrap();
+                    assert_eq!(resp.status(), 200);
                     let mut s = resp.bytes_stream();
+                    let mut events = 0;
                     while let Some(chunk) = s.next().await {
-                        chunk.unwrap();
+                        events += chunk.unwrap().windows(2).filter(|w| w == b"\n\n").count();
                     }
+                    assert_eq!(events, 34, "32 tokens, usage, [DONE]");
                 }
             })
         })
@@ -308,4 +311,53 @@ async fn zero_latency_rate() {
         n as f64 / secs
     );
     h.shutdown().await;
+}
+
+/// `cargo test --release --lib sim::http_tests::real_clock_curve -- --ignored --nocapture`:
+/// the default preset over HTTP on the real clock (Poisson arrivals, the article's mix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "takes ~30 s: prints TTFT on the real clock"]
+async fn real_clock_curve() {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, Exp};
+    for rate in [5.0, 20.0, 30.0, 40.0] {
+        let h = sim(SimConfig::default()).await;
+        let url = format!("{}/v1/completions", h.url());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let gaps = Exp::new(rate).unwrap();
+        let (start, mut at, mut tasks) = (Instant::now(), 0.0, Vec::new());
+        while at < 8.0 {
+            at += gaps.sample(&mut rng);
+            let (prompt, max) = super::tests::draw(&mut rng);
+            let body = json!({"prompt": "x".repeat(prompt as usize * 4), "max_tokens": max, "stream": true});
+            let (url, client) = (url.clone(), client());
+            let due = start + Duration::from_secs_f64(at);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(due.into()).await;
+                let resp = client.post(url).json(&body).send().await.ok()?;
+                if resp.status() != 200 {
+                    return None;
+                }
+                let mut s = resp.bytes_stream();
+                s.next().await;
+                let ttft = due.elapsed().as_secs_f64();
+                while s.next().await.is_some() {}
+                Some(ttft)
+            }));
+        }
+        let mut ttft = Vec::new();
+        let n = tasks.len();
+        for t in tasks {
+            ttft.extend(t.await.ok().flatten());
+        }
+        ttft.sort_by(f64::total_cmp);
+        let p = |q: f64| ttft[((ttft.len() - 1) as f64 * q) as usize] * 1e3;
+        println!(
+            "{rate} req/s: ttft p50 {:.0} ms p99 {:.0} ms, {} errors of {n}",
+            p(0.5),
+            p(0.99),
+            n - ttft.len()
+        );
+        h.shutdown().await;
+    }
 }
