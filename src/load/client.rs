@@ -35,7 +35,7 @@
 //! | what happened | outcome |
 //! |---|---|
 //! | 2xx and the stream had `[DONE]` or a `finish_reason` (also when the connection broke after it) | `Ok` |
-//! | non-2xx status (body read up to 64 KiB, a snippet kept in `error`) | `HttpStatus{code}` |
+//! | non-2xx status (body read up to 64 KiB for at most 0.5 s, a snippet kept in `error`) | `HttpStatus{code}` |
 //! | the per-request timeout expired (whole request: connect, headers, body) | `Timeout` |
 //! | TCP connect refused, unreachable, DNS failure, or `connect_timeout` expired | `ConnectError` |
 //! | connection reset or closed while reading headers or body (including a chunked body cut short) | `ConnectionReset` |
@@ -262,11 +262,14 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Bodies of non-2xx responses and model lists are read up to this much.
+/// Bodies of non-2xx responses are read up to this much.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// Model lists (a gateway may serve hundreds) are read up to this much.
+const MODELS_LIMIT: usize = 1024 * 1024;
 /// Whole (non-streaming) responses are read up to this much.
 const RESPONSE_LIMIT: usize = 16 * 1024 * 1024;
-/// After `[DONE]`, how long to wait for the end of the body so the connection can be reused.
+/// After `[DONE]`, how long to wait for the end of the body so the connection can be reused;
+/// also how long to wait for the body of a non-2xx response.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// A per-chunk usage jump larger than this is not believed (it would mean that many gaps).
 const MAX_TOKENS_PER_CHUNK: u64 = 65_536;
@@ -450,7 +453,7 @@ impl Client {
                 .await
                 .map_err(|e| unreachable(reason(&e)))?;
             let status = resp.status();
-            let (body, _) = read_limited(&mut resp, ERROR_BODY_LIMIT)
+            let (body, _) = read_limited(&mut resp, MODELS_LIMIT)
                 .await
                 .map_err(|e| unreachable(reason(&e)))?;
             if !status.is_success() {
@@ -850,8 +853,12 @@ fn classify(e: &reqwest::Error, m: &Measure, cfg: &ClientConfig) -> Failure {
 async fn http_status_failure(resp: &mut reqwest::Response, status: reqwest::StatusCode) -> Failure {
     // Read (a bounded amount of) the body so the connection can be reused; a failure here
     // does not change what happened: the server said `status`.
-    let body = read_limited(resp, ERROR_BODY_LIMIT)
+    // A server that sends the status and then stalls on the body is still an HTTP error, not a
+    // timeout: the body read gets a short grace of its own.
+    let body = tokio::time::timeout(DRAIN_GRACE, read_limited(resp, ERROR_BODY_LIMIT))
         .await
+        .ok()
+        .and_then(Result::ok)
         .map(|(b, _)| b)
         .unwrap_or_default();
     let text = snippet(&String::from_utf8_lossy(&body));
@@ -1356,6 +1363,28 @@ mod tests {
             let (_, _, r) = feed(&[r#"{"choices":[{"text":"a"}]}"#, e]);
             assert_eq!(r, Err("error in stream: boom".to_owned()), "{e}");
         }
+    }
+
+    #[test]
+    fn error_event_is_an_invalid_response() {
+        let mut m = Measure::new();
+        let ev = SseEvent {
+            event: Some("error"),
+            data: r#"{"message":"overloaded"}"#,
+        };
+        let r = m.on_event(ev, Instant::now(), &mut |_| {});
+        assert!(r.is_err_and(
+            |f| f.outcome == Outcome::InvalidResponse && f.message.contains("overloaded")
+        ));
+    }
+
+    #[test]
+    fn implausible_usage_jump_counts_one_token() {
+        let (m, gaps, _) = feed(&[
+            r#"{"choices":[{"text":"a"}]}"#,
+            r#"{"choices":[{"text":"b"}],"usage":{"completion_tokens":99999999}}"#,
+        ]);
+        assert_eq!((m.stream_tokens, gaps.len()), (2, 1));
     }
 
     #[test]

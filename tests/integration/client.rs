@@ -833,3 +833,42 @@ async fn api_key_from_env_reads_the_named_variable() {
             .contains("\"FAULTLINE_TEST_KEY_VAR\" holding the api key is empty")
     );
 }
+
+#[tokio::test]
+async fn error_status_with_a_stalled_body_is_still_http_status() {
+    let srv = serve(|_| {
+        vec![
+            w("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 100\r\n\r\npartial"),
+            Step::Hang,
+        ]
+    })
+    .await;
+    let (rec, _) = send(&client(&srv.base, |c| c.timeout = ms(3000))).await;
+    assert_eq!(rec.outcome, Outcome::HttpStatus { code: 503 }, "{rec:?}");
+    assert_eq!(rec.error.as_deref(), Some("http 503"));
+    assert!(rec.e2e_us < 2_000_000, "{rec:?}");
+}
+
+#[tokio::test]
+async fn connect_timeout_is_connect_error_not_timeout() {
+    // A listener whose accept queue is full drops further SYNs, as a partitioned node does.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = sock.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(ms(100), TcpStream::connect(addr)).await {
+            fillers.push(s);
+        }
+    }
+    let c = client(&format!("http://{addr}"), |c| {
+        c.connect_timeout = ms(200);
+        c.timeout = ms(2000);
+    });
+    let (rec, _) = send(&c).await;
+    assert_eq!(rec.outcome, Outcome::ConnectError, "{rec:?}");
+    assert_eq!(rec.error.as_deref(), Some("connect timed out after 200ms"));
+    assert_between("e2e", rec.e2e_us, ms(200), ms(1000));
+    drop(listener);
+}
