@@ -352,6 +352,11 @@ impl Client {
         &self.inner.cfg
     }
 
+    /// The instant the run's offsets (`intended_s`) are measured from.
+    pub fn run_start(&self) -> Instant {
+        self.inner.run_start
+    }
+
     /// The URL requests go to (`…/v1/completions` or `…/v1/chat/completions`).
     pub fn endpoint(&self) -> &str {
         self.inner.endpoint.as_str()

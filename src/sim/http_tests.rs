@@ -16,10 +16,8 @@ async fn sim(config: SimConfig) -> SimHandle {
         .expect("sim starts")
 }
 
-/// A plain-HTTP client. In test builds reqwest has rustls without a crypto provider (through
-/// the jsonschema dev-dependency), so one is installed first.
+/// A plain-HTTP client.
 fn client() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::new()
 }
 
