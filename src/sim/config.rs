@@ -1,0 +1,365 @@
+//! Every knob of the simulated cluster, its presets, and loading it from a file.
+//!
+//! The parameters are the few that shape an LLM server's latency curve: how many workers share
+//! the load, how many sequences a worker batches, how much KV cache it has (the usual first
+//! bottleneck), and what a step costs (prefill per prompt token, decode per batched sequence).
+//! Durations are written the humantime way (`"12ms"`, `"90us"`) so a config file reads like the
+//! numbers an operator would quote.
+//!
+//! Files are JSON for now (YAML comes with the experiment loader); errors name the file, the
+//! line, the column and the offending value.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::SimError;
+
+/// The simulated cluster. Per-worker limits apply to each worker separately.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// Model name served at `/v1/models` and required in requests.
+    pub model: String,
+    /// Number of GPUs in the cluster.
+    pub gpus: u32,
+    /// GPUs per worker (tensor-parallel size); `gpus` must be a multiple of it.
+    pub tensor_parallel: u32,
+    /// Most sequences a worker runs in one batch.
+    pub max_batch_size: u32,
+    /// KV-cache capacity of a worker in tokens. A sequence reserves prompt + `max_tokens` when it
+    /// is admitted (so nothing is ever preempted); a request that could never fit is refused.
+    pub kv_cache_tokens: u32,
+    /// Prefill cost per prompt token.
+    #[serde(with = "human_duration")]
+    pub prefill_per_token: Duration,
+    /// Most prompt tokens prefilled in one step (chunked prefill); longer prompts take several
+    /// steps, which bounds how much one long prompt can delay everybody's next token.
+    pub prefill_chunk_tokens: u32,
+    /// Fixed cost of a decode step.
+    #[serde(with = "human_duration")]
+    pub decode_step_base: Duration,
+    /// Extra cost of a decode step per decoding sequence in the batch.
+    #[serde(with = "human_duration")]
+    pub decode_step_per_seq: Duration,
+    /// Most requests waiting in one worker's queue; beyond it the router answers 429.
+    /// `null` = unbounded.
+    pub max_queue_len: Option<u32>,
+    /// A request still waiting for admission after this long is dropped with 503.
+    /// `null` = wait forever.
+    #[serde(with = "human_duration_opt")]
+    pub queue_timeout: Option<Duration>,
+    /// No delays at all: every response is written at once (for measuring the client itself).
+    pub zero_latency: bool,
+    /// GPU product name reported in DCGM labels.
+    pub gpu_name: String,
+    /// Framebuffer size of one GPU in MiB.
+    pub gpu_memory_mib: u32,
+    /// Framebuffer used by weights, activations and runtime on each GPU, in MiB.
+    pub weights_mib_per_gpu: u32,
+    /// Framebuffer used by a full KV cache on each GPU, in MiB.
+    pub kv_cache_mib_per_gpu: u32,
+}
+
+const PRESETS: &[&str] = &["h100x4-70b", "small", "zero-latency"];
+
+impl SimConfig {
+    /// A named preset: `h100x4-70b` (default), `small` (fast, saturates at a few req/s) or
+    /// `zero-latency` (`h100x4-70b` without delays).
+    pub fn preset(name: &str) -> Option<SimConfig> {
+        match name {
+            "h100x4-70b" => Some(h100x4_70b()),
+            "small" => Some(small()),
+            "zero-latency" => Some(h100x4_70b().zero_latency()),
+            _ => None,
+        }
+    }
+
+    /// Names accepted by [`SimConfig::preset`].
+    pub fn preset_names() -> &'static [&'static str] {
+        PRESETS
+    }
+
+    /// Reads a JSON config file (every field required, unknown fields refused) and checks it.
+    pub fn load(path: &Path) -> Result<SimConfig, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::ReadConfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|e| match e {
+            ConfigProblem::Parse {
+                line,
+                column,
+                message,
+            } => SimError::ParseConfig {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            },
+            ConfigProblem::Invalid(invalid) => {
+                let (line, column) = locate_key(&text, invalid.field);
+                SimError::ParseConfig {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message: invalid.to_string(),
+                }
+            }
+        })
+    }
+
+    fn from_json(text: &str) -> Result<SimConfig, ConfigProblem> {
+        let config: SimConfig = serde_json::from_str(text).map_err(|e| {
+            // serde_json appends " at line L column C"; we report those as fields instead.
+            let full = e.to_string();
+            let message = match full.rfind(" at line ") {
+                Some(i) => full[..i].to_string(),
+                None => full,
+            };
+            ConfigProblem::Parse {
+                line: e.line(),
+                column: e.column(),
+                message,
+            }
+        })?;
+        config.validate().map_err(ConfigProblem::Invalid)?;
+        Ok(config)
+    }
+
+    /// The same cluster with no delays at all.
+    pub fn zero_latency(mut self) -> SimConfig {
+        self.zero_latency = true;
+        self
+    }
+
+    /// Number of workers (`gpus / tensor_parallel`).
+    pub fn workers(&self) -> usize {
+        (self.gpus / self.tensor_parallel.max(1)) as usize
+    }
+
+    /// Checks the values serde cannot (ranges, divisibility).
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        let bad = |field: &'static str, value: String, reason: &'static str| {
+            Err(InvalidValue {
+                field,
+                value,
+                reason,
+            })
+        };
+        if self.model.is_empty() {
+            return bad("model", String::new(), "must not be empty");
+        }
+        if self.gpus == 0 {
+            return bad("gpus", "0".into(), "must be at least 1");
+        }
+        if self.tensor_parallel == 0 || self.gpus % self.tensor_parallel != 0 {
+            return bad(
+                "tensor_parallel",
+                self.tensor_parallel.to_string(),
+                "must divide gpus",
+            );
+        }
+        for (field, value) in [
+            ("max_batch_size", self.max_batch_size),
+            ("kv_cache_tokens", self.kv_cache_tokens),
+            ("prefill_chunk_tokens", self.prefill_chunk_tokens),
+            ("gpu_memory_mib", self.gpu_memory_mib),
+        ] {
+            if value == 0 {
+                return bad(field, "0".into(), "must be at least 1");
+            }
+        }
+        if u64::from(self.weights_mib_per_gpu) + u64::from(self.kv_cache_mib_per_gpu)
+            > u64::from(self.gpu_memory_mib)
+        {
+            return bad(
+                "kv_cache_mib_per_gpu",
+                self.kv_cache_mib_per_gpu.to_string(),
+                "weights plus kv cache exceed gpu_memory_mib",
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        h100x4_70b()
+    }
+}
+
+/// 4×H100 serving Llama-70B (AWQ INT4) as 2 workers of TP=2, tuned so the default workload mix
+/// (mean ≈ 480 prompt / ≈ 160 output tokens) shows the article's curve: flat until ~30 req/s,
+/// TTFT p99 ≈ 1 s with the first queue timeouts at ~40 req/s, queue explosion beyond.
+fn h100x4_70b() -> SimConfig {
+    SimConfig {
+        model: "sim-llama-70b".into(),
+        gpus: 4,
+        tensor_parallel: 2,
+        max_batch_size: 256,
+        kv_cache_tokens: 110_000,
+        prefill_per_token: Duration::from_micros(25),
+        prefill_chunk_tokens: 512,
+        decode_step_base: Duration::from_millis(10),
+        decode_step_per_seq: Duration::from_micros(110),
+        max_queue_len: Some(512),
+        queue_timeout: Some(Duration::from_secs(3)),
+        zero_latency: false,
+        gpu_name: "NVIDIA H100 80GB HBM3".into(),
+        gpu_memory_mib: 81_559,
+        weights_mib_per_gpu: 21_000,
+        kv_cache_mib_per_gpu: 52_000,
+    }
+}
+
+/// One small worker that saturates at a few requests per second (≈ 8 req/s of 32-token
+/// answers), so tests reach the knee of the curve quickly and cheaply.
+fn small() -> SimConfig {
+    SimConfig {
+        model: "sim-small".into(),
+        gpus: 1,
+        tensor_parallel: 1,
+        max_batch_size: 4,
+        kv_cache_tokens: 4096,
+        prefill_per_token: Duration::from_micros(20),
+        prefill_chunk_tokens: 512,
+        decode_step_base: Duration::from_millis(8),
+        decode_step_per_seq: Duration::from_millis(2),
+        max_queue_len: Some(16),
+        queue_timeout: Some(Duration::from_secs(1)),
+        zero_latency: false,
+        gpu_name: "NVIDIA L4".into(),
+        gpu_memory_mib: 23_034,
+        weights_mib_per_gpu: 4_000,
+        kv_cache_mib_per_gpu: 16_000,
+    }
+}
+
+/// A value that parsed but makes no sense.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid {field} {value:?}: {reason}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+enum ConfigProblem {
+    Parse {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    Invalid(InvalidValue),
+}
+
+/// Line and column (1-based) of `"key"` in a JSON text; (0, 0) when absent.
+fn locate_key(text: &str, key: &str) -> (usize, usize) {
+    let quoted = format!("\"{key}\"");
+    for (i, line) in text.lines().enumerate() {
+        if let Some(col) = line.find(&quoted) {
+            return (i + 1, line[..col].chars().count() + 1);
+        }
+    }
+    (0, 0)
+}
+
+mod human_duration {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| D::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+mod human_duration_opt {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => humantime::parse_duration(&text)
+                .map(Some)
+                .map_err(|e| D::Error::custom(format!("invalid duration {text:?}: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_valid_and_round_trips_through_json() {
+        for name in SimConfig::preset_names() {
+            let config = SimConfig::preset(name).expect("listed preset exists");
+            config.validate().expect("preset is valid");
+            let text = serde_json::to_string_pretty(&config).expect("serializes");
+            let back = SimConfig::from_json(&text).ok().expect("parses back");
+            assert_eq!(back, config, "{name}");
+        }
+        assert_eq!(
+            SimConfig::default(),
+            SimConfig::preset("h100x4-70b").unwrap()
+        );
+        assert!(SimConfig::preset("nope").is_none());
+    }
+
+    #[test]
+    fn load_error_names_file_line_column_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        let mut text = serde_json::to_string_pretty(&SimConfig::default()).unwrap();
+        text = text.replace("\"10ms\"", "\"10 parsecs\"");
+        std::fs::write(&path, &text).unwrap();
+        let msg = SimConfig::load(&path).unwrap_err().to_string();
+        assert!(msg.contains("sim.json:"), "{msg}");
+        assert!(msg.contains("\"10 parsecs\""), "{msg}");
+        let line = text.lines().position(|l| l.contains("parsecs")).unwrap() + 1;
+        assert!(msg.contains(&format!(":{line}:")), "{msg}");
+    }
+
+    #[test]
+    fn load_refuses_unknown_fields_and_bad_tensor_parallel() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        let text = serde_json::to_string_pretty(&SimConfig::default())
+            .unwrap()
+            .replace("\"gpus\"", "\"gpuz\"");
+        std::fs::write(&path, text).unwrap();
+        let msg = SimConfig::load(&path).unwrap_err().to_string();
+        assert!(msg.contains("unknown field `gpuz`"), "{msg}");
+
+        let mut config = SimConfig::default();
+        config.tensor_parallel = 3;
+        std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        let msg = SimConfig::load(&path).unwrap_err().to_string();
+        assert!(msg.contains("tensor_parallel \"3\""), "{msg}");
+        assert!(msg.contains("sim.json:"), "{msg}");
+    }
+
+    #[test]
+    fn zero_latency_keeps_the_cluster() {
+        let z = SimConfig::default().zero_latency();
+        assert!(z.zero_latency);
+        assert_eq!(z.gpus, 4);
+        assert_eq!(SimConfig::preset("zero-latency"), Some(z));
+    }
+}

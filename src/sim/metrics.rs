@@ -1,0 +1,213 @@
+//! Prometheus text exposition of the sim, in the names real clusters use: vLLM's per-worker
+//! series and DCGM's per-GPU ones, so the same queries and dashboards work on the sim and on a
+//! real cluster. Written by hand: the format is simple and the sim needs no metrics crate.
+//!
+//! Counters are atomics so the zero-latency path can count without taking a lock.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use super::cluster::Cluster;
+
+/// vLLM's TTFT histogram buckets, in seconds.
+const TTFT_BUCKETS: [f64; 16] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    prompt_tokens: AtomicU64,
+    generation_tokens: AtomicU64,
+    success: AtomicU64,
+    ttft_buckets: [AtomicU64; TTFT_BUCKETS.len()],
+    ttft_sum_us: AtomicU64,
+    ttft_count: AtomicU64,
+}
+
+impl WorkerStats {
+    /// A request's first token: its prompt was processed after `ttft`.
+    pub fn first_token(&self, prompt_tokens: u32, ttft: Duration) {
+        self.prompt_tokens
+            .fetch_add(u64::from(prompt_tokens), Relaxed);
+        let secs = ttft.as_secs_f64();
+        if let Some(i) = TTFT_BUCKETS.iter().position(|&b| secs <= b) {
+            self.ttft_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.ttft_sum_us.fetch_add(ttft.as_micros() as u64, Relaxed);
+        self.ttft_count.fetch_add(1, Relaxed);
+    }
+
+    /// One generated token; `last` = the request finished.
+    pub fn token(&self, last: bool) {
+        self.generation_tokens.fetch_add(1, Relaxed);
+        if last {
+            self.success.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A whole request served at once (zero-latency mode).
+    pub fn whole_request(&self, prompt_tokens: u32, completion_tokens: u32) {
+        self.first_token(prompt_tokens, Duration::ZERO);
+        self.generation_tokens
+            .fetch_add(u64::from(completion_tokens), Relaxed);
+        self.success.fetch_add(1, Relaxed);
+    }
+}
+
+/// The whole `/metrics` page.
+pub(crate) fn render(cluster: &Cluster) -> String {
+    let c = &cluster.config;
+    let now = cluster.now();
+    let gauges: Vec<_> = cluster.workers.iter().map(|w| w.gauges(now)).collect();
+    let model = escape(&c.model);
+    let mut out = String::with_capacity(8 * 1024);
+    let lbl = |w: usize| format!("model_name=\"{model}\",worker=\"{w}\"");
+
+    family(
+        &mut out,
+        "vllm:num_requests_running",
+        "gauge",
+        "Number of requests in the model execution batch.",
+        gauges.iter().enumerate().map(|(i, g)| (lbl(i), g.0 as f64)),
+    );
+    family(
+        &mut out,
+        "vllm:num_requests_waiting",
+        "gauge",
+        "Number of requests waiting to be processed.",
+        gauges.iter().enumerate().map(|(i, g)| (lbl(i), g.1 as f64)),
+    );
+    family(
+        &mut out,
+        "vllm:gpu_cache_usage_perc",
+        "gauge",
+        "GPU KV-cache usage. 1 means 100 percent usage.",
+        gauges.iter().enumerate().map(|(i, g)| (lbl(i), g.2)),
+    );
+    let counter = |f: fn(&WorkerStats) -> &AtomicU64| {
+        cluster
+            .workers
+            .iter()
+            .map(move |w| (lbl(w.id), f(&w.stats).load(Relaxed) as f64))
+            .collect::<Vec<_>>()
+    };
+    family(
+        &mut out,
+        "vllm:prompt_tokens_total",
+        "counter",
+        "Number of prefill tokens processed.",
+        counter(|s| &s.prompt_tokens),
+    );
+    family(
+        &mut out,
+        "vllm:generation_tokens_total",
+        "counter",
+        "Number of generation tokens processed.",
+        counter(|s| &s.generation_tokens),
+    );
+    family(
+        &mut out,
+        "vllm:request_success_total",
+        "counter",
+        "Count of successfully processed requests.",
+        counter(|s| &s.success)
+            .into_iter()
+            .map(|(l, v)| (format!("{l},finished_reason=\"length\""), v)),
+    );
+
+    let name = "vllm:time_to_first_token_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Histogram of time to first token in seconds.\n# TYPE {name} histogram"
+    );
+    for w in &cluster.workers {
+        let l = lbl(w.id);
+        let mut cumulative = 0;
+        for (i, bound) in TTFT_BUCKETS.iter().enumerate() {
+            cumulative += w.stats.ttft_buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{l},le=\"{bound}\"}} {cumulative}");
+        }
+        let count = w.stats.ttft_count.load(Relaxed);
+        let sum = w.stats.ttft_sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{{l}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{l}}} {count}");
+    }
+
+    // DCGM: one series per GPU; a GPU shows its worker's state.
+    let gpu = |g: usize, w: usize| {
+        format!(
+            "gpu=\"{g}\",UUID=\"GPU-00000000-0000-0000-0000-{g:012}\",device=\"nvidia{g}\",modelName=\"{}\",Hostname=\"sim\",worker=\"{w}\"",
+            escape(&c.gpu_name)
+        )
+    };
+    let per_gpu = |f: &dyn Fn(&(usize, usize, f64, f64)) -> f64| {
+        cluster
+            .workers
+            .iter()
+            .flat_map(|w| w.gpus.clone().map(move |g| (g, w.id)))
+            .map(|(g, w)| (gpu(g, w), f(&gauges[w])))
+            .collect::<Vec<_>>()
+    };
+    family(
+        &mut out,
+        "DCGM_FI_DEV_GPU_UTIL",
+        "gauge",
+        "GPU utilization (in %).",
+        per_gpu(&|g| (g.3 * 100.0).round()),
+    );
+    // Decode is memory-bound: bandwidth use follows how busy the GPU is and how much KV it reads.
+    family(
+        &mut out,
+        "DCGM_FI_DEV_MEM_COPY_UTIL",
+        "gauge",
+        "Memory utilization (in %).",
+        per_gpu(&|g| (g.3 * (35.0 + 55.0 * g.2)).round()),
+    );
+    family(
+        &mut out,
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+        "gauge",
+        "Ratio of cycles the device memory interface is active sending or receiving data.",
+        per_gpu(&|g| g.3 * (0.35 + 0.55 * g.2)),
+    );
+    let fb_used = |g: &(usize, usize, f64, f64)| {
+        (f64::from(c.weights_mib_per_gpu) + g.2 * f64::from(c.kv_cache_mib_per_gpu)).round()
+    };
+    family(
+        &mut out,
+        "DCGM_FI_DEV_FB_USED",
+        "gauge",
+        "Framebuffer memory used (in MiB).",
+        per_gpu(&fb_used),
+    );
+    family(
+        &mut out,
+        "DCGM_FI_DEV_FB_FREE",
+        "gauge",
+        "Framebuffer memory free (in MiB).",
+        per_gpu(&|g| f64::from(c.gpu_memory_mib) - fb_used(g)),
+    );
+    out
+}
+
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (String, f64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in values {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
