@@ -1,0 +1,84 @@
+//! "Did you mean": the closest known word by edit distance, and a corrected duration.
+
+/// Levenshtein distance over characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known word closest to `word`, if it is close enough to be a plausible typo (at most a
+/// third of the word's length, and at least 1 edit allowed).
+pub fn closest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let limit = (word.chars().count() / 3).max(1);
+    known
+        .into_iter()
+        .map(|k| (edit_distance(&word.to_lowercase(), &k.to_lowercase()), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.to_string())
+}
+
+/// A humantime spelling of what the user probably meant: `90` → `90s`, `1.5m` → `90s`,
+/// `3 mintues` → `3m`, `10 secs` → `10s`.
+pub fn duration_suggestion(text: &str) -> Option<String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let unit = unit.trim().to_lowercase();
+    let secs_per = match unit.as_str() {
+        "" | "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+        u if u.starts_with("ms") || u.starts_with("milli") => 0.001,
+        u if u.starts_with("mi") || u.starts_with("mn") || u == "m" => 60.0,
+        u if u.starts_with('h') => 3600.0,
+        u if u.starts_with('s') => 1.0,
+        u if u.starts_with('d') => 86400.0,
+        _ => return None,
+    };
+    let ms = (n * secs_per * 1000.0).round() as u64;
+    let s = match ms {
+        0 => return None,
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    };
+    (s != t).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_suggests_a_one_letter_typo() {
+        let known = ["duration", "at", "repeat", "use"];
+        assert_eq!(closest("durtion", known).as_deref(), Some("duration"));
+        assert_eq!(closest("ues", known).as_deref(), Some("use"));
+    }
+
+    #[test]
+    fn closest_stays_quiet_for_unrelated_words() {
+        assert_eq!(closest("banana", ["duration", "at"]), None);
+    }
+
+    #[test]
+    fn duration_suggestion_fixes_units_and_bare_numbers() {
+        assert_eq!(duration_suggestion("3 mintues").as_deref(), Some("3m"));
+        assert_eq!(duration_suggestion("90").as_deref(), Some("90s"));
+        assert_eq!(duration_suggestion("1.5m").as_deref(), Some("90s"));
+        assert_eq!(duration_suggestion("0.5s").as_deref(), Some("500ms"));
+        assert_eq!(duration_suggestion("soon"), None);
+    }
+}
