@@ -41,9 +41,9 @@ pub struct LoadArgs {
     /// Arrival process: constant, poisson or gamma.
     #[arg(long, default_value = "poisson")]
     pub arrival: String,
-    /// Gamma shape: 1 = Poisson, below 1 burstier, above 1 smoother.
-    #[arg(long, default_value_t = 1.0)]
-    pub burstiness: f64,
+    /// Gamma shape (with --arrival gamma): 1 = Poisson, below 1 burstier, above 1 smoother.
+    #[arg(long)]
+    pub burstiness: Option<f64>,
     /// Ramp the rate linearly from --rate to this rate over the duration.
     #[arg(long, conflicts_with_all = ["steps", "concurrency", "trace"])]
     pub ramp_to: Option<f64>,

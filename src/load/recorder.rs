@@ -41,6 +41,36 @@ pub struct Progress {
     pub output_tokens: u64,
     /// The most recently sealed window.
     pub last: Option<WindowStats>,
+    /// Completions and errors per second of *completion* time, newest last (the last
+    /// `LIVE_SECONDS`): what live decisions (stop conditions, steady-state checks) look at,
+    /// because a window keyed by intended start is only complete once its slowest request is.
+    pub live: std::collections::VecDeque<LiveSecond>,
+}
+
+/// Requests that finished during one second of the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LiveSecond {
+    pub second: u64,
+    pub completed: u64,
+    pub errors: u64,
+    /// Largest TTFT among them (ms), if any had one.
+    pub max_ttft_ms: Option<f64>,
+}
+
+pub const LIVE_SECONDS: usize = 120;
+
+impl Progress {
+    /// Error rate over the last `seconds` complete seconds before `now_s` (by completion time).
+    pub fn recent_error_rate(&self, now_s: f64, seconds: u64) -> Option<f64> {
+        let now = now_s as u64;
+        let from = now.saturating_sub(seconds);
+        let (done, errs) = self
+            .live
+            .iter()
+            .filter(|l| l.second >= from && l.second < now)
+            .fold((0, 0), |(d, e), l| (d + l.completed, e + l.errors));
+        (done > 0).then(|| errs as f64 / done as f64)
+    }
 }
 
 struct OpenWindow {
@@ -159,6 +189,25 @@ impl Recorder {
         inner.progress.output_tokens += rec.output_tokens;
         if !rec.outcome.is_ok() {
             inner.progress.errors += 1;
+        }
+        let second = ((rec.intended_s * 1e6) as u64 + rec.e2e_us) / 1_000_000;
+        let live = &mut inner.progress.live;
+        if live.back().is_none_or(|l| l.second < second) {
+            live.push_back(LiveSecond {
+                second,
+                ..LiveSecond::default()
+            });
+            if live.len() > LIVE_SECONDS {
+                live.pop_front();
+            }
+        }
+        if let Some(l) = live.iter_mut().rev().find(|l| l.second == second) {
+            l.completed += 1;
+            l.errors += u64::from(!rec.outcome.is_ok());
+            if let Some(t) = rec.ttft_us {
+                let t = t as f64 / 1000.0;
+                l.max_ttft_ms = Some(l.max_ttft_ms.map_or(t, |m| m.max(t)));
+            }
         }
         if let Some(w) = inner.open.get_mut(&window) {
             w.window.record(rec);

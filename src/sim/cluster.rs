@@ -58,17 +58,25 @@ impl Worker {
         WorkerHealth::from_u8(self.health.load(Ordering::Relaxed))
     }
 
-    /// (running, waiting, KV-cache usage 0..1, busy share of the last second 0..1)
-    pub fn gauges(&self, now: Duration) -> (usize, usize, f64, f64) {
+    pub fn gauges(&self, now: Duration) -> Gauges {
         let mut core = self.core();
-        let util = core.util.read(now);
-        (
-            core.batcher.running(),
-            core.batcher.waiting(),
-            core.batcher.kv_usage(),
-            util,
-        )
+        Gauges {
+            running: core.batcher.running(),
+            waiting: core.batcher.waiting(),
+            kv_usage: core.batcher.kv_usage(),
+            busy: core.util.read(now),
+        }
     }
+}
+
+/// A worker's state as `/metrics` shows it.
+pub(crate) struct Gauges {
+    pub running: usize,
+    pub waiting: usize,
+    /// KV-cache usage, 0..1.
+    pub kv_usage: f64,
+    /// Share of the last full second spent stepping, 0..1.
+    pub busy: f64,
 }
 
 pub(crate) struct Cluster {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, Gauges};
 
 /// vLLM's TTFT histogram buckets, in seconds.
 const TTFT_BUCKETS: [f64; 16] = [
@@ -69,21 +69,27 @@ pub(crate) fn render(cluster: &Cluster) -> String {
         "vllm:num_requests_running",
         "gauge",
         "Number of requests in the model execution batch.",
-        gauges.iter().enumerate().map(|(i, g)| (lbl(i), g.0 as f64)),
+        gauges
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (lbl(i), g.running as f64)),
     );
     family(
         &mut out,
         "vllm:num_requests_waiting",
         "gauge",
         "Number of requests waiting to be processed.",
-        gauges.iter().enumerate().map(|(i, g)| (lbl(i), g.1 as f64)),
+        gauges
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (lbl(i), g.waiting as f64)),
     );
     family(
         &mut out,
         "vllm:gpu_cache_usage_perc",
         "gauge",
         "GPU KV-cache usage. 1 means 100 percent usage.",
-        gauges.iter().enumerate().map(|(i, g)| (lbl(i), g.2)),
+        gauges.iter().enumerate().map(|(i, g)| (lbl(i), g.kv_usage)),
     );
     let counter = |f: fn(&WorkerStats) -> &AtomicU64| {
         cluster
@@ -142,7 +148,7 @@ pub(crate) fn render(cluster: &Cluster) -> String {
             escape(&c.gpu_name)
         )
     };
-    let per_gpu = |f: &dyn Fn(&(usize, usize, f64, f64)) -> f64| {
+    let per_gpu = |f: &dyn Fn(&Gauges) -> f64| {
         cluster
             .workers
             .iter()
@@ -155,7 +161,7 @@ pub(crate) fn render(cluster: &Cluster) -> String {
         "DCGM_FI_DEV_GPU_UTIL",
         "gauge",
         "GPU utilization (in %).",
-        per_gpu(&|g| (g.3 * 100.0).round()),
+        per_gpu(&|g| (g.busy * 100.0).round()),
     );
     // Decode is memory-bound: bandwidth use follows how busy the GPU is and how much KV it reads.
     family(
@@ -163,17 +169,17 @@ pub(crate) fn render(cluster: &Cluster) -> String {
         "DCGM_FI_DEV_MEM_COPY_UTIL",
         "gauge",
         "Memory utilization (in %).",
-        per_gpu(&|g| (g.3 * (35.0 + 55.0 * g.2)).round()),
+        per_gpu(&|g| (g.busy * (35.0 + 55.0 * g.kv_usage)).round()),
     );
     family(
         &mut out,
         "DCGM_FI_PROF_DRAM_ACTIVE",
         "gauge",
         "Ratio of cycles the device memory interface is active sending or receiving data.",
-        per_gpu(&|g| g.3 * (0.35 + 0.55 * g.2)),
+        per_gpu(&|g| g.busy * (0.35 + 0.55 * g.kv_usage)),
     );
-    let fb_used = |g: &(usize, usize, f64, f64)| {
-        (f64::from(c.weights_mib_per_gpu) + g.2 * f64::from(c.kv_cache_mib_per_gpu)).round()
+    let fb_used = |g: &Gauges| {
+        (f64::from(c.weights_mib_per_gpu) + g.kv_usage * f64::from(c.kv_cache_mib_per_gpu)).round()
     };
     family(
         &mut out,

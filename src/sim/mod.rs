@@ -17,6 +17,8 @@ mod api;
 mod batch;
 mod cluster;
 mod config;
+#[cfg(test)]
+mod http_tests;
 mod metrics;
 mod sse;
 #[cfg(test)]

@@ -42,7 +42,7 @@ fn clipped(rng: &mut StdRng, [mean, std, min, max]: [f64; 4]) -> u32 {
     n.clamp(min, max) as u32
 }
 
-fn draw(rng: &mut StdRng) -> (u32, u32) {
+pub(crate) fn draw(rng: &mut StdRng) -> (u32, u32) {
     let mut pick: f64 = rng.random();
     for (share, input, output) in MIX {
         if pick < share {

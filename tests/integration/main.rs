@@ -2,4 +2,5 @@
 //! `faultline` binary for CLI behaviour.
 
 mod cli;
+mod client;
 mod load;

@@ -23,6 +23,10 @@ pub fn keys(parts: &[&str]) -> Vec<Seg> {
     parts.iter().map(|k| Seg::key(k)).collect()
 }
 
+fn keep<T>(r: Result<T, SpecError>, errors: &mut Vec<SpecError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
 fn dur(d: Option<Dur>, default: Duration) -> Duration {
     d.map(|d| d.0).unwrap_or(default)
 }
@@ -35,9 +39,6 @@ pub fn relative(doc: &Doc, p: &Path) -> PathBuf {
 pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
     let spec: ExperimentSpec = from_value(doc.root.to_json(), &Source::new(doc, vec![]))?;
     let mut errors = Vec::new();
-    let mut keep = |r: Result<_, SpecError>, errors: &mut Vec<SpecError>| {
-        r.map_err(|e| errors.push(e)).ok()
-    };
     let target = keep(target(&spec.target, doc), &mut errors);
     let kubernetes = spec.kubernetes.as_ref().map(|k| Kubernetes {
         kubeconfig: match k.kubeconfig.as_deref() {
