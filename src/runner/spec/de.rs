@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::Value;
 
 use super::error::{Location, SpecError};
-use super::suggest::{closest, duration_suggestion};
+use super::suggest::{closest, duration_reason, duration_suggestion};
 use super::yaml::{Doc, Node, Seg, path_string};
 
 /// Where a value came from: `(document, path of the value in it)`, most specific first.
@@ -143,9 +143,10 @@ fn serde_error(path: &[Seg], msg: &str, src: &Source) -> SpecError {
             Some(super::yaml::NodeData::Scalar(v)) => v.to_string(),
             _ => value.clone(),
         };
-        let reason = match humantime::parse_duration(&text) {
-            Err(e) if node.and_then(Node::as_str).is_some() => e.to_string(),
-            _ => "a duration is a string with a unit, like 30s, 2m or 1h30m".into(),
+        let reason = if node.and_then(Node::as_str).is_some() {
+            duration_reason(&text)
+        } else {
+            "a number needs a unit (ms, s, m, h)".into()
         };
         return SpecError::BadDuration {
             at: src.locate(path),
@@ -232,7 +233,7 @@ mod tests {
     fn bad_duration_quotes_value_and_suggests_spelling() {
         assert_eq!(
             err("duration: 3 mintues\n"),
-            "t.yaml:1:11: invalid duration '3 mintues' for 'duration': unknown time unit \"mintues\", supported units: ns, us, ms, sec, min, hours, days, weeks, months, years (and few variations); try 3m"
+            "t.yaml:1:11: invalid duration '3 mintues' for 'duration': unknown unit 'mintues' (use ms, s, m, h); try 3m"
         );
         assert!(err("duration: 90\n").ends_with("; try 90s"), "{}", err("duration: 90\n"));
     }

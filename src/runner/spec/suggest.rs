@@ -1,18 +1,44 @@
 //! "Did you mean": the closest known word by edit distance, and a corrected duration.
 
-/// Levenshtein distance over characters.
+/// Edit distance counting insertions, deletions, substitutions and swaps of two neighbouring
+/// characters (optimal string alignment): `ues` is one edit from `use`.
 pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// Why `text` is not a duration, in a few words (humantime's own message lists every unit).
+pub fn duration_reason(text: &str) -> String {
+    use humantime::DurationError as E;
+    match humantime::parse_duration(text) {
+        Ok(_) => "not a valid duration here".into(),
+        Err(E::UnknownUnit { unit, .. }) if unit.is_empty() => {
+            "a number needs a unit (ms, s, m, h)".into()
+        }
+        Err(E::UnknownUnit { unit, .. }) => format!("unknown unit '{unit}' (use ms, s, m, h)"),
+        Err(E::NumberExpected(_)) | Err(E::InvalidCharacter(_)) => {
+            "expected a number followed by a unit, like 30s, 2m or 1h30m".into()
+        }
+        Err(E::NumberOverflow) => "too large".into(),
+        Err(E::Empty) => "empty".into(),
+    }
 }
 
 /// The known word closest to `word`, if it is close enough to be a plausible typo (at most a
