@@ -19,6 +19,10 @@
 //! Durations are humantime strings (`30s`, `2m`, `1h30m`); a bare number is refused, because
 //! nobody can tell whether `30` meant seconds.
 
+// A `SpecError` is big (a location, the value, a hint), and is only built on the once-per-run
+// cold path of reading a file; boxing it everywhere would buy nothing.
+#![allow(clippy::result_large_err)]
+
 mod check;
 mod de;
 mod error;
@@ -65,4 +69,9 @@ pub fn validate_file(path: &Path) -> Result<Validated, SpecError> {
     } else {
         check::check(&doc).map(|e| Validated::Experiment(Box::new(e)))
     }
+}
+
+/// A YAML text as the loader sees it, as JSON (for schema checks and tooling).
+pub fn yaml_to_json(text: &str) -> Result<serde_json::Value, SpecError> {
+    Ok(yaml::Doc::parse(Path::new("<text>"), text)?.root.to_json())
 }

@@ -4,3 +4,4 @@
 mod cli;
 mod client;
 mod load;
+mod spec;

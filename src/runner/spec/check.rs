@@ -151,7 +151,10 @@ fn target(t: &TargetSpec, doc: &Doc) -> Result<Target, SpecError> {
                     key: "preset".into(),
                     value: format!("'{preset}'"),
                     message: match closest(&preset, known.iter().copied()) {
-                        Some(s) => format!("unknown sim preset; did you mean '{s}'? (known: {})", known.join(", ")),
+                        Some(s) => format!(
+                            "unknown sim preset; did you mean '{s}'? (known: {})",
+                            known.join(", ")
+                        ),
                         None => format!("unknown sim preset (known: {})", known.join(", ")),
                     },
                 });
@@ -201,15 +204,20 @@ fn target(t: &TargetSpec, doc: &Doc) -> Result<Target, SpecError> {
 fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
     let at = |k: &str| doc.locate(&keys(&["load", k]));
     let conflict = |a: &str, b: &str| {
-        SpecError::invalid(at(b), format!("'{b}' cannot be combined with '{a}' in 'load'"))
+        SpecError::invalid(
+            at(b),
+            format!("'{b}' cannot be combined with '{a}' in 'load'"),
+        )
     };
     let bad = |k: &str, e: &dyn std::fmt::Display| SpecError::invalid(at(k), e.to_string());
     let need_duration = || {
-        l.duration.map(|d| d.0).ok_or_else(|| SpecError::MissingKey {
-            at: doc.locate(&keys(&["load"])),
-            key: "duration".into(),
-            context: "'load'".into(),
-        })
+        l.duration
+            .map(|d| d.0)
+            .ok_or_else(|| SpecError::MissingKey {
+                at: doc.locate(&keys(&["load"])),
+                key: "duration".into(),
+                context: "'load'".into(),
+            })
     };
     let given = |k: &str| match k {
         "rate" => l.rate.is_some(),
@@ -234,7 +242,10 @@ fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
         }
     }
     let schedule = if let Some(users) = l.concurrency {
-        first_conflict("concurrency", &["rate", "arrival", "burstiness", "ramp_to", "steps", "trace"])?;
+        first_conflict(
+            "concurrency",
+            &["rate", "arrival", "burstiness", "ramp_to", "steps", "trace"],
+        )?;
         if users == 0 {
             return Err(bad("concurrency", &"must be at least 1"));
         }
@@ -243,20 +254,43 @@ fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
             duration: need_duration()?,
         }
     } else if let Some(path) = &l.trace {
-        first_conflict("trace", &["rate", "arrival", "burstiness", "ramp_to", "steps", "duration"])?;
+        first_conflict(
+            "trace",
+            &[
+                "rate",
+                "arrival",
+                "burstiness",
+                "ramp_to",
+                "steps",
+                "duration",
+            ],
+        )?;
         let entries = schedule::load_trace(&relative(doc, path)).map_err(|e| bad("trace", &e))?;
         Schedule::Trace {
             entries,
             max_in_flight: l.max_in_flight,
         }
     } else {
-        let process = ArrivalProcess::parse(l.arrival.as_deref().unwrap_or("poisson"), l.burstiness)
-            .map_err(|e| bad(if l.burstiness.is_some() { "burstiness" } else { "arrival" }, &e))?;
+        let process =
+            ArrivalProcess::parse(l.arrival.as_deref().unwrap_or("poisson"), l.burstiness)
+                .map_err(|e| {
+                    bad(
+                        if l.burstiness.is_some() {
+                            "burstiness"
+                        } else {
+                            "arrival"
+                        },
+                        &e,
+                    )
+                })?;
         let positive = |k: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(v)
             } else {
-                Err(bad(k, &format!("'{v}' must be a positive number of requests per second")))
+                Err(bad(
+                    k,
+                    &format!("'{v}' must be a positive number of requests per second"),
+                ))
             }
         };
         let (shape, duration) = if let Some(steps) = &l.steps {
@@ -290,7 +324,9 @@ fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
     schedule.validate().map_err(|e| bad("rate", &e))?;
     let workload = match (&l.corpus, &l.workload) {
         (Some(_), Some(_)) => return Err(conflict("workload", "corpus")),
-        (Some(p), None) => Workload::load_corpus(&relative(doc, p)).map_err(|e| bad("corpus", &e))?,
+        (Some(p), None) => {
+            Workload::load_corpus(&relative(doc, p)).map_err(|e| bad("corpus", &e))?
+        }
         (None, Some(mix)) => Workload::parse_mix(mix).map_err(|e| bad("workload", &e))?,
         (None, None) => Workload::default_mix(),
     };
@@ -308,9 +344,18 @@ fn probes(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> Vec<
         let base = vec![Seg::key("probes"), Seg::Index(i)];
         let at = |k: &[&str]| doc.locate(&[base.clone(), keys(k)].concat());
         if !names.insert(p.name.clone()) {
-            errors.push(SpecError::invalid(at(&["name"]), format!("probe name '{}' is used twice", p.name)));
+            errors.push(SpecError::invalid(
+                at(&["name"]),
+                format!("probe name '{}' is used twice", p.name),
+            ));
         }
-        let ProbeSpec { http, prometheus, kube_ready, command, .. } = p;
+        let ProbeSpec {
+            http,
+            prometheus,
+            kube_ready,
+            command,
+            ..
+        } = p;
         let checks: Vec<ProbeCheck> = [
             http.clone().map(ProbeCheck::Http),
             prometheus.clone().map(ProbeCheck::Prometheus),
@@ -323,21 +368,31 @@ fn probes(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> Vec<
         if checks.len() != 1 {
             errors.push(SpecError::invalid(
                 at(&[]),
-                format!("probe '{}' needs exactly one of 'http', 'prometheus', 'kube_ready', 'command'", p.name),
+                format!(
+                    "probe '{}' needs exactly one of 'http', 'prometheus', 'kube_ready', 'command'",
+                    p.name
+                ),
             ));
             continue;
         }
         let check = checks.into_iter().next().expect("one");
         match &check {
             ProbeCheck::Command(c) => {
-                if let Err(e) = timeline::check_host(&c.host, &spec.hosts, at(&["command", "host"])) {
+                if let Err(e) = timeline::check_host(
+                    &c.host,
+                    &spec.hosts,
+                    at(&["command", "host"]),
+                    format!("probe '{}'", p.name),
+                ) {
                     errors.push(e);
                 }
             }
-            ProbeCheck::KubeReady(_) if spec.kubernetes.is_none() => errors.push(SpecError::NoKubernetes {
-                at: at(&["kube_ready"]),
-                what: format!("probe '{}' (kube_ready)", p.name),
-            }),
+            ProbeCheck::KubeReady(_) if spec.kubernetes.is_none() => {
+                errors.push(SpecError::NoKubernetes {
+                    at: at(&["kube_ready"]),
+                    what: format!("probe '{}' (kube_ready)", p.name),
+                })
+            }
             _ => {}
         }
         out.push(Probe {
@@ -350,13 +405,23 @@ fn probes(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> Vec<
     out
 }
 
-fn stop_conditions(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> Vec<StopCondition> {
+fn stop_conditions(
+    spec: &ExperimentSpec,
+    doc: &Doc,
+    errors: &mut Vec<SpecError>,
+) -> Vec<StopCondition> {
     let mut out = Vec::new();
     for (i, s) in spec.stop_conditions.iter().enumerate() {
         let at = doc.locate(&[Seg::key("stop_conditions"), Seg::Index(i)]);
         match (s.error_rate_above, s.ttft_p99_above) {
-            (Some(rate), None) => out.push(StopCondition::ErrorRateAbove { rate, for_: s.for_.0 }),
-            (None, Some(ttft)) => out.push(StopCondition::TtftP99Above { ttft: ttft.0, for_: s.for_.0 }),
+            (Some(rate), None) => out.push(StopCondition::ErrorRateAbove {
+                rate,
+                for_: s.for_.0,
+            }),
+            (None, Some(ttft)) => out.push(StopCondition::TtftP99Above {
+                ttft: ttft.0,
+                for_: s.for_.0,
+            }),
             _ => errors.push(SpecError::invalid(
                 at,
                 "a stop condition needs exactly one of 'error_rate_above', 'ttft_p99_above'",
@@ -383,10 +448,20 @@ fn analysis(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> An
         v => v.unwrap_or(def),
     };
     let tolerance = Tolerance {
-        error_rate: tol(t.and_then(|t| t.error_rate), d.error_rate, "error_rate", errors),
+        error_rate: tol(
+            t.and_then(|t| t.error_rate),
+            d.error_rate,
+            "error_rate",
+            errors,
+        ),
         ttft_p50: tol(t.and_then(|t| t.ttft_p50), d.ttft_p50, "ttft_p50", errors),
         ttft_p99: tol(t.and_then(|t| t.ttft_p99), d.ttft_p99, "ttft_p99", errors),
-        throughput: tol(t.and_then(|t| t.throughput), d.throughput, "throughput", errors),
+        throughput: tol(
+            t.and_then(|t| t.throughput),
+            d.throughput,
+            "throughput",
+            errors,
+        ),
     };
     let recovery_windows = a.and_then(|a| a.recovery_windows).unwrap_or(5);
     if recovery_windows == 0 {

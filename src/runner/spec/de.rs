@@ -235,7 +235,11 @@ mod tests {
             err("duration: 3 mintues\n"),
             "t.yaml:1:11: invalid duration '3 mintues' for 'duration': unknown unit 'mintues' (use ms, s, m, h); try 3m"
         );
-        assert!(err("duration: 90\n").ends_with("; try 90s"), "{}", err("duration: 90\n"));
+        assert!(
+            err("duration: 90\n").ends_with("; try 90s"),
+            "{}",
+            err("duration: 90\n")
+        );
     }
 
     #[test]

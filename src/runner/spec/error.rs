@@ -96,10 +96,12 @@ pub enum SpecError {
         suggestion: Option<String>,
         available: Vec<String>,
     },
-    #[error("{at}: unknown host '{host}'{}{}", hint(suggestion), if known.is_empty() { " (the experiment has no 'hosts' section)".to_string() } else { listing("hosts", known) })]
+    #[error("{at}: unknown host '{host}' in {used_by}{}{}", hint(suggestion), if known.is_empty() { " (the experiment has no 'hosts' section)".to_string() } else { listing("hosts", known) })]
     UnknownHost {
         at: Location,
         host: String,
+        /// What refers to it, e.g. `fault 'gpu-1' (experiments/x.yaml:12:5)`.
+        used_by: String,
         suggestion: Option<String>,
         known: Vec<String>,
     },

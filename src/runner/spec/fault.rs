@@ -16,9 +16,7 @@ use super::error::SpecError;
 use super::model::FaultDefinition;
 use super::suggest::closest;
 use super::yaml::{Doc, Seg};
-use crate::fault::{
-    FaultSpec, gpu_lockout, load_spike, network_partition, pod_kill, ssh_command,
-};
+use crate::fault::{FaultSpec, gpu_lockout, load_spike, network_partition, pod_kill, ssh_command};
 
 /// Type-checks a fault mapping (`kind` plus parameters) that came from `src`.
 pub fn parse_fault(mut map: Map<String, Value>, src: &Source) -> Result<FaultSpec, SpecError> {
@@ -222,7 +220,10 @@ mod tests {
         let err = parse("kind: pod-kill\nselector: app=x\ngrace_period: soon\n")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("f.yaml:3:15: invalid duration 'soon'"), "{err}");
+        assert!(
+            err.starts_with("f.yaml:3:15: invalid duration 'soon'"),
+            "{err}"
+        );
     }
 
     #[test]

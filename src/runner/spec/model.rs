@@ -11,11 +11,11 @@ use crate::load::schedule::Schedule;
 use crate::load::workload::Workload;
 use crate::sim::SimConfig;
 
+use super::error::Location;
 pub use super::raw::{
     ApiKind, CommandProbe, HostSpec as Host, HttpProbe, KubeReadyProbe, PrometheusProbe, Sequence,
     SshSpec,
 };
-use super::error::Location;
 
 #[derive(Debug, Clone)]
 pub struct Experiment {

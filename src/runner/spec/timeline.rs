@@ -31,13 +31,19 @@ pub struct Context<'a> {
 /// Default pause between faults in `sequence: serial`.
 pub const DEFAULT_GAP: Duration = Duration::from_secs(30);
 
-pub fn check_host(host: &str, hosts: &BTreeMap<String, Host>, at: Location) -> Result<(), SpecError> {
+pub fn check_host(
+    host: &str,
+    hosts: &BTreeMap<String, Host>,
+    at: Location,
+    used_by: String,
+) -> Result<(), SpecError> {
     if hosts.contains_key(host) {
         return Ok(());
     }
     Err(SpecError::UnknownHost {
         at,
         host: host.to_string(),
+        used_by,
         suggestion: closest(host, hosts.keys().map(String::as_str)),
         known: hosts.keys().cloned().collect(),
     })
@@ -59,20 +65,35 @@ struct Resolved {
     definition: Option<(String, PathBuf)>,
 }
 
-fn resolve(cx: &Context, i: usize, e: &FaultEntrySpec, defs: &mut Vec<RawDefinition>) -> Result<Resolved, SpecError> {
+fn resolve(
+    cx: &Context,
+    i: usize,
+    e: &FaultEntrySpec,
+    defs: &mut Vec<RawDefinition>,
+) -> Result<Resolved, SpecError> {
     let base = vec![Seg::key("faults"), Seg::Index(i)];
     let path = |k: &[&str]| [base.clone(), keys(k)].concat();
     let doc = cx.doc;
     let (spec, definition) = match (&e.use_, &e.fault) {
         (Some(_), Some(_)) => {
-            return Err(SpecError::invalid(doc.locate_key(&path(&["fault"])), "give either 'use' or 'fault', not both"));
+            return Err(SpecError::invalid(
+                doc.locate_key(&path(&["fault"])),
+                "give either 'use' or 'fault', not both",
+            ));
         }
         (None, None) => {
-            return Err(SpecError::MissingKey { at: doc.locate(&base), key: "use' or 'fault".into(), context: format!("'faults[{i}]'") });
+            return Err(SpecError::MissingKey {
+                at: doc.locate(&base),
+                key: "use' or 'fault".into(),
+                context: format!("'faults[{i}]'"),
+            });
         }
         (None, Some(map)) => {
             if e.set.is_some() {
-                return Err(SpecError::invalid(doc.locate_key(&path(&["set"])), "'set' overrides a used definition; edit the inline 'fault' instead"));
+                return Err(SpecError::invalid(
+                    doc.locate_key(&path(&["set"])),
+                    "'set' overrides a used definition; edit the inline 'fault' instead",
+                ));
             }
             let src = Source::new(doc, path(&["fault"]));
             (parse_fault(map.clone(), &src)?, None)
@@ -94,11 +115,16 @@ fn resolve(cx: &Context, i: usize, e: &FaultEntrySpec, defs: &mut Vec<RawDefinit
             let mut fault = def.fault.clone();
             if let Some(set) = &e.set {
                 if set.contains_key("kind") {
-                    return Err(SpecError::invalid(doc.locate_key(&path(&["set", "kind"])), "'set' cannot change a definition's kind"));
+                    return Err(SpecError::invalid(
+                        doc.locate_key(&path(&["set", "kind"])),
+                        "'set' cannot change a definition's kind",
+                    ));
                 }
                 merge(&mut fault, set);
             }
-            let src = Source { layers: vec![(doc, path(&["set"])), (&def.doc, vec![])] };
+            let src = Source {
+                layers: vec![(doc, path(&["set"])), (&def.doc, vec![])],
+            };
             let spec = parse_fault(fault, &src)?;
             (spec, Some((def.name.clone(), file)))
         }
@@ -107,14 +133,34 @@ fn resolve(cx: &Context, i: usize, e: &FaultEntrySpec, defs: &mut Vec<RawDefinit
         Some((n, _)) => n.clone(),
         None => spec.kind().to_string(),
     });
-    Ok(Resolved { index: i, id, spec, definition })
+    Ok(Resolved {
+        index: i,
+        id,
+        spec,
+        definition,
+    })
 }
 
 /// Positions of host references inside a fault's parameters.
 fn host_refs(spec: &FaultSpec) -> Vec<(String, Vec<Seg>)> {
     match spec {
-        FaultSpec::GpuLockout(p) => p.targets.iter().enumerate().map(|(k, t)| (t.host.clone(), vec![Seg::key("targets"), Seg::Index(k), Seg::key("host")])).collect(),
-        FaultSpec::SshCommand(p) => p.hosts.iter().enumerate().map(|(k, h)| (h.clone(), vec![Seg::key("hosts"), Seg::Index(k)])).collect(),
+        FaultSpec::GpuLockout(p) => p
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                (
+                    t.host.clone(),
+                    vec![Seg::key("targets"), Seg::Index(k), Seg::key("host")],
+                )
+            })
+            .collect(),
+        FaultSpec::SshCommand(p) => p
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(k, h)| (h.clone(), vec![Seg::key("hosts"), Seg::Index(k)]))
+            .collect(),
         _ => vec![],
     }
 }
@@ -144,28 +190,51 @@ pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
             None => Source::new(doc, entry_path(i, "fault")),
             Some(_) => {
                 let def = defs.last().expect("resolved a definition");
-                Source { layers: vec![(doc, entry_path(i, "set")), (&def.doc, vec![])] }
+                Source {
+                    layers: vec![(doc, entry_path(i, "set")), (&def.doc, vec![])],
+                }
             }
         };
         for (host, p) in host_refs(&r.spec) {
-            if let Err(err) = check_host(&host, &cx.spec.hosts, params_src.locate(&p)) {
+            let used_by = match &r.definition {
+                Some(_) => format!(
+                    "fault '{}' (used at {})",
+                    r.id,
+                    doc.locate(&[Seg::key("faults"), Seg::Index(i)])
+                ),
+                None => format!("fault '{}'", r.id),
+            };
+            if let Err(err) = check_host(&host, &cx.spec.hosts, params_src.locate(&p), used_by) {
                 errors.push(err);
             }
         }
         let head = if e.use_.is_some() { "use" } else { "fault" };
         if is_kube(&r.spec) && cx.spec.kubernetes.is_none() {
-            errors.push(SpecError::NoKubernetes { at: doc.locate_key(&entry_path(i, head)), what: format!("fault '{}' ({})", r.id, r.spec.kind()) });
+            errors.push(SpecError::NoKubernetes {
+                at: doc.locate_key(&entry_path(i, head)),
+                what: format!("fault '{}' ({})", r.id, r.spec.kind()),
+            });
         }
-        let id = if e.id.is_none() && ids.contains(&r.id) { format!("{}-{}", r.id, i + 1) } else { r.id.clone() };
+        let id = if e.id.is_none() && ids.contains(&r.id) {
+            format!("{}-{}", r.id, i + 1)
+        } else {
+            r.id.clone()
+        };
         if !ids.insert(id.clone()) {
-            errors.push(SpecError::invalid(doc.locate(&entry_path(i, "id")), format!("fault id '{id}' is used twice")));
+            errors.push(SpecError::invalid(
+                doc.locate(&entry_path(i, "id")),
+                format!("fault id '{id}' is used twice"),
+            ));
         }
         let duration = e.duration.map(|d| d.0);
         if duration.is_none() && !matches!(r.spec, FaultSpec::PodKill(_)) {
             errors.push(SpecError::MissingKey {
                 at: doc.locate(&[Seg::key("faults"), Seg::Index(i)]),
                 key: "duration".into(),
-                context: format!("'faults[{i}]' (a {} fault lasts until it is restored)", r.spec.kind()),
+                context: format!(
+                    "'faults[{i}]' (a {} fault lasts until it is restored)",
+                    r.spec.kind()
+                ),
             });
             continue;
         }
@@ -186,24 +255,39 @@ pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
             None => (1, Duration::ZERO),
             Some(rep) => match (rep.times, rep.every) {
                 (0, _) => {
-                    errors.push(SpecError::invalid(doc.locate(&[entry_path(i, "repeat"), keys(&["times"])].concat()), "'times' must be at least 1"));
+                    errors.push(SpecError::invalid(
+                        doc.locate(&[entry_path(i, "repeat"), keys(&["times"])].concat()),
+                        "'times' must be at least 1",
+                    ));
                     continue;
                 }
                 (1, e) => (1, e.map(|d| d.0).unwrap_or_default()),
                 (n, Some(every)) if !every.0.is_zero() => (n, every.0),
                 (_, _) => {
-                    errors.push(SpecError::MissingKey { at: doc.locate(&entry_path(i, "repeat")), key: "every".into(), context: format!("'faults[{i}].repeat'") });
+                    errors.push(SpecError::MissingKey {
+                        at: doc.locate(&entry_path(i, "repeat")),
+                        key: "every".into(),
+                        context: format!("'faults[{i}].repeat'"),
+                    });
                     continue;
                 }
             },
         };
         for (k, occ) in expand(start, every, times).into_iter().enumerate() {
             let f = ScheduledFault {
-                id: if k == 0 { id.clone() } else { format!("{id}#{}", k + 1) },
+                id: if k == 0 {
+                    id.clone()
+                } else {
+                    format!("{id}#{}", k + 1)
+                },
                 spec: r.spec.clone(),
                 at: occ,
                 duration,
-                source: FaultSource { entry: doc.locate(&[Seg::key("faults"), Seg::Index(r.index)]), definition: r.definition.clone(), occurrence: k as u32 + 1 },
+                source: FaultSource {
+                    entry: doc.locate(&[Seg::key("faults"), Seg::Index(r.index)]),
+                    definition: r.definition.clone(),
+                    occurrence: k as u32 + 1,
+                },
             };
             cursor = Some(f.end() + gap);
             out.push((f, i));
@@ -233,15 +317,39 @@ fn check_windows(cx: &Context, all: &[(ScheduledFault, usize)], errors: &mut Vec
     for (f, i) in all {
         let at = |k: &str| {
             let p = vec![Seg::key("faults"), Seg::Index(*i), Seg::key(k)];
-            if !serial && cx.doc.root.get(&p).is_some() { cx.doc.locate(&p) } else { cx.doc.locate(&p[..2]) }
+            if !serial && cx.doc.root.get(&p).is_some() {
+                cx.doc.locate(&p)
+            } else {
+                cx.doc.locate(&p[..2])
+            }
         };
         if f.at < cx.warmup {
-            errors.push(SpecError::OutsideLoad { at: at("at"), id: f.id.clone(), problem: format!("starts at t={}, during the warm-up (until t={}); faults must start after it", hd(f.at), hd(cx.warmup)) });
+            errors.push(SpecError::OutsideLoad {
+                at: at("at"),
+                id: f.id.clone(),
+                problem: format!(
+                    "starts at t={}, during the warm-up (until t={}); faults must start after it",
+                    hd(f.at),
+                    hd(cx.warmup)
+                ),
+            });
         }
         if let Some(total) = cx.load_duration {
             if f.end() > total {
-                let what = if f.duration.is_some() { format!("ends at t={} ({})", hd(f.end()), window(f)) } else { format!("fires at t={}", hd(f.at)) };
-                errors.push(SpecError::OutsideLoad { at: at(if f.duration.is_some() { "duration" } else { "at" }), id: f.id.clone(), problem: format!("{what}, after the load ends at t={}", hd(total)) });
+                let what = if f.duration.is_some() {
+                    format!("ends at t={} ({})", hd(f.end()), window(f))
+                } else {
+                    format!("fires at t={}", hd(f.at))
+                };
+                errors.push(SpecError::OutsideLoad {
+                    at: at(if f.duration.is_some() {
+                        "duration"
+                    } else {
+                        "at"
+                    }),
+                    id: f.id.clone(),
+                    problem: format!("{what}, after the load ends at t={}", hd(total)),
+                });
             }
         }
     }
@@ -258,8 +366,14 @@ fn check_overlaps(cx: &Context, all: &[(ScheduledFault, usize)], errors: &mut Ve
                 continue;
             }
             let ta = a.spec.targets();
-            let Some(target) = b.spec.targets().into_iter().find(|t| ta.contains(t)) else { continue };
-            let (first, second, i_second) = if (a.at, ia) <= (b.at, ib) { (a, b, ib) } else { (b, a, ia) };
+            let Some(target) = b.spec.targets().into_iter().find(|t| ta.contains(t)) else {
+                continue;
+            };
+            let (first, second, i_second) = if (a.at, ia) <= (b.at, ib) {
+                (a, b, ib)
+            } else {
+                (b, a, ia)
+            };
             if !reported.insert((*ia.min(ib), *ia.max(ib))) {
                 continue;
             }

@@ -250,16 +250,15 @@ mod tests {
 
     #[test]
     fn locate_follows_keys_and_indices_to_one_based_marks() {
-        let doc = Doc::parse(
-            Path::new("x.yaml"),
-            "a:\n  b:\n    - 1\n    - {c: 2}\n",
-        )
-        .unwrap();
+        let doc = Doc::parse(Path::new("x.yaml"), "a:\n  b:\n    - 1\n    - {c: 2}\n").unwrap();
         let path = [Seg::key("a"), Seg::key("b"), Seg::Index(1), Seg::key("c")];
         assert_eq!(doc.locate(&path).to_string(), "x.yaml:4:11");
         assert_eq!(doc.locate_key(&path).to_string(), "x.yaml:4:8");
         assert_eq!(path_string(&path), "a.b[1].c");
-        assert_eq!(doc.root.to_json(), serde_json::json!({"a": {"b": [1, {"c": 2}]}}));
+        assert_eq!(
+            doc.root.to_json(),
+            serde_json::json!({"a": {"b": [1, {"c": 2}]}})
+        );
     }
 
     #[test]
