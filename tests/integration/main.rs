@@ -5,4 +5,5 @@ mod cli;
 mod client;
 mod fault;
 mod load;
+mod spec;
 mod sshd;
