@@ -48,7 +48,11 @@ pub struct Percentiles {
 
 impl Hist {
     pub fn record(&mut self, micros: u64) {
-        self.0.saturating_record(micros.max(1));
+        // `record` grows the histogram; `saturating_record` would clamp to its current range.
+        let v = micros.max(1);
+        if self.0.record(v).is_err() {
+            self.0.saturating_record(v);
+        }
     }
 
     pub fn merge(&mut self, other: &Hist) {
@@ -148,7 +152,10 @@ mod tests {
             let exact = exact_quantile(&values, q) as f64;
             let got = h.0.value_at_quantile(q) as f64;
             let rel = (got - exact).abs() / exact;
-            assert!(rel <= 0.001, "q={q}: exact {exact}, hdr {got}, rel err {rel}");
+            assert!(
+                rel <= 0.001,
+                "q={q}: exact {exact}, hdr {got}, rel err {rel}"
+            );
         }
         assert_eq!(h.0.max(), h.0.highest_equivalent(*values.last().unwrap()));
     }
