@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "faultline", version, about = "Load and fault-injection testing for LLM serving clusters")]
+#[command(
+    name = "faultline",
+    version,
+    about = "Load and fault-injection testing for LLM serving clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -148,7 +148,10 @@ mod tests {
             let exact = exact_quantile(&values, q) as f64;
             let got = h.0.value_at_quantile(q) as f64;
             let rel = (got - exact).abs() / exact;
-            assert!(rel <= 0.001, "q={q}: exact {exact}, hdr {got}, rel err {rel}");
+            assert!(
+                rel <= 0.001,
+                "q={q}: exact {exact}, hdr {got}, rel err {rel}"
+            );
         }
         assert_eq!(h.0.max(), h.0.highest_equivalent(*values.last().unwrap()));
     }

@@ -233,7 +233,10 @@ fn detect(
             // New requests stopped failing at the end of the last failing window, and the
             // fault was still active afterwards.
             let w = during[last];
-            Some(((w.start_s + w.len_s).max(t.effective_s) - t.effective_s, "client: requests stopped failing".to_string()))
+            Some((
+                (w.start_s + w.len_s).max(t.effective_s) - t.effective_s,
+                "client: requests stopped failing".to_string(),
+            ))
         }
         Some(_) => {
             if probe.is_none() {
@@ -312,7 +315,11 @@ mod tests {
                 token_source: TokenSource::Usage,
                 input_tokens: 5,
                 finish_reason: None,
-                outcome: if ok { Outcome::Ok } else { Outcome::HttpStatus { code: 503 } },
+                outcome: if ok {
+                    Outcome::Ok
+                } else {
+                    Outcome::HttpStatus { code: 503 }
+                },
                 error: None,
             });
         }
@@ -342,7 +349,14 @@ mod tests {
 
     #[test]
     fn client_side_detection_is_when_new_requests_stop_failing() {
-        let a = analyze(&scenario(), &timing(), 10.0, 80.0, &AnalysisConfig::default(), &[]);
+        let a = analyze(
+            &scenario(),
+            &timing(),
+            10.0,
+            80.0,
+            &AnalysisConfig::default(),
+            &[],
+        );
         assert_eq!(
             a.detection,
             Detection::Detected {
@@ -354,30 +368,63 @@ mod tests {
 
     #[test]
     fn an_earlier_probe_signal_wins_and_is_named() {
-        let probe = [Signal { t_s: 31.5, source: "probe health".into() }];
-        let a = analyze(&scenario(), &timing(), 10.0, 80.0, &AnalysisConfig::default(), &probe);
+        let probe = [Signal {
+            t_s: 31.5,
+            source: "probe health".into(),
+        }];
+        let a = analyze(
+            &scenario(),
+            &timing(),
+            10.0,
+            80.0,
+            &AnalysisConfig::default(),
+            &probe,
+        );
         assert_eq!(
             a.detection,
-            Detection::Detected { after_s: 1.5, signal: "probe health".into() }
+            Detection::Detected {
+                after_s: 1.5,
+                signal: "probe health".into()
+            }
         );
     }
 
     #[test]
     fn recovery_is_the_first_of_n_consecutive_windows_back_in_band() {
-        let a = analyze(&scenario(), &timing(), 10.0, 80.0, &AnalysisConfig::default(), &[]);
+        let a = analyze(
+            &scenario(),
+            &timing(),
+            10.0,
+            80.0,
+            &AnalysisConfig::default(),
+            &[],
+        );
         assert_eq!(a.recovery_time, Recovery::Recovered { after_s: 4.0 });
     }
 
     #[test]
     fn not_recovered_within_the_observation_is_a_value() {
-        let a = analyze(&scenario(), &timing(), 10.0, 56.0, &AnalysisConfig::default(), &[]);
+        let a = analyze(
+            &scenario(),
+            &timing(),
+            10.0,
+            56.0,
+            &AnalysisConfig::default(),
+            &[],
+        );
         assert_eq!(a.recovery_time, Recovery::NotRecovered { within_s: 6.0 });
     }
 
     #[test]
     fn failures_until_the_fault_clears_mean_not_detected() {
         let ws: Vec<Window> = (0..60)
-            .map(|i| if (30..50).contains(&i) { window(i, 20, 5, 100) } else { window(i, 20, 0, 100) })
+            .map(|i| {
+                if (30..50).contains(&i) {
+                    window(i, 20, 5, 100)
+                } else {
+                    window(i, 20, 0, 100)
+                }
+            })
             .collect();
         let a = analyze(&ws, &timing(), 10.0, 60.0, &AnalysisConfig::default(), &[]);
         assert_eq!(a.detection, Detection::NotDetected);
@@ -385,7 +432,14 @@ mod tests {
 
     #[test]
     fn phases_split_requests_by_intended_start_and_impact_is_against_pre() {
-        let a = analyze(&scenario(), &timing(), 10.0, 80.0, &AnalysisConfig::default(), &[]);
+        let a = analyze(
+            &scenario(),
+            &timing(),
+            10.0,
+            80.0,
+            &AnalysisConfig::default(),
+            &[],
+        );
         assert_eq!(a.pre.requests, 20 * 20);
         assert_eq!(a.during.requests, 20 * 20);
         assert_eq!(a.during.errors, 18);
@@ -394,6 +448,9 @@ mod tests {
         // pre: 200 tok/s; during: (400 - 18) × 10 / 20 s = 191 tok/s.
         let t = a.impact.throughput_change.unwrap();
         assert!((t - (191.0 / 200.0 - 1.0)).abs() < 1e-9, "{t}");
-        assert!(a.impact.ttft_p50_change.unwrap() > 1.9, "300 ms against 100 ms");
+        assert!(
+            a.impact.ttft_p50_change.unwrap() > 1.9,
+            "300 ms against 100 ms"
+        );
     }
 }

@@ -65,7 +65,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let sim_pid = child.id().to_string();
     let mut line = String::new();
     BufReader::new(child.stdout.take().context("sim has no stdout")?).read_line(&mut line)?;
-    let Some(url) = line.trim().strip_prefix("listening on ").map(str::to_string) else {
+    let Some(url) = line
+        .trim()
+        .strip_prefix("listening on ")
+        .map(str::to_string)
+    else {
         let _ = child.kill();
         bail!("the sim did not report its address (said {line:?})");
     };
@@ -83,11 +87,22 @@ fn steps(args: &BenchArgs, rates: &[f64], url: &str, sim_pid: &str) -> anyhow::R
         "engine ceiling: {}-token streams from a zero-latency sim (separate process), {} s steps, {} cores",
         args.tokens,
         args.step.as_secs(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     println!(
         "{:>8} {:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11}",
-        "target", "achieved", "errors", "lag p99", "TTFT p50", "TTFT p99", "tok/s", "client s", "sim s", "CPU s/Mtok"
+        "target",
+        "achieved",
+        "errors",
+        "lag p99",
+        "TTFT p50",
+        "TTFT p99",
+        "tok/s",
+        "client s",
+        "sim s",
+        "CPU s/Mtok"
     );
     let mut ceiling: Option<(f64, f64, f64)> = None;
     for (i, &rate) in rates.iter().enumerate() {

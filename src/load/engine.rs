@@ -184,7 +184,10 @@ fn pace(
     // A separate stream for request contents, so that the same seed gives the same arrival
     // times whatever the workload.
     let mut rng = StdRng::seed_from_u64(parts.seed ^ 0x9e37_79b9_7f4a_7c15);
-    let slots = parts.schedule.max_in_flight().map(|n| Arc::new(Semaphore::new(n)));
+    let slots = parts
+        .schedule
+        .max_in_flight()
+        .map(|n| Arc::new(Semaphore::new(n)));
     let mut id = 0u64;
     while !control.is_stopped() {
         let (at, spec) = match arrivals.next(control.multiplier()) {

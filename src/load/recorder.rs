@@ -270,10 +270,12 @@ impl Recorder {
                 path: self.dir.join(REQUESTS_FILE),
                 source,
             })?;
-        g.windows_out.flush().map_err(|source| RecorderError::Write {
-            path: self.dir.join(WINDOWS_FILE),
-            source,
-        })
+        g.windows_out
+            .flush()
+            .map_err(|source| RecorderError::Write {
+                path: self.dir.join(WINDOWS_FILE),
+                source,
+            })
     }
 
     pub fn progress(&self) -> Progress {
@@ -315,8 +317,8 @@ pub fn read_windows(path: &Path) -> Result<Vec<Window>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed: WindowLine = serde_json::from_str(line)
-            .map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+        let parsed: WindowLine =
+            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
         let w = parsed.window;
         match by_index.get_mut(&w.index) {
             Some(existing) => existing.merge(&w),

@@ -25,7 +25,13 @@ fn bad_url_is_rejected_with_exit_code_2_naming_the_url() {
 #[test]
 fn unreachable_endpoint_is_reported_before_any_load() {
     // Port 9 (discard) on loopback: nothing listens there in the test environment.
-    let (code, _, err) = faultline(&["load", "--endpoint", "http://127.0.0.1:9", "--duration", "1s"]);
+    let (code, _, err) = faultline(&[
+        "load",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--duration",
+        "1s",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("127.0.0.1:9"), "{err}");
 }
@@ -45,7 +51,10 @@ fn invalid_flag_values_are_named() {
     ] {
         let (code, _, err) = faultline(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?} should name {needle:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?} should name {needle:?}: {err}"
+        );
     }
 }
 
@@ -61,14 +70,28 @@ fn load_without_endpoint_runs_the_embedded_sim_and_prints_json() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
     let (code, out, err) = faultline(&[
-        "load", "--duration", "2s", "--rate", "5", "--seed", "3", "--json", "--out",
+        "load",
+        "--duration",
+        "2s",
+        "--rate",
+        "5",
+        "--seed",
+        "3",
+        "--json",
+        "--out",
         out_dir.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let summary: serde_json::Value = serde_json::from_str(&out).expect("stdout is the summary JSON");
+    let summary: serde_json::Value =
+        serde_json::from_str(&out).expect("stdout is the summary JSON");
     assert!(summary["requests"].as_u64().unwrap() > 0);
     assert_eq!(summary["errors"].as_u64(), Some(0));
-    for f in ["summary.json", "requests.jsonl", "windows.jsonl", "run.json"] {
+    for f in [
+        "summary.json",
+        "requests.jsonl",
+        "windows.jsonl",
+        "run.json",
+    ] {
         assert!(out_dir.join(f).exists(), "{f} written");
     }
 }
@@ -79,7 +102,15 @@ fn api_key_never_reaches_output_or_results() {
     let out_dir = dir.path().join("run");
     let secret = "sk-test-very-secret-4242";
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["load", "--duration", "1s", "--rate", "5", "--out", out_dir.to_str().unwrap()])
+        .args([
+            "load",
+            "--duration",
+            "1s",
+            "--rate",
+            "5",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
         .env("OPENAI_API_KEY", secret)
         .env("FAULTLINE_LOG", "trace")
         .output()

@@ -2,8 +2,8 @@
 
 use faultline::load::client::{Api, Client, ClientConfig};
 use faultline::load::engine::{self, Control, EngineConfig};
-use faultline::load::recorder::read_windows;
 use faultline::load::record::RequestRecord;
+use faultline::load::recorder::read_windows;
 use faultline::load::schedule::{ArrivalProcess, RateShape, Schedule};
 use faultline::load::workload::Workload;
 use faultline::sim::{self, SimConfig};
@@ -30,9 +30,12 @@ fn client_for(addr: std::net::SocketAddr, model: &str) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_against_sim_achieves_target_rate_within_two_percent_without_errors() {
-    let sim = sim::start(SimConfig::preset("h100x4-70b").unwrap(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = sim::start(
+        SimConfig::preset("h100x4-70b").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let client = client_for(sim.addr, "sim-llama-70b");
     let models = client.check().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -59,14 +62,21 @@ async fn load_against_sim_achieves_target_rate_within_two_percent_without_errors
     let s = &out.summary;
     assert_eq!(s.errors, 0, "errors: {:?}", s.errors_by_kind);
     // Poisson: the count over 8 s at 20 req/s is 160 ± 12.6 (one sigma); allow three sigma.
-    assert!((s.requests as f64 - 160.0).abs() < 38.0, "{} requests", s.requests);
+    assert!(
+        (s.requests as f64 - 160.0).abs() < 38.0,
+        "{} requests",
+        s.requests
+    );
     assert_eq!(s.output_tokens, 16 * s.requests);
     assert_eq!(s.token_count_source, "usage");
     assert!(s.dispatch_lag_ms.p99.unwrap() < 20.0);
 
     // Files on disk agree with the summary: one request line each, windows merge to the total.
     let lines = std::fs::read_to_string(dir.path().join("requests.jsonl")).unwrap();
-    let records: Vec<RequestRecord> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<RequestRecord> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len() as u64, s.requests);
     let mut ids: Vec<u64> = records.iter().map(|r| r.id).collect();
     ids.sort_unstable();
@@ -74,8 +84,15 @@ async fn load_against_sim_achieves_target_rate_within_two_percent_without_errors
     assert_eq!(ids.len(), records.len(), "one record per request");
     let windows = read_windows(&dir.path().join("windows.jsonl")).unwrap();
     assert_eq!(windows.iter().map(|w| w.requests).sum::<u64>(), s.requests);
-    assert_eq!(windows.iter().map(|w| w.itl.len()).sum::<u64>(), out.total.itl.len());
-    assert_eq!(out.total.itl.len(), 15 * s.requests, "15 gaps between 16 tokens");
+    assert_eq!(
+        windows.iter().map(|w| w.itl.len()).sum::<u64>(),
+        out.total.itl.len()
+    );
+    assert_eq!(
+        out.total.itl.len(),
+        15 * s.requests,
+        "15 gaps between 16 tokens"
+    );
 
     // summary.json is valid against the schema in the repo.
     let schema: serde_json::Value =
@@ -83,15 +100,24 @@ async fn load_against_sim_achieves_target_rate_within_two_percent_without_errors
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&summary).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "summary.json violates the schema: {errors:?}");
+    let errors: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "summary.json violates the schema: {errors:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constant_rate_against_sim_is_within_two_percent_of_target() {
-    let sim = sim::start(SimConfig::preset("h100x4-70b").unwrap().zero_latency(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = sim::start(
+        SimConfig::preset("h100x4-70b").unwrap().zero_latency(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let client = client_for(sim.addr, "sim-llama-70b");
     let model = client.check().await.unwrap().remove(0);
     let dir = tempfile::tempdir().unwrap();
@@ -119,15 +145,22 @@ async fn constant_rate_against_sim_is_within_two_percent_of_target() {
     assert_eq!(s.errors, 0, "errors: {:?}", s.errors_by_kind);
     assert_eq!(s.target_rate, Some(200.0));
     let off = (s.achieved_rate - 200.0).abs() / 200.0;
-    assert!(off <= 0.02, "achieved {} req/s for a target of 200", s.achieved_rate);
+    assert!(
+        off <= 0.02,
+        "achieved {} req/s for a target of 200",
+        s.achieved_rate
+    );
     assert_eq!(s.requests, 1000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_loop_never_exceeds_its_users_in_flight() {
-    let sim = sim::start(SimConfig::preset("h100x4-70b").unwrap(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = sim::start(
+        SimConfig::preset("h100x4-70b").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let client = client_for(sim.addr, "sim-llama-70b");
     let model = client.check().await.unwrap().remove(0);
     let dir = tempfile::tempdir().unwrap();
@@ -153,7 +186,11 @@ async fn closed_loop_never_exceeds_its_users_in_flight() {
     .await
     .unwrap();
     sim.shutdown().await;
-    assert!(out.summary.requests > 4, "users kept sending: {}", out.summary.requests);
+    assert!(
+        out.summary.requests > 4,
+        "users kept sending: {}",
+        out.summary.requests
+    );
     assert_eq!(out.summary.target_rate, None);
     assert!(max_seen.load(std::sync::atomic::Ordering::Relaxed) <= 4);
     assert_eq!(out.summary.errors, 0);
