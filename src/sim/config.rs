@@ -9,7 +9,7 @@
 //! Files are JSON for now (YAML comes with the experiment loader); errors name the file, the
 //! line, the column and the offending value.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,22 @@ pub struct SimConfig {
     pub weights_mib_per_gpu: u32,
     /// Framebuffer used by a full KV cache on each GPU, in MiB.
     pub kv_cache_mib_per_gpu: u32,
+    /// From a worker's failure to it serving again: the first half rescheduling (state `failed`),
+    /// the second half loading the model (state `starting`). A refused start repeats the cycle.
+    #[serde(with = "human_duration")]
+    pub restart_delay: Duration,
+    /// How often the router checks each worker's health.
+    #[serde(with = "human_duration")]
+    pub health_check_interval: Duration,
+    /// Consecutive failed checks after which the router stops sending a worker requests.
+    pub health_check_failures: u32,
+    /// Where the GPU state (`gpus.json`), the `bin/nvidia-smi` wrapper and the ground-truth
+    /// `events.jsonl` live. `null` = a fresh temporary directory, removed on shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// The faultline binary the `nvidia-smi` wrapper runs. `null` = the running executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faultline_bin: Option<PathBuf>,
 }
 
 const PRESETS: &[&str] = &["h100x4-70b", "small", "zero-latency"];
@@ -171,6 +187,16 @@ impl SimConfig {
                 return bad(field, "0".into(), "must be at least 1");
             }
         }
+        if self.health_check_interval.is_zero() {
+            return bad(
+                "health_check_interval",
+                "0s".into(),
+                "must be longer than zero",
+            );
+        }
+        if self.health_check_failures == 0 {
+            return bad("health_check_failures", "0".into(), "must be at least 1");
+        }
         if u64::from(self.weights_mib_per_gpu) + u64::from(self.kv_cache_mib_per_gpu)
             > u64::from(self.gpu_memory_mib)
         {
@@ -214,6 +240,11 @@ fn h100x4_70b() -> SimConfig {
         gpu_memory_mib: 81_559,
         weights_mib_per_gpu: 21_000,
         kv_cache_mib_per_gpu: 52_000,
+        restart_delay: Duration::from_secs(8),
+        health_check_interval: Duration::from_secs(1),
+        health_check_failures: 2,
+        state_dir: None,
+        faultline_bin: None,
     }
 }
 
@@ -237,6 +268,11 @@ fn small() -> SimConfig {
         gpu_memory_mib: 23_034,
         weights_mib_per_gpu: 4_000,
         kv_cache_mib_per_gpu: 16_000,
+        restart_delay: Duration::from_millis(600),
+        health_check_interval: Duration::from_millis(100),
+        health_check_failures: 2,
+        state_dir: None,
+        faultline_bin: None,
     }
 }
 

@@ -46,6 +46,22 @@ impl WorkerStats {
         }
     }
 
+    /// A new process starts counting from zero (Prometheus' `rate()` handles counter resets).
+    pub fn reset(&self) {
+        for c in [
+            &self.prompt_tokens,
+            &self.generation_tokens,
+            &self.success,
+            &self.ttft_sum_us,
+            &self.ttft_count,
+        ]
+        .into_iter()
+        .chain(&self.ttft_buckets)
+        {
+            c.store(0, Relaxed);
+        }
+    }
+
     /// A whole request served at once (zero-latency mode).
     pub fn whole_request(&self, prompt_tokens: u32, completion_tokens: u32) {
         self.first_token(prompt_tokens, Duration::ZERO);
