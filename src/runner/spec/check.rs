@@ -52,17 +52,17 @@ pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
     let load = keep(load(&spec.load, doc), &mut errors);
     let warmup = dur(spec.warmup, Duration::from_secs(10));
     let load_duration = load.as_ref().map(|l| l.schedule.duration());
-    if let Some(total) = load_duration {
-        if warmup >= total {
-            errors.push(SpecError::invalid(
-                doc.locate(&keys(&["warmup"])),
-                format!(
-                    "warmup {} is not shorter than the load ({})",
-                    humantime::format_duration(warmup),
-                    humantime::format_duration(total)
-                ),
-            ));
-        }
+    if let Some(total) = load_duration
+        && warmup >= total
+    {
+        errors.push(SpecError::invalid(
+            doc.locate(&keys(&["warmup"])),
+            format!(
+                "warmup {} is not shorter than the load ({})",
+                humantime::format_duration(warmup),
+                humantime::format_duration(total)
+            ),
+        ));
     }
     let ctx = timeline::Context {
         doc,
@@ -236,10 +236,10 @@ fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
             .map(|k| conflict(mode, k))
             .map_or(Ok(()), Err)
     };
-    if let Some(n) = l.max_in_flight {
-        if n == 0 {
-            return Err(bad("max_in_flight", &"must be at least 1"));
-        }
+    if let Some(n) = l.max_in_flight
+        && n == 0
+    {
+        return Err(bad("max_in_flight", &"must be at least 1"));
     }
     let schedule = if let Some(users) = l.concurrency {
         first_conflict(
