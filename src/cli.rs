@@ -5,6 +5,7 @@
 
 mod bench;
 mod load;
+mod nvsmi;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,9 @@ enum Command {
     Sim(sim::SimArgs),
     /// Measure the load engine's own ceiling against the sim's zero-latency mode.
     EngineBench(bench::BenchArgs),
+    /// The sim's nvidia-smi: query and set the compute mode of simulated GPUs.
+    #[command(name = "nvidia-smi")]
+    NvidiaSmi(nvsmi::NvsmiArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -44,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => load::run(*args),
         Command::Sim(args) => sim::run(args),
         Command::EngineBench(args) => bench::run(args),
+        Command::NvidiaSmi(args) => nvsmi::run(args),
     };
     match result {
         Ok(code) => code,

@@ -12,13 +12,21 @@
 //! 6. `restore` — idempotent, from the undo data alone (so `faultline recover` can run it in a
 //!    new process after the runner was killed), then the ledger entry is marked done.
 
+pub mod deadman;
+pub mod exec;
 pub mod gpu_lockout;
+pub mod ledger;
 pub mod load_spike;
 pub mod network_partition;
 pub mod pod_kill;
 pub mod ssh_command;
 
+use crate::load::engine::Control;
+use chrono::{DateTime, Utc};
+use exec::Hosts;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A fault definition: the `kind` tag selects the module, the other keys are its parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,4 +74,199 @@ impl FaultSpec {
             FaultSpec::LoadSpike(_) => vec!["load".to_string()],
         }
     }
+}
+
+/// Undo data: each kind's typed undo struct as JSON, so the ledger can hold it and
+/// `faultline recover` can hand it back to the kind in a new process.
+pub type Undo = serde_json::Value;
+
+/// Everything a fault kind touches comes in here, so tests can hand in their own hosts.
+pub struct FaultContext {
+    pub run_id: String,
+    pub fault_id: String,
+    pub hosts: Arc<Hosts>,
+    /// The load engine's knobs (`load-spike`).
+    pub control: Arc<Control>,
+    /// The Kubernetes client (`pod-kill`, `network-partition`); not built yet.
+    pub kube: Option<Kube>,
+    /// When the fault is meant to be over; dead-man switches fire after it plus their margin.
+    pub deadline: DateTime<Utc>,
+    /// Upper bound for each remote command.
+    pub command_timeout: Duration,
+}
+
+impl FaultContext {
+    pub fn new(run_id: &str, fault_id: &str, hosts: Arc<Hosts>, deadline: DateTime<Utc>) -> Self {
+        FaultContext {
+            run_id: run_id.to_string(),
+            fault_id: fault_id.to_string(),
+            hosts,
+            control: Arc::new(Control::default()),
+            kube: None,
+            deadline,
+            command_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Placeholder for the Kubernetes client that `pod-kill` and `network-partition` will use.
+#[derive(Clone, Debug)]
+pub struct Kube {
+    _private: (),
+}
+
+/// The outcome of `verify` when it did not fail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verification", rename_all = "kebab-case")]
+pub enum Verification {
+    /// The change was observed in effect.
+    Verified,
+    /// There is no way to observe it (e.g. an `ssh-command` without a verify command).
+    NotVerifiable { reason: String },
+}
+
+/// How a fault ended up restored (recorded in the ledger's `done` record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Restoration {
+    /// By the process that injected it.
+    Normal,
+    /// By `faultline recover` (or a start) from the ledger.
+    Recover,
+    /// The node-side dead-man switch had already restored it.
+    Deadman,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error(transparent)]
+    GpuLockout(#[from] gpu_lockout::Error),
+    #[error(transparent)]
+    SshCommand(#[from] ssh_command::Error),
+    #[error(transparent)]
+    LoadSpike(#[from] load_spike::Error),
+    #[error("fault kind {kind:?} is not yet supported")]
+    NotYetSupported { kind: &'static str },
+    #[error("undo data of fault {fault_id:?} ({kind}) is unreadable: {source}")]
+    BadUndo {
+        fault_id: String,
+        kind: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+impl FaultSpec {
+    /// The host names this fault acts on (for the ledger: only those are recorded).
+    pub fn host_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = match self {
+            FaultSpec::GpuLockout(p) => p.targets.iter().map(|t| t.host.clone()).collect(),
+            FaultSpec::SshCommand(p) => p.hosts.clone(),
+            _ => Vec::new(),
+        };
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Can we reach and act on the target at all? Run before any load starts; touches nothing.
+    pub async fn preflight(&self, ctx: &FaultContext) -> Result<(), FaultError> {
+        match self {
+            FaultSpec::GpuLockout(p) => Ok(gpu_lockout::preflight(p, ctx).await?),
+            FaultSpec::SshCommand(p) => Ok(ssh_command::preflight(p, ctx).await?),
+            FaultSpec::LoadSpike(p) => Ok(load_spike::preflight(p, ctx).await?),
+            other => Err(FaultError::NotYetSupported { kind: other.kind() }),
+        }
+    }
+
+    /// Reads the current state and computes the undo data; touches nothing.
+    pub async fn prepare(&self, ctx: &FaultContext) -> Result<Undo, FaultError> {
+        let undo = match self {
+            FaultSpec::GpuLockout(p) => to_value(gpu_lockout::prepare(p, ctx).await?),
+            FaultSpec::SshCommand(p) => to_value(ssh_command::prepare(p, ctx).await?),
+            FaultSpec::LoadSpike(p) => to_value(load_spike::prepare(p, ctx).await?),
+            other => return Err(FaultError::NotYetSupported { kind: other.kind() }),
+        };
+        Ok(undo)
+    }
+
+    /// Makes the change (and arms the dead-man switch where there is one). Call only after the
+    /// ledger entry holding `undo` is on disk. After an error the fault may be partly in effect:
+    /// call `restore`.
+    pub async fn inject(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), FaultError> {
+        match self {
+            FaultSpec::GpuLockout(p) => {
+                Ok(gpu_lockout::inject(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::SshCommand(p) => {
+                Ok(ssh_command::inject(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::LoadSpike(p) => {
+                Ok(load_spike::inject(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            other => Err(FaultError::NotYetSupported { kind: other.kind() }),
+        }
+    }
+
+    /// Did it take effect? An error means it did not (the run is invalid).
+    pub async fn verify(
+        &self,
+        ctx: &FaultContext,
+        undo: &Undo,
+    ) -> Result<Verification, FaultError> {
+        match self {
+            FaultSpec::GpuLockout(p) => {
+                Ok(gpu_lockout::verify(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::SshCommand(p) => {
+                Ok(ssh_command::verify(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::LoadSpike(p) => {
+                Ok(load_spike::verify(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            other => Err(FaultError::NotYetSupported { kind: other.kind() }),
+        }
+    }
+
+    /// Puts things back from the undo data alone; idempotent. Cancels the dead-man switch only
+    /// after the restore succeeded.
+    pub async fn restore(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), FaultError> {
+        match self {
+            FaultSpec::GpuLockout(p) => {
+                Ok(gpu_lockout::restore(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::SshCommand(p) => {
+                Ok(ssh_command::restore(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::LoadSpike(p) => {
+                Ok(load_spike::restore(p, ctx, &self.undo(ctx, undo)?).await?)
+            }
+            other => Err(FaultError::NotYetSupported { kind: other.kind() }),
+        }
+    }
+
+    /// When the node-side dead-man switch fires (`None`: this kind has none).
+    pub fn deadman_at(&self, deadline: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let margin = match self {
+            FaultSpec::GpuLockout(p) => p.deadman_margin,
+            FaultSpec::SshCommand(p) if !p.deadman_margin.is_zero() => p.deadman_margin,
+            _ => return None,
+        };
+        Some(deadline + chrono::Duration::from_std(margin).ok()?)
+    }
+
+    fn undo<T: serde::de::DeserializeOwned>(
+        &self,
+        ctx: &FaultContext,
+        undo: &Undo,
+    ) -> Result<T, FaultError> {
+        serde_json::from_value(undo.clone()).map_err(|source| FaultError::BadUndo {
+            fault_id: ctx.fault_id.clone(),
+            kind: self.kind(),
+            source,
+        })
+    }
+}
+
+fn to_value<T: Serialize>(t: T) -> Undo {
+    serde_json::to_value(t).expect("undo data serializes")
 }

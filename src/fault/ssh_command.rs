@@ -26,3 +26,117 @@ pub struct Params {
 fn default_margin() -> Duration {
     Duration::from_secs(60)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Implementation.
+
+use crate::fault::deadman;
+use crate::fault::exec::ExecError;
+use crate::fault::{FaultContext, Verification};
+
+/// Undo data: the hosts and their dead-man markers (the restore command itself is in the spec,
+/// which the ledger keeps beside the undo data).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Undo {
+    pub hosts: Vec<HostUndo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostUndo {
+    pub host: String,
+    pub deadman: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(
+        "ssh-command did not take effect on host {host:?}: verify command {cmd:?} exited with {status}"
+    )]
+    NotInEffect {
+        host: String,
+        cmd: String,
+        status: String,
+    },
+    #[error("ssh-command has no hosts")]
+    NoHosts,
+}
+
+pub async fn preflight(p: &Params, ctx: &FaultContext) -> Result<(), Error> {
+    if p.hosts.is_empty() {
+        return Err(Error::NoHosts);
+    }
+    for name in &p.hosts {
+        let host = ctx.hosts.get(name)?;
+        // Reachable, and a shell answers.
+        host.run_ok("true", ctx.command_timeout).await?;
+    }
+    Ok(())
+}
+
+pub async fn prepare(p: &Params, ctx: &FaultContext) -> Result<Undo, Error> {
+    if p.hosts.is_empty() {
+        return Err(Error::NoHosts);
+    }
+    let mut hosts = Vec::new();
+    for name in &p.hosts {
+        ctx.hosts.spec(name)?;
+        hosts.push(HostUndo {
+            host: name.clone(),
+            deadman: (!p.deadman_margin.is_zero())
+                .then(|| deadman::marker(&ctx.run_id, &ctx.fault_id, name)),
+        });
+    }
+    Ok(Undo { hosts })
+}
+
+pub async fn inject(p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+    futures_util::future::try_join_all(undo.hosts.iter().map(|h| async move {
+        let host = ctx.hosts.get(&h.host)?;
+        if let Some(marker) = &h.deadman {
+            let delay = deadman::delay_secs(ctx.deadline, p.deadman_margin, chrono::Utc::now());
+            let cmd = deadman::arm_command(marker, delay, &p.restore);
+            let out = host.run_ok(&cmd, ctx.command_timeout).await?;
+            tracing::info!(host = %h.host, pid = %out.stdout.trim(), delay_s = delay, "dead-man timer armed");
+        }
+        host.run_ok(&p.inject, ctx.command_timeout).await?;
+        Ok::<_, Error>(())
+    }))
+    .await?;
+    Ok(())
+}
+
+pub async fn verify(p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<Verification, Error> {
+    let Some(cmd) = &p.verify else {
+        return Ok(Verification::NotVerifiable {
+            reason: "ssh-command has no verify command".into(),
+        });
+    };
+    for h in &undo.hosts {
+        let host = ctx.hosts.get(&h.host)?;
+        let out = host.run(cmd, ctx.command_timeout).await?;
+        if !out.success() {
+            return Err(Error::NotInEffect {
+                host: h.host.clone(),
+                cmd: cmd.clone(),
+                status: out.status.to_string(),
+            });
+        }
+    }
+    Ok(Verification::Verified)
+}
+
+pub async fn restore(p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+    futures_util::future::try_join_all(undo.hosts.iter().map(|h| async move {
+        let host = ctx.hosts.get(&h.host)?;
+        host.run_ok(&p.restore, ctx.command_timeout).await?;
+        if let Some(marker) = &h.deadman {
+            host.run_ok(&deadman::cancel_command(marker), ctx.command_timeout)
+                .await?;
+        }
+        Ok::<_, Error>(())
+    }))
+    .await?;
+    Ok(())
+}

@@ -20,6 +20,7 @@ mod config;
 #[cfg(test)]
 mod http_tests;
 mod metrics;
+pub mod nvsmi;
 mod sse;
 #[cfg(test)]
 mod tests;

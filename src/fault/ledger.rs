@@ -1,0 +1,507 @@
+//! The ledger: what faultline injected and has not yet put back, on disk, so that nothing is
+//! left behind even when the runner is killed with SIGKILL.
+//!
+//! An append-only JSONL file (default `$FAULTLINE_LEDGER`, else `./.faultline/ledger.jsonl`),
+//! one record per line:
+//! - `{"record":"inject", run_id, fault_id, kind, spec, hosts, undo, deadline, injected_at, pid}`
+//!   — written and fsynced *before* inject. `hosts` holds only the hosts this fault uses, as
+//!   their specs (paths, never secrets), so `recover` needs nothing but this file;
+//! - `{"record":"done", run_id, fault_id, how, at}` — after a verified restore; `how` is
+//!   `normal`, `recover` or `deadman`.
+//!
+//! Folding the file gives the outstanding entries: the latest `inject` per (run, fault) with no
+//! `done` after it. Writers take an exclusive `flock` so two processes never interleave lines.
+//!
+//! A line that is not valid JSON can only be a write torn by a crash. It is ignored with a
+//! warning: a torn `inject` was never fsynced, so its inject never ran; a torn `done` leaves its
+//! entry outstanding, and restores are idempotent. Appends first terminate a torn last line.
+//! A line that *is* JSON but not a record (a newer format?) is an error, never skipped.
+
+use crate::fault::exec::{HostSpec, Hosts};
+use crate::fault::{FaultContext, FaultSpec, Restoration, Undo};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const ENV: &str = "FAULTLINE_LEDGER";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot open ledger {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write ledger {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read ledger {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ledger {path} line {line}: not a ledger record: {source}")]
+    BadRecord {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+}
+
+/// What was injected, with everything needed to undo it in a fresh process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub run_id: String,
+    pub fault_id: String,
+    pub kind: String,
+    pub spec: FaultSpec,
+    pub hosts: BTreeMap<String, HostSpec>,
+    pub undo: Undo,
+    pub deadline: DateTime<Utc>,
+    pub injected_at: DateTime<Utc>,
+    pub pid: u32,
+}
+
+impl Entry {
+    /// An entry for `spec` about to be injected by this process, with the hosts it uses only.
+    pub fn new(
+        ctx: &FaultContext,
+        spec: &FaultSpec,
+        undo: &Undo,
+    ) -> Result<Entry, crate::fault::exec::ExecError> {
+        Ok(Entry {
+            run_id: ctx.run_id.clone(),
+            fault_id: ctx.fault_id.clone(),
+            kind: spec.kind().to_string(),
+            spec: spec.clone(),
+            hosts: ctx.hosts.subset(&spec.host_names())?,
+            undo: undo.clone(),
+            deadline: ctx.deadline,
+            injected_at: Utc::now(),
+            pid: std::process::id(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Done {
+    pub run_id: String,
+    pub fault_id: String,
+    pub how: Restoration,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "lowercase")]
+pub enum Record {
+    Inject(Box<Entry>),
+    Done(Done),
+}
+
+/// The folded ledger.
+#[derive(Clone, Debug, Default)]
+pub struct Fold {
+    pub outstanding: Vec<Entry>,
+    /// Torn lines that were skipped, as human-readable warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Folds ledger text into the outstanding entries (in the order they were injected).
+pub fn fold(path: &Path, text: &str) -> Result<Fold, LedgerError> {
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut open: HashMap<(String, String), Entry> = HashMap::new();
+    let mut warnings = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                let w = format!(
+                    "ledger {} line {}: ignoring a torn write ({e})",
+                    path.display(),
+                    i + 1
+                );
+                tracing::warn!("{w}");
+                warnings.push(w);
+                continue;
+            }
+        };
+        let record: Record =
+            serde_json::from_value(value).map_err(|source| LedgerError::BadRecord {
+                path: path.to_path_buf(),
+                line: i + 1,
+                source,
+            })?;
+        match record {
+            Record::Inject(e) => {
+                let key = (e.run_id.clone(), e.fault_id.clone());
+                order.retain(|k| k != &key);
+                order.push(key.clone());
+                open.insert(key, *e);
+            }
+            Record::Done(d) => {
+                open.remove(&(d.run_id, d.fault_id));
+            }
+        }
+    }
+    let outstanding = order.into_iter().filter_map(|k| open.remove(&k)).collect();
+    Ok(Fold {
+        outstanding,
+        warnings,
+    })
+}
+
+/// The ledger file.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    path: PathBuf,
+}
+
+impl Ledger {
+    /// `$FAULTLINE_LEDGER`, else `./.faultline/ledger.jsonl`.
+    pub fn default_path() -> PathBuf {
+        std::env::var_os(ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".faultline").join("ledger.jsonl"))
+    }
+
+    /// The ledger at `path` (created, with its directory, on first write).
+    pub fn at(path: impl Into<PathBuf>) -> Ledger {
+        Ledger { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends and fsyncs the entry. Returns only once it is on disk: then inject may run.
+    pub fn record_inject(&self, entry: &Entry) -> Result<(), LedgerError> {
+        self.append(&Record::Inject(Box::new(entry.clone())))
+    }
+
+    /// Marks (run_id, fault_id) restored.
+    pub fn record_done(
+        &self,
+        run_id: &str,
+        fault_id: &str,
+        how: Restoration,
+    ) -> Result<(), LedgerError> {
+        self.append(&Record::Done(Done {
+            run_id: run_id.to_string(),
+            fault_id: fault_id.to_string(),
+            how,
+            at: Utc::now(),
+        }))
+    }
+
+    /// The entries not yet done, plus warnings about torn lines.
+    pub fn read(&self) -> Result<Fold, LedgerError> {
+        let mut file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Fold::default()),
+            Err(source) => {
+                return Err(LedgerError::Open {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let read_err = |source| LedgerError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        file.lock_shared().map_err(read_err)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(read_err)?;
+        fold(&self.path, &String::from_utf8_lossy(&bytes))
+    }
+
+    /// The entries not yet done.
+    pub fn outstanding(&self) -> Result<Vec<Entry>, LedgerError> {
+        Ok(self.read()?.outstanding)
+    }
+
+    fn append(&self, record: &Record) -> Result<(), LedgerError> {
+        let open_err = |source| LedgerError::Open {
+            path: self.path.clone(),
+            source,
+        };
+        let write_err = |source| LedgerError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(open_err)?;
+        let existed = self.path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(open_err)?;
+        file.lock().map_err(write_err)?;
+        let mut line = serde_json::to_string(record).expect("records serialize");
+        line.push('\n');
+        // Terminate a torn last line so this record starts on its own.
+        let len = file.metadata().map_err(write_err)?.len();
+        if len > 0 {
+            let mut last = [0u8];
+            file.seek(SeekFrom::Start(len - 1)).map_err(write_err)?;
+            file.read_exact(&mut last).map_err(write_err)?;
+            if last[0] != b'\n' {
+                line.insert(0, '\n');
+            }
+        }
+        file.write_all(line.as_bytes()).map_err(write_err)?;
+        file.sync_all().map_err(write_err)?;
+        if !existed {
+            // Make the new file's directory entry durable too.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(write_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// How `recover` retries.
+#[derive(Clone, Debug)]
+pub struct RecoverOptions {
+    /// Tries per entry (at least one).
+    pub attempts: u32,
+    /// Wait before the second try; doubles after each failure.
+    pub backoff: Duration,
+    pub command_timeout: Duration,
+    /// Also restore entries whose injecting process is still alive (another run in progress).
+    pub force: bool,
+}
+
+impl Default for RecoverOptions {
+    fn default() -> Self {
+        RecoverOptions {
+            attempts: 4,
+            backoff: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(30),
+            force: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RecoverReport {
+    pub restored: Vec<Recovered>,
+    /// Entries that could not be restored: they stay outstanding.
+    pub failed: Vec<NotRecovered>,
+    /// Entries left alone because the process that injected them is still running.
+    pub skipped: Vec<NotRecovered>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Recovered {
+    pub run_id: String,
+    pub fault_id: String,
+    pub kind: String,
+    pub how: Restoration,
+    pub attempts: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NotRecovered {
+    pub run_id: String,
+    pub fault_id: String,
+    pub kind: String,
+    pub reason: String,
+}
+
+/// Restores every outstanding entry from the ledger alone (hosts built from the entry's own
+/// host specs), retrying each failing restore with backoff, and marks the restored ones done.
+pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverReport, LedgerError> {
+    let fold = ledger.read()?;
+    let mut report = RecoverReport {
+        warnings: fold.warnings,
+        ..Default::default()
+    };
+    for entry in fold.outstanding {
+        let not = |reason: String| NotRecovered {
+            run_id: entry.run_id.clone(),
+            fault_id: entry.fault_id.clone(),
+            kind: entry.kind.clone(),
+            reason,
+        };
+        if !opts.force && owner_is_running(entry.pid, entry.injected_at) {
+            report.skipped.push(not(format!(
+                "the process that injected it (pid {}) is still running",
+                entry.pid
+            )));
+            continue;
+        }
+        let mut ctx = FaultContext::new(
+            &entry.run_id,
+            &entry.fault_id,
+            Arc::new(Hosts::new(entry.hosts.clone())),
+            entry.deadline,
+        );
+        ctx.command_timeout = opts.command_timeout;
+        // Past the dead-man's time and no longer in effect: the node restored it by itself.
+        let deadman_fired = entry
+            .spec
+            .deadman_at(entry.deadline)
+            .is_some_and(|at| Utc::now() > at)
+            && entry.spec.verify(&ctx, &entry.undo).await.is_err();
+        let mut wait = opts.backoff;
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            match entry.spec.restore(&ctx, &entry.undo).await {
+                Ok(()) => break Ok(()),
+                Err(e) if attempt >= opts.attempts.max(1) => break Err(e),
+                Err(e) => {
+                    tracing::warn!(fault = %entry.fault_id, attempt, error = %e, "restore failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                let how = if deadman_fired {
+                    Restoration::Deadman
+                } else {
+                    Restoration::Recover
+                };
+                ledger.record_done(&entry.run_id, &entry.fault_id, how)?;
+                report.restored.push(Recovered {
+                    run_id: entry.run_id.clone(),
+                    fault_id: entry.fault_id.clone(),
+                    kind: entry.kind.clone(),
+                    how,
+                    attempts: attempt,
+                });
+            }
+            Err(e) => report
+                .failed
+                .push(not(format!("{e} (after {attempt} attempts)"))),
+        }
+    }
+    Ok(report)
+}
+
+/// Is `pid` a live process other than this one that started before the entry was written
+/// (so not a reuse of the pid after the injector died)?
+fn owner_is_running(pid: u32, injected_at: DateTime<Utc>) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    match process_start(pid) {
+        Some(started) => started <= injected_at + chrono::Duration::seconds(1),
+        None => false,
+    }
+}
+
+/// When process `pid` started, from `/proc` (None: no such process, or not Linux).
+fn process_start(pid: u32) -> Option<DateTime<Utc>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 (starttime, clock ticks after boot) counted after the `(comm)` field.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let ticks: i64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let btime: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as i64 } else { 100 };
+    DateTime::from_timestamp(btime + ticks / hz, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::load_spike;
+
+    fn entry(fault: &str) -> Entry {
+        Entry {
+            run_id: "r1".into(),
+            fault_id: fault.into(),
+            kind: "load-spike".into(),
+            spec: FaultSpec::LoadSpike(load_spike::Params { multiplier: 2.0 }),
+            hosts: BTreeMap::new(),
+            undo: serde_json::json!({"previous": 1.0}),
+            deadline: Utc::now(),
+            injected_at: Utc::now(),
+            pid: 1,
+        }
+    }
+
+    fn line(r: &Record) -> String {
+        serde_json::to_string(r).unwrap()
+    }
+
+    fn done(fault: &str) -> Record {
+        Record::Done(Done {
+            run_id: "r1".into(),
+            fault_id: fault.into(),
+            how: Restoration::Normal,
+            at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn fold_keeps_injects_without_done() {
+        let text = [
+            line(&Record::Inject(Box::new(entry("a")))),
+            line(&Record::Inject(Box::new(entry("b")))),
+            line(&done("a")),
+        ]
+        .join("\n");
+        let f = fold(Path::new("l"), &text).unwrap();
+        assert_eq!(f.outstanding.len(), 1);
+        assert_eq!(f.outstanding[0].fault_id, "b");
+        assert!(f.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_with_a_warning() {
+        let full = line(&Record::Inject(Box::new(entry("b"))));
+        let text = format!(
+            "{}\n{}",
+            line(&Record::Inject(Box::new(entry("a")))),
+            &full[..full.len() / 2]
+        );
+        let f = fold(Path::new("l"), &text).unwrap();
+        assert_eq!(f.outstanding.len(), 1);
+        assert_eq!(f.warnings.len(), 1);
+        assert!(f.warnings[0].contains("line 2"), "{:?}", f.warnings);
+    }
+
+    #[test]
+    fn json_that_is_not_a_record_is_an_error_naming_the_line() {
+        let e = fold(Path::new("l"), "{\"record\":\"bogus\"}\n").unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn the_record_format_is_tagged_and_carries_the_spec() {
+        let v: serde_json::Value =
+            serde_json::from_str(&line(&Record::Inject(Box::new(entry("a"))))).unwrap();
+        assert_eq!(v["record"], "inject");
+        assert_eq!(v["spec"]["kind"], "load-spike");
+        assert_eq!(v["undo"]["previous"], 1.0);
+        let v: serde_json::Value = serde_json::from_str(&line(&done("a"))).unwrap();
+        assert_eq!(v["how"], "normal");
+    }
+}
