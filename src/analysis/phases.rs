@@ -175,17 +175,18 @@ fn in_band(w: &Window, pre: &PhaseStats, tol: &Tolerance) -> bool {
     err_ok && ttft_ok && tput_ok
 }
 
-/// Analyzes one fault. `pre_from_s` is where its baseline starts (end of warm-up, or the end of
-/// the previous fault's observation); `end_s` where its observation ends.
+/// Analyzes one fault. `pre` is its baseline range (for every fault of a run: from the end of
+/// warm-up to the first fault, the one stretch no fault has touched); `end_s` is where its
+/// observation ends (the next fault, or the end of the load).
 pub fn analyze(
     windows: &[Window],
     timing: &FaultTiming,
-    pre_from_s: f64,
+    pre: (f64, f64),
     end_s: f64,
     cfg: &AnalysisConfig,
     signals: &[Signal],
 ) -> FaultAnalysis {
-    let (pre, _) = phase(windows, pre_from_s, timing.effective_s);
+    let (pre, _) = phase(windows, pre.0, pre.1);
     let (during, _) = phase(windows, timing.effective_s, timing.cleared_s);
     let (recovery, _) = phase(windows, timing.cleared_s, end_s);
     let detection = detect(windows, timing, &pre, cfg, signals);
@@ -426,7 +427,7 @@ mod tests {
                 }
             })
             .collect();
-        let a = analyze(&ws, &timing(), 10.0, 60.0, &AnalysisConfig::default(), &[]);
+        let a = analyze(&ws, &timing(), (10.0, 30.0), 60.0, &AnalysisConfig::default(), &[]);
         assert_eq!(a.detection, Detection::NotDetected);
     }
 

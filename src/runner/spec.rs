@@ -30,6 +30,7 @@ mod fault;
 mod model;
 mod plan;
 pub mod raw;
+mod sections;
 mod suggest;
 mod timeline;
 mod yaml;

@@ -115,3 +115,14 @@ fn plan_lists_every_action_with_its_time() {
 }
 
 mod bad_files;
+
+#[test]
+#[ignore = "prints plans for eyeballing"]
+fn print_plans() {
+    for f in [
+        "experiments/game-day.yaml",
+        "experiments/example-annotated.yaml",
+    ] {
+        println!("{}", plan(&load_experiment(&root().join(f)).unwrap()));
+    }
+}

@@ -1,7 +1,6 @@
 //! [`ExperimentSpec`] → [`Experiment`]: every section checked, every problem collected with its
 //! position, before anything runs. The fault timeline lives in [`super::timeline`].
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +9,8 @@ use serde_json::Value;
 use super::de::{Dur, Source, from_value};
 use super::error::SpecError;
 use super::model::*;
-use super::raw::{ExperimentSpec, LoadSpec, ProbeSpec, TargetSpec};
+use super::raw::{ExperimentSpec, LoadSpec, TargetSpec};
+use super::sections::{analysis, probes, stop_conditions};
 use super::suggest::closest;
 use super::timeline;
 use super::yaml::{Doc, Seg};
@@ -27,7 +27,7 @@ fn keep<T>(r: Result<T, SpecError>, errors: &mut Vec<SpecError>) -> Option<T> {
     r.map_err(|e| errors.push(e)).ok()
 }
 
-fn dur(d: Option<Dur>, default: Duration) -> Duration {
+pub fn dur(d: Option<Dur>, default: Duration) -> Duration {
     d.map(|d| d.0).unwrap_or(default)
 }
 
@@ -52,17 +52,17 @@ pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
     let load = keep(load(&spec.load, doc), &mut errors);
     let warmup = dur(spec.warmup, Duration::from_secs(10));
     let load_duration = load.as_ref().map(|l| l.schedule.duration());
-    if let Some(total) = load_duration {
-        if warmup >= total {
-            errors.push(SpecError::invalid(
-                doc.locate(&keys(&["warmup"])),
-                format!(
-                    "warmup {} is not shorter than the load ({})",
-                    humantime::format_duration(warmup),
-                    humantime::format_duration(total)
-                ),
-            ));
-        }
+    if let Some(total) = load_duration
+        && warmup >= total
+    {
+        errors.push(SpecError::invalid(
+            doc.locate(&keys(&["warmup"])),
+            format!(
+                "warmup {} is not shorter than the load ({})",
+                humantime::format_duration(warmup),
+                humantime::format_duration(total)
+            ),
+        ));
     }
     let ctx = timeline::Context {
         doc,
@@ -236,10 +236,10 @@ fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
             .map(|k| conflict(mode, k))
             .map_or(Ok(()), Err)
     };
-    if let Some(n) = l.max_in_flight {
-        if n == 0 {
-            return Err(bad("max_in_flight", &"must be at least 1"));
-        }
+    if let Some(n) = l.max_in_flight
+        && n == 0
+    {
+        return Err(bad("max_in_flight", &"must be at least 1"));
     }
     let schedule = if let Some(users) = l.concurrency {
         first_conflict(
@@ -335,145 +335,4 @@ fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
         workload,
         seed: l.seed,
     })
-}
-
-fn probes(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> Vec<Probe> {
-    let mut names = BTreeSet::new();
-    let mut out = Vec::new();
-    for (i, p) in spec.probes.iter().enumerate() {
-        let base = vec![Seg::key("probes"), Seg::Index(i)];
-        let at = |k: &[&str]| doc.locate(&[base.clone(), keys(k)].concat());
-        if !names.insert(p.name.clone()) {
-            errors.push(SpecError::invalid(
-                at(&["name"]),
-                format!("probe name '{}' is used twice", p.name),
-            ));
-        }
-        let ProbeSpec {
-            http,
-            prometheus,
-            kube_ready,
-            command,
-            ..
-        } = p;
-        let checks: Vec<ProbeCheck> = [
-            http.clone().map(ProbeCheck::Http),
-            prometheus.clone().map(ProbeCheck::Prometheus),
-            kube_ready.clone().map(ProbeCheck::KubeReady),
-            command.clone().map(ProbeCheck::Command),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if checks.len() != 1 {
-            errors.push(SpecError::invalid(
-                at(&[]),
-                format!(
-                    "probe '{}' needs exactly one of 'http', 'prometheus', 'kube_ready', 'command'",
-                    p.name
-                ),
-            ));
-            continue;
-        }
-        let check = checks.into_iter().next().expect("one");
-        match &check {
-            ProbeCheck::Command(c) => {
-                if let Err(e) = timeline::check_host(
-                    &c.host,
-                    &spec.hosts,
-                    at(&["command", "host"]),
-                    format!("probe '{}'", p.name),
-                ) {
-                    errors.push(e);
-                }
-            }
-            ProbeCheck::KubeReady(_) if spec.kubernetes.is_none() => {
-                errors.push(SpecError::NoKubernetes {
-                    at: at(&["kube_ready"]),
-                    what: format!("probe '{}' (kube_ready)", p.name),
-                })
-            }
-            _ => {}
-        }
-        out.push(Probe {
-            name: p.name.clone(),
-            every: dur(p.every, Duration::from_secs(1)),
-            detection: p.detection,
-            check,
-        });
-    }
-    out
-}
-
-fn stop_conditions(
-    spec: &ExperimentSpec,
-    doc: &Doc,
-    errors: &mut Vec<SpecError>,
-) -> Vec<StopCondition> {
-    let mut out = Vec::new();
-    for (i, s) in spec.stop_conditions.iter().enumerate() {
-        let at = doc.locate(&[Seg::key("stop_conditions"), Seg::Index(i)]);
-        match (s.error_rate_above, s.ttft_p99_above) {
-            (Some(rate), None) => out.push(StopCondition::ErrorRateAbove {
-                rate,
-                for_: s.for_.0,
-            }),
-            (None, Some(ttft)) => out.push(StopCondition::TtftP99Above {
-                ttft: ttft.0,
-                for_: s.for_.0,
-            }),
-            _ => errors.push(SpecError::invalid(
-                at,
-                "a stop condition needs exactly one of 'error_rate_above', 'ttft_p99_above'",
-            )),
-        }
-    }
-    out
-}
-
-fn analysis(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> Analysis {
-    let a = spec.analysis.as_ref();
-    let t = a.and_then(|a| a.tolerance.as_ref());
-    let d = Tolerance::default();
-    let tol = |v: Option<f64>, def: f64, k: &str, errors: &mut Vec<SpecError>| match v {
-        Some(v) if !(v.is_finite() && v >= 0.0) => {
-            errors.push(SpecError::WrongType {
-                at: doc.locate(&keys(&["analysis", "tolerance", k])),
-                key: k.into(),
-                value: format!("'{v}'"),
-                message: "must be a fraction >= 0".into(),
-            });
-            def
-        }
-        v => v.unwrap_or(def),
-    };
-    let tolerance = Tolerance {
-        error_rate: tol(
-            t.and_then(|t| t.error_rate),
-            d.error_rate,
-            "error_rate",
-            errors,
-        ),
-        ttft_p50: tol(t.and_then(|t| t.ttft_p50), d.ttft_p50, "ttft_p50", errors),
-        ttft_p99: tol(t.and_then(|t| t.ttft_p99), d.ttft_p99, "ttft_p99", errors),
-        throughput: tol(
-            t.and_then(|t| t.throughput),
-            d.throughput,
-            "throughput",
-            errors,
-        ),
-    };
-    let recovery_windows = a.and_then(|a| a.recovery_windows).unwrap_or(5);
-    if recovery_windows == 0 {
-        errors.push(SpecError::invalid(
-            doc.locate(&keys(&["analysis", "recovery_windows"])),
-            "'recovery_windows' must be at least 1",
-        ));
-    }
-    Analysis {
-        window: dur(a.and_then(|a| a.window), Duration::from_secs(1)),
-        recovery_windows,
-        tolerance,
-        recovery_timeout: a.and_then(|a| a.recovery_timeout).map(|d| d.0),
-    }
 }

@@ -334,23 +334,23 @@ fn check_windows(cx: &Context, all: &[(ScheduledFault, usize)], errors: &mut Vec
                 ),
             });
         }
-        if let Some(total) = cx.load_duration {
-            if f.end() > total {
-                let what = if f.duration.is_some() {
-                    format!("ends at t={} ({})", hd(f.end()), window(f))
+        if let Some(total) = cx.load_duration
+            && f.end() > total
+        {
+            let what = if f.duration.is_some() {
+                format!("ends at t={} ({})", hd(f.end()), window(f))
+            } else {
+                format!("fires at t={}", hd(f.at))
+            };
+            errors.push(SpecError::OutsideLoad {
+                at: at(if f.duration.is_some() {
+                    "duration"
                 } else {
-                    format!("fires at t={}", hd(f.at))
-                };
-                errors.push(SpecError::OutsideLoad {
-                    at: at(if f.duration.is_some() {
-                        "duration"
-                    } else {
-                        "at"
-                    }),
-                    id: f.id.clone(),
-                    problem: format!("{what}, after the load ends at t={}", hd(total)),
-                });
-            }
+                    "at"
+                }),
+                id: f.id.clone(),
+                problem: format!("{what}, after the load ends at t={}", hd(total)),
+            });
         }
     }
 }

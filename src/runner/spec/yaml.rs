@@ -119,12 +119,11 @@ impl Doc {
     pub fn locate_key(&self, path: &[Seg]) -> Location {
         if let Some((Seg::Key(k), parent)) = path.split_last() {
             let (depth, node) = self.root.walk(parent);
-            if depth == parent.len() {
-                if let NodeData::Map(entries) = &node.data {
-                    if let Some((_, m, _)) = entries.iter().find(|(key, _, _)| key == k) {
-                        return self.at(*m);
-                    }
-                }
+            if depth == parent.len()
+                && let NodeData::Map(entries) = &node.data
+                && let Some((_, m, _)) = entries.iter().find(|(key, _, _)| key == k)
+            {
+                return self.at(*m);
             }
         }
         self.locate(path)

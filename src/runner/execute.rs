@@ -1,0 +1,692 @@
+//! Running an experiment: target up, preflight, load, the fault timeline, probes and stop
+//! conditions, then the analysis. Every fault is written to the ledger before it is injected
+//! and restored on every exit path: its own end, a stop condition, an error, Ctrl-C/SIGTERM, or
+//! a panic in the run (the body runs in its own task; whatever it leaves active is restored).
+
+use crate::analysis::phases::{self, AnalysisConfig, FaultTiming, Signal};
+use crate::fault::exec::{HostSpec, Hosts, SshSpec};
+use crate::fault::ledger::{Entry, Ledger};
+use crate::fault::{FaultContext, FaultSpec, Restoration, Undo};
+use crate::load::client::{Api, ApiKey, Client, ClientConfig};
+use crate::load::engine::{self, Control, EngineConfig};
+use crate::load::recorder::{Progress, read_windows};
+use crate::runner::probes;
+use crate::runner::result::{self, Event, FaultResult, FaultStatus, RunResult, Status};
+use crate::runner::spec::{self, ApiKind, Experiment, ScheduledFault, StopCondition, Target};
+use crate::sim;
+use chrono::Utc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "the ledger {path} holds {count} fault(s) that were never restored ({ids}); run `faultline recover` first"
+    )]
+    LedgerNotClean {
+        path: PathBuf,
+        count: usize,
+        ids: String,
+    },
+    #[error(transparent)]
+    Ledger(#[from] crate::fault::ledger::LedgerError),
+    #[error("cannot start the embedded sim: {0}")]
+    Sim(#[from] crate::sim::SimError),
+    #[error(transparent)]
+    Client(#[from] crate::load::client::ClientError),
+    #[error("preflight of fault {id:?} failed: {source}")]
+    Preflight {
+        id: String,
+        source: crate::fault::FaultError,
+    },
+    #[error(transparent)]
+    Engine(#[from] crate::load::engine::EngineError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the recorded windows: {0}")]
+    Windows(String),
+    #[error("the run panicked: {0}")]
+    Panicked(String),
+}
+
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    pub ledger: Ledger,
+    pub run_id: String,
+}
+
+/// A fault that is (or may be) in effect, with what is needed to restore it.
+struct Active {
+    id: String,
+    spec: FaultSpec,
+    ctx: Arc<FaultContext>,
+    undo: Undo,
+}
+
+/// Shared between the run's tasks.
+struct Shared {
+    start: Instant,
+    control: Arc<Control>,
+    progress: Mutex<Progress>,
+    events: Mutex<Vec<Event>>,
+    active: tokio::sync::Mutex<Vec<Active>>,
+    results: Mutex<Vec<FaultResult>>,
+    signals: Mutex<Vec<Signal>>,
+    abort: CancellationToken,
+    abort_reason: Mutex<Option<String>>,
+    ledger: Ledger,
+}
+
+impl Shared {
+    fn now_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+    fn event(&self, kind: &str, fault: Option<&str>, detail: impl Into<String>) {
+        let e = Event {
+            t_s: self.now_s(),
+            kind: kind.into(),
+            fault: fault.map(str::to_string),
+            detail: detail.into(),
+        };
+        tracing::info!(t_s = e.t_s, kind, fault, detail = %e.detail, "event");
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+    }
+    fn abort(&self, reason: String) {
+        let mut r = self.abort_reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            self.event("abort", None, reason.clone());
+            *r = Some(reason);
+        }
+        self.control.stop();
+        self.abort.cancel();
+    }
+    fn set_result(&self, r: FaultResult) {
+        let mut all = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        match all.iter_mut().find(|x| x.id == r.id) {
+            Some(x) => *x = r,
+            None => all.push(r),
+        }
+    }
+
+    /// Restores one active fault (if it still is) and marks it done in the ledger.
+    async fn restore(&self, id: &str) -> Result<(), String> {
+        let mut active = self.active.lock().await;
+        let Some(pos) = active.iter().position(|a| a.id == id) else {
+            return Ok(());
+        };
+        let a = &active[pos];
+        let mut last = String::new();
+        for attempt in 0..4u32 {
+            match a.spec.restore(&a.ctx, &a.undo).await {
+                Ok(()) => {
+                    if let Err(e) = self.ledger.record_done(&a.ctx.run_id, &a.id, Restoration::Normal) {
+                        tracing::error!("cannot mark {id} done in the ledger: {e}");
+                    }
+                    self.event("restored", Some(id), format!("{} restored", a.spec.kind()));
+                    active.remove(pos);
+                    return Ok(());
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    self.event("restore_failed", Some(id), format!("attempt {}: {last}", attempt + 1));
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn restore_all(&self) {
+        let ids: Vec<String> = self.active.lock().await.iter().map(|a| a.id.clone()).collect();
+        for id in ids {
+            if let Err(e) = self.restore(&id).await {
+                tracing::error!("fault {id} could not be restored ({e}); it stays in the ledger for `faultline recover`");
+            }
+        }
+    }
+}
+
+fn api_of(kind: &ApiKind) -> Api {
+    match kind {
+        ApiKind::Completions => Api::Completions,
+        ApiKind::Chat => Api::Chat,
+    }
+}
+
+fn host_spec(h: &spec::Host) -> HostSpec {
+    match h {
+        spec::Host::Local => HostSpec::Local,
+        spec::Host::Ssh(s) => {
+            let mut out = SshSpec::new(s.host.clone());
+            out.user = s.user.clone();
+            out.port = s.port;
+            out.identity_file = s.identity_file.clone();
+            out.known_hosts = s.known_hosts.clone();
+            out.strict_host_key_checking = s.strict_host_key_checking;
+            HostSpec::Ssh(out)
+        }
+    }
+}
+
+/// Runs the experiment and writes `result.json`, `summary.md` and the run's ledger slice next to
+/// the load's files in `opts.out_dir`.
+pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunError> {
+    let outstanding = opts.ledger.outstanding()?;
+    if !outstanding.is_empty() {
+        return Err(RunError::LedgerNotClean {
+            path: opts.ledger.path().to_path_buf(),
+            count: outstanding.len(),
+            ids: outstanding
+                .iter()
+                .map(|e| format!("{}/{}", e.run_id, e.fault_id))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    std::fs::create_dir_all(&opts.out_dir).map_err(|source| RunError::Write {
+        path: opts.out_dir.clone(),
+        source,
+    })?;
+    let started_at = Utc::now().to_rfc3339();
+
+    // The target.
+    let (sim, base_url, model, api, timeout, api_key) = match &exp.target {
+        Target::Sim {
+            config,
+            api,
+            timeout,
+            ..
+        } => {
+            let handle = sim::start(config.clone(), "127.0.0.1:0".parse().expect("valid")).await?;
+            let url = format!("http://{}", handle.addr);
+            (Some(handle), url, config.model.clone(), api_of(api), *timeout, None)
+        }
+        Target::Endpoint {
+            url,
+            model,
+            api,
+            timeout,
+            api_key_env,
+            ..
+        } => {
+            let key = match api_key_env {
+                Some(var) => ApiKey::from_env(var)?,
+                None => None,
+            };
+            (None, url.clone(), model.clone(), api_of(api), *timeout, key)
+        }
+    };
+    let headers = match &exp.target {
+        Target::Endpoint { headers, .. } => headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => vec![],
+    };
+    let client_cfg = ClientConfig {
+        base_url,
+        api,
+        model,
+        stream: true,
+        include_usage: true,
+        api_key,
+        headers,
+        timeout: timeout.unwrap_or(Duration::from_secs(30)),
+        connect_timeout: Duration::from_secs(5),
+    };
+    Client::new(client_cfg.clone(), Instant::now())?.check().await?;
+
+    let hosts = Arc::new(Hosts::new(
+        exp.hosts.iter().map(|(k, v)| (k.clone(), host_spec(v))).collect(),
+    ));
+    let control = Arc::new(Control::default());
+    let context = |f: &ScheduledFault, deadline_from_now: Duration| {
+        let deadline = Utc::now()
+            + chrono::Duration::from_std(deadline_from_now).unwrap_or(chrono::Duration::zero());
+        let mut ctx = FaultContext::new(&opts.run_id, &f.id, hosts.clone(), deadline);
+        ctx.control = control.clone();
+        ctx
+    };
+
+    // Preflight every fault before any load starts.
+    for f in &exp.timeline {
+        let ctx = context(f, f.end());
+        f.spec
+            .preflight(&ctx)
+            .await
+            .map_err(|source| RunError::Preflight {
+                id: f.id.clone(),
+                source,
+            })?;
+    }
+
+    let client = Client::new(client_cfg, Instant::now())?;
+    let shared = Arc::new(Shared {
+        start: client.run_start(),
+        control: control.clone(),
+        progress: Mutex::new(Progress::default()),
+        events: Mutex::new(Vec::new()),
+        active: tokio::sync::Mutex::new(Vec::new()),
+        results: Mutex::new(Vec::new()),
+        signals: Mutex::new(Vec::new()),
+        abort: CancellationToken::new(),
+        abort_reason: Mutex::new(None),
+        ledger: opts.ledger.clone(),
+    });
+    shared.event("load_start", None, format!("load against {}", client.endpoint()));
+
+    // Ctrl-C / SIGTERM: stop, restore, end as aborted.
+    let signals_task = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => shared.abort("interrupted (Ctrl-C)".into()),
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => shared.abort("terminated (SIGTERM)".into()),
+            }
+        })
+    };
+
+    // The load.
+    let engine_task = {
+        let shared = shared.clone();
+        let cfg = EngineConfig {
+            schedule: exp.load.schedule.clone(),
+            workload: exp.load.workload.clone(),
+            seed: exp.load.seed.unwrap_or_else(rand::random),
+            window_s: exp.analysis.window.as_secs_f64(),
+            out_dir: opts.out_dir.clone(),
+        };
+        tokio::spawn(async move {
+            engine::run(cfg, client, shared.control.clone(), move |_, p| {
+                *shared.progress.lock().unwrap_or_else(|e| e.into_inner()) = p.clone();
+            })
+            .await
+        })
+    };
+
+    // The body: faults, probes, stop conditions. Runs in its own task so that a panic in it
+    // still reaches the restore below.
+    let body = {
+        let shared = shared.clone();
+        let exp = exp.clone();
+        let hosts = hosts.clone();
+        let run_id = opts.run_id.clone();
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for f in exp.timeline.clone() {
+                let shared = shared.clone();
+                let exp = exp.clone();
+                let hosts = hosts.clone();
+                let run_id = run_id.clone();
+                tasks.push(tokio::spawn(async move {
+                    drive_fault(&shared, &exp, &f, hosts, &run_id).await;
+                }));
+            }
+            for p in exp.probes.clone() {
+                let shared = shared.clone();
+                let hosts = hosts.clone();
+                tokio::spawn(async move { run_probe(&shared, &p, &hosts).await });
+            }
+            if !exp.stop_conditions.is_empty() {
+                let shared = shared.clone();
+                let conds = exp.stop_conditions.clone();
+                tokio::spawn(async move { watch_stop_conditions(&shared, &conds).await });
+            }
+            for t in tasks {
+                if let Err(e) = t.await
+                    && e.is_panic()
+                {
+                    shared.abort("a fault task panicked".into());
+                }
+            }
+        })
+    };
+
+    let body_result = body.await;
+    let engine_result = engine_task.await;
+    // Whatever happened, nothing stays injected.
+    shared.abort.cancel();
+    shared.restore_all().await;
+    signals_task.abort();
+    if let Some(s) = sim {
+        s.shutdown().await;
+    }
+    if let Err(e) = body_result
+        && e.is_panic()
+    {
+        return Err(RunError::Panicked(format!("{e}")));
+    }
+    let out = match engine_result {
+        Ok(r) => r?,
+        Err(e) => return Err(RunError::Panicked(format!("{e}"))),
+    };
+
+    // Analysis.
+    let windows = read_windows(&opts.out_dir.join(crate::load::recorder::WINDOWS_FILE))
+        .map_err(RunError::Windows)?;
+    let load_end = out.summary.duration_s;
+    let warmup_s = exp.warmup.as_secs_f64();
+    let first_at = exp
+        .timeline
+        .first()
+        .map(|f| f.at.as_secs_f64())
+        .unwrap_or(load_end);
+    let cfg = AnalysisConfig {
+        window_s: exp.analysis.window.as_secs_f64(),
+        recovery_windows: exp.analysis.recovery_windows as usize,
+        tolerance: phases::Tolerance {
+            error_rate: exp.analysis.tolerance.error_rate,
+            ttft_p50: exp.analysis.tolerance.ttft_p50,
+            ttft_p99: exp.analysis.tolerance.ttft_p99,
+            throughput: exp.analysis.tolerance.throughput,
+        },
+    };
+    let signals = shared.signals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let aborted = shared.abort_reason.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut results = shared.results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    results.sort_by(|a, b| a.scheduled_at_s.total_cmp(&b.scheduled_at_s));
+    let starts: Vec<f64> = results.iter().map(|r| r.scheduled_at_s).collect();
+    for (i, r) in results.iter_mut().enumerate() {
+        let (Some(eff), Some(cleared)) = (r.effective_s, r.cleared_s) else {
+            continue;
+        };
+        let one_shot = r.kind == "pod-kill";
+        let timing = FaultTiming {
+            effective_s: eff,
+            cleared_s: cleared,
+            recovery_from_s: if one_shot { eff } else { cleared },
+        };
+        let mut end = starts.get(i + 1).copied().unwrap_or(load_end).max(cleared);
+        if let Some(t) = exp.analysis.recovery_timeout {
+            end = end.min(timing.recovery_from_s + t.as_secs_f64());
+        }
+        let pre = (warmup_s, first_at.max(warmup_s));
+        let a = phases::analyze(&windows, &timing, pre, end.min(load_end), &cfg, &signals);
+        r.checks = result::check(&exp.criteria, &a);
+        if r.status == FaultStatus::Pass && r.checks.iter().any(|c| !c.passed) {
+            r.status = FaultStatus::Failed;
+        }
+        r.analysis = Some(a);
+    }
+    let status = if aborted.is_some() {
+        Status::Aborted
+    } else if results.iter().any(|r| matches!(r.status, FaultStatus::Invalid | FaultStatus::Skipped)) {
+        Status::Invalid
+    } else if results.iter().any(|r| r.status == FaultStatus::Failed) {
+        Status::Failed
+    } else {
+        Status::Pass
+    };
+    let events = shared.events.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let result = RunResult {
+        experiment: exp.name.clone(),
+        run_id: opts.run_id.clone(),
+        started_at,
+        status,
+        reason: aborted,
+        warmup_s,
+        load: out.summary,
+        faults: results,
+        events,
+        definitions: result::definitions(),
+    };
+    write_outputs(&result, opts)?;
+    Ok(result)
+}
+
+fn write_outputs(result: &RunResult, opts: &RunOptions) -> Result<(), RunError> {
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = opts.out_dir.join(name);
+        std::fs::write(&path, bytes).map_err(|source| RunError::Write { path, source })
+    };
+    write(
+        "result.json",
+        serde_json::to_vec_pretty(result).expect("a result always serializes"),
+    )?;
+    write(
+        "summary.md",
+        crate::report::markdown::experiment(result).into_bytes(),
+    )?;
+    // This run's slice of the ledger, next to its results.
+    let text = std::fs::read_to_string(opts.ledger.path()).unwrap_or_default();
+    let mine: String = text
+        .lines()
+        .filter(|l| l.contains(&format!("\"run_id\":\"{}\"", opts.run_id)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write("ledger.jsonl", mine.into_bytes())
+}
+
+async fn sleep_until_or_abort(shared: &Shared, at_s: f64) -> bool {
+    let at = shared.start + Duration::from_secs_f64(at_s.max(0.0));
+    tokio::select! {
+        _ = tokio::time::sleep_until(at.into()) => true,
+        _ = shared.abort.cancelled() => false,
+    }
+}
+
+/// One fault's life: wait, check steady state, prepare, ledger, inject, verify, wait, restore.
+async fn drive_fault(shared: &Shared, exp: &Experiment, f: &ScheduledFault, hosts: Arc<Hosts>, run_id: &str) {
+    let mut r = FaultResult {
+        id: f.id.clone(),
+        kind: f.spec.kind().to_string(),
+        action: spec::describe_fault(f, exp),
+        status: FaultStatus::Aborted,
+        reason: None,
+        scheduled_at_s: f.at.as_secs_f64(),
+        effective_s: None,
+        cleared_s: None,
+        verification: None,
+        analysis: None,
+        checks: vec![],
+    };
+    shared.set_result(r.clone());
+    if !sleep_until_or_abort(shared, f.at.as_secs_f64()).await {
+        r.reason = Some("the run was aborted before this fault".into());
+        shared.set_result(r);
+        return;
+    }
+    if let Some(ss) = &exp.steady_state
+        && let Some(problem) = steady_state_problem(shared, ss)
+    {
+        shared.event("skipped", Some(&f.id), format!("steady state does not hold: {problem}"));
+        r.status = FaultStatus::Skipped;
+        r.reason = Some(format!("not injected: the system was not in its steady state ({problem})"));
+        shared.set_result(r);
+        return;
+    }
+    let window = f.duration.unwrap_or(Duration::from_secs(60));
+    let mut ctx = FaultContext::new(
+        run_id,
+        &f.id,
+        hosts,
+        Utc::now() + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero()),
+    );
+    ctx.control = shared.control.clone();
+    let ctx = Arc::new(ctx);
+    let undo = match f.spec.prepare(&ctx).await {
+        Ok(u) => u,
+        Err(e) => {
+            r.status = FaultStatus::Invalid;
+            r.reason = Some(format!("prepare failed: {e}"));
+            shared.event("inject_failed", Some(&f.id), e.to_string());
+            shared.set_result(r);
+            return;
+        }
+    };
+    // On disk before anything changes.
+    let entry = match Entry::new(&ctx, &f.spec, &undo) {
+        Ok(e) => e,
+        Err(e) => {
+            r.status = FaultStatus::Invalid;
+            r.reason = Some(format!("cannot describe the fault for the ledger: {e}"));
+            shared.set_result(r);
+            return;
+        }
+    };
+    if let Err(e) = shared.ledger.record_inject(&entry) {
+        r.status = FaultStatus::Invalid;
+        r.reason = Some(format!("not injected: the ledger could not be written: {e}"));
+        shared.set_result(r);
+        return;
+    }
+    shared.active.lock().await.push(Active {
+        id: f.id.clone(),
+        spec: f.spec.clone(),
+        ctx: ctx.clone(),
+        undo: undo.clone(),
+    });
+    shared.event("inject", Some(&f.id), r.action.clone());
+    if let Err(e) = f.spec.inject(&ctx, &undo).await {
+        r.status = FaultStatus::Invalid;
+        r.reason = Some(format!("inject failed: {e}"));
+        shared.event("inject_failed", Some(&f.id), e.to_string());
+        let _ = shared.restore(&f.id).await;
+        shared.set_result(r);
+        return;
+    }
+    match f.spec.verify(&ctx, &undo).await {
+        Ok(v) => {
+            r.effective_s = Some(shared.now_s());
+            shared.event("effective", Some(&f.id), format!("{v:?}"));
+            r.verification = Some(v);
+        }
+        Err(e) => {
+            r.status = FaultStatus::Invalid;
+            r.reason = Some(format!("the fault did not take effect: {e}"));
+            shared.event("verify_failed", Some(&f.id), e.to_string());
+            let _ = shared.restore(&f.id).await;
+            shared.set_result(r);
+            return;
+        }
+    }
+    r.status = FaultStatus::Pass;
+    shared.set_result(r.clone());
+    if f.duration.is_some() {
+        let end = f.end().as_secs_f64();
+        let completed = sleep_until_or_abort(shared, end).await;
+        match shared.restore(&f.id).await {
+            Ok(()) => r.cleared_s = Some(shared.now_s()),
+            Err(e) => {
+                r.status = FaultStatus::Invalid;
+                r.reason = Some(format!("restore failed, left for `faultline recover`: {e}"));
+            }
+        }
+        if !completed {
+            r.status = FaultStatus::Aborted;
+            r.reason = Some("the run was aborted during this fault".into());
+        }
+    } else {
+        // One-shot: nothing to hold; restore bookkeeping right away.
+        let _ = shared.restore(&f.id).await;
+        r.cleared_s = r.effective_s;
+    }
+    shared.set_result(r);
+}
+
+/// `Some(reason)` when the steady-state hypothesis does not hold right now.
+fn steady_state_problem(shared: &Shared, ss: &spec::SteadyState) -> Option<String> {
+    let p = shared.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let now = shared.now_s();
+    let secs = ss.window.as_secs().max(1);
+    if let Some(max) = ss.max_error_rate
+        && let Some(rate) = p.recent_error_rate(now, secs)
+        && rate > max
+    {
+        return Some(format!("error rate {:.2}% over the last {secs}s > {:.2}%", rate * 100.0, max * 100.0));
+    }
+    if let Some(max) = ss.max_ttft_p99 {
+        let limit = max.as_secs_f64() * 1000.0;
+        let worst = recent_seconds(&p, now, secs)
+            .filter_map(|l| l.max_ttft_ms)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        if let Some(w) = worst
+            && w > limit
+        {
+            return Some(format!("TTFT up to {w:.0} ms over the last {secs}s > {limit:.0} ms"));
+        }
+    }
+    None
+}
+
+fn recent_seconds(p: &Progress, now_s: f64, secs: u64) -> impl Iterator<Item = &crate::load::recorder::LiveSecond> {
+    let now = now_s as u64;
+    let from = now.saturating_sub(secs);
+    p.live.iter().filter(move |l| l.second >= from && l.second < now)
+}
+
+async fn watch_stop_conditions(shared: &Shared, conds: &[StopCondition]) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.abort.cancelled() => return,
+        }
+        let p = shared.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = shared.now_s();
+        for c in conds {
+            let tripped = match c {
+                StopCondition::ErrorRateAbove { rate, for_ } => {
+                    // The error rate of the requests that finished in the last `for` seconds.
+                    let secs = for_.as_secs().max(1);
+                    now >= secs as f64 && p.recent_error_rate(now, secs).is_some_and(|r| r > *rate)
+                }
+                StopCondition::TtftP99Above { ttft, for_ } => {
+                    let secs = for_.as_secs().max(1);
+                    let limit = ttft.as_secs_f64() * 1000.0;
+                    let seen: Vec<_> = recent_seconds(&p, now, secs).collect();
+                    seen.len() as u64 >= secs
+                        && seen.iter().all(|l| l.max_ttft_ms.is_some_and(|t| t > limit))
+                }
+            };
+            if tripped {
+                shared.abort(format!("stop condition tripped: {}", describe_stop(c)));
+                shared.restore_all().await;
+                return;
+            }
+        }
+    }
+}
+
+fn describe_stop(c: &StopCondition) -> String {
+    match c {
+        StopCondition::ErrorRateAbove { rate, for_ } => {
+            format!("error rate above {:.1}% for {}", rate * 100.0, humantime::format_duration(*for_))
+        }
+        StopCondition::TtftP99Above { ttft, for_ } => format!(
+            "TTFT above {} for {}",
+            humantime::format_duration(*ttft),
+            humantime::format_duration(*for_)
+        ),
+    }
+}
+
+async fn run_probe(shared: &Shared, probe: &spec::Probe, hosts: &Arc<Hosts>) {
+    let http = reqwest::Client::new();
+    let mut tick = tokio::time::interval(probe.every);
+    let mut last_ok: Option<bool> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.abort.cancelled() => return,
+        }
+        let res = probes::check(probe, hosts, &http).await;
+        let ok = res.is_ok();
+        if last_ok != Some(ok) {
+            let detail = match &res {
+                Ok(d) | Err(d) => d.clone(),
+            };
+            shared.event(if ok { "probe_ok" } else { "probe_failed" }, None, format!("{}: {detail}", probe.name));
+            if !ok && probe.detection {
+                shared.signals.lock().unwrap_or_else(|e| e.into_inner()).push(Signal {
+                    t_s: shared.now_s(),
+                    source: format!("probe {}", probe.name),
+                });
+            }
+        }
+        last_ok = Some(ok);
+    }
+}

@@ -1,0 +1,62 @@
+//! Probes: checks run on an interval during an experiment and recorded on its timeline. A
+//! detection probe's first failure after a fault took effect is a detection signal.
+
+use crate::fault::exec::Hosts;
+use crate::runner::spec::{Probe, ProbeCheck};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs one check; `Ok(detail)` = healthy, `Err(detail)` = failing.
+pub async fn check(probe: &Probe, hosts: &Arc<Hosts>, http: &reqwest::Client) -> Result<String, String> {
+    let timeout = probe.every.max(Duration::from_secs(1));
+    match &probe.check {
+        ProbeCheck::Http(h) => {
+            let resp = http
+                .get(&h.url)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| format!("GET {}: {e}", h.url))?;
+            let code = resp.status().as_u16();
+            if code == h.expect_status {
+                Ok(format!("{code}"))
+            } else {
+                Err(format!("GET {} answered {code}, expected {}", h.url, h.expect_status))
+            }
+        }
+        ProbeCheck::Prometheus(p) => {
+            let url = format!("{}/api/v1/query", p.url.trim_end_matches('/'));
+            let body: serde_json::Value = http
+                .get(&url)
+                .query(&[("query", p.query.as_str())])
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?
+                .json()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            let value = body["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok());
+            match (value, p.threshold) {
+                (None, _) => Err(format!("query {:?} returned no data", p.query)),
+                (Some(v), Some(t)) if v > t => Err(format!("{:?} = {v} > {t}", p.query)),
+                (Some(v), _) => Ok(format!("{v}")),
+            }
+        }
+        ProbeCheck::Command(c) => {
+            let host = hosts.get(&c.host).map_err(|e| e.to_string())?;
+            let out = host.run(&c.run, timeout).await.map_err(|e| e.to_string())?;
+            if out.success() {
+                Ok("exit 0".into())
+            } else {
+                Err(format!("{:?} exited {:?}: {}", c.run, out.status, out.stderr.trim()))
+            }
+        }
+        ProbeCheck::KubeReady(k) => Err(format!(
+            "kube_ready probe on {:?} is not supported by this build",
+            k.selector
+        )),
+    }
+}
