@@ -31,6 +31,7 @@ mod health;
 #[cfg(test)]
 mod http_tests;
 mod metrics;
+pub mod kube;
 pub mod nvsmi;
 mod sse;
 mod state_dir;

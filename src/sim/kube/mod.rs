@@ -99,12 +99,10 @@ pub async fn serve(
             addr: listen,
             source,
         })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| KubeApiError::Bind {
-            addr: listen,
-            source,
-        })?;
+    let addr = listener.local_addr().map_err(|source| KubeApiError::Bind {
+        addr: listen,
+        source,
+    })?;
     write_kubeconfig(kubeconfig_path, addr)?;
 
     let (stop, stop_rx) = watch::channel(false);
@@ -120,11 +118,11 @@ pub async fn serve(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = until_stopped(&mut stop) => return,
                     ev = events.recv() => {
                         if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
                             // The sim is gone; keep serving what we last saw until stopped.
-                            let _ = stop.wait_for(|s| *s).await;
+                            until_stopped(&mut stop).await;
                             return;
                         }
                     }
@@ -155,6 +153,11 @@ pub async fn serve(
         stop,
         tasks: vec![controller, server],
     })
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.is_ok();
 }
 
 fn write_kubeconfig(path: &Path, addr: SocketAddr) -> Result<(), KubeApiError> {

@@ -79,7 +79,9 @@ impl ApiError {
         ApiError {
             code: 405,
             reason: "MethodNotAllowed",
-            message: format!("the server does not allow this method on the requested resource ({method} \"{path}\")"),
+            message: format!(
+                "the server does not allow this method on the requested resource ({method} \"{path}\")"
+            ),
             details: None,
         }
     }
@@ -286,6 +288,62 @@ pub fn networking_v1_resources() -> Value {
              "shortNames": ["netpol"]},
         ],
     })
+}
+
+/// The OpenAPI v3 index: kubectl (1.27+) reads it to learn that the server validates fields
+/// itself (`fieldValidation`), and then skips client-side schema validation.
+pub fn openapi_v3_root() -> Value {
+    json!({"paths": {
+        "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=faultline-sim-1"},
+        "apis/networking.k8s.io/v1":
+            {"serverRelativeURL": "/openapi/v3/apis/networking.k8s.io/v1?hash=faultline-sim-1"},
+    }})
+}
+
+/// A group-version's OpenAPI v3 document: only what kubectl's query-parameter check reads (the
+/// PATCH operation of each kind, tagged with its group-version-kind, listing `fieldValidation`).
+pub fn openapi_v3_group_version(group: &str, version: &str) -> Option<Value> {
+    let (path, kind) = match (group, version) {
+        ("", "v1") => ("/api/v1/namespaces/{namespace}/pods/{name}", "Pod"),
+        (NETWORKING, "v1") => (
+            "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/{name}",
+            "NetworkPolicy",
+        ),
+        _ => return None,
+    };
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "faultline sim", "version": "v1.34.0"},
+        "paths": {path: {"patch": {
+            "operationId": format!("patch{kind}"),
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind},
+            "parameters": [
+                {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {"200": {"description": "OK"}},
+        }}},
+        "components": {"schemas": {}},
+    }))
+}
+
+/// An OpenAPI v2 document in protobuf (gnostic `openapi_v2.Document`) that defines no kinds:
+/// older kubectl validates `create -f` against it, and a kind it has no schema for passes.
+/// Fields: swagger (1) = "2.0", info (2) = {title (1), version (2)}, paths (8) = {}.
+pub fn openapi_v2_protobuf() -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+        out.push(tag);
+        out.push(u8::try_from(bytes.len()).expect("short field"));
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(&mut info, 0x0a, b"faultline sim");
+    field(&mut info, 0x12, b"v1.34.0");
+    let mut doc = Vec::new();
+    field(&mut doc, 0x0a, b"2.0");
+    field(&mut doc, 0x12, &info);
+    field(&mut doc, 0x42, b"");
+    doc
 }
 
 #[cfg(test)]

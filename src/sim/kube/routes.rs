@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
 use super::objects::{self, ApiError, json_response, table, wants_table};
-use super::state::{Filter, Kind, NAMESPACE, Store};
+use super::state::{Filter, Kind, NAMESPACE, Store, WatchEvent};
+use super::until_stopped;
 
 pub struct AppState {
     pub store: Arc<Store>,
@@ -40,7 +41,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/version", get(|| async { ok(&objects::version()) }))
         .route("/api", get(api))
-        .route("/api/v1", get(|| async { ok(&objects::core_v1_resources()) }))
+        .route(
+            "/api/v1",
+            get(|| async { ok(&objects::core_v1_resources()) }),
+        )
         .route("/apis", get(|| async { ok(&objects::api_group_list()) }))
         .route(
             "/apis/networking.k8s.io",
@@ -50,6 +54,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/apis/networking.k8s.io/v1",
             get(|| async { ok(&objects::networking_v1_resources()) }),
         )
+        .route(
+            "/openapi/v3",
+            get(|| async { ok(&objects::openapi_v3_root()) }),
+        )
+        .route("/openapi/v3/api/v1", get(|| async { openapi_v3("", "v1") }))
+        .route(
+            "/openapi/v3/apis/{group}/{version}",
+            get(|Path((g, v)): Path<(String, String)>| async move { openapi_v3(&g, &v) }),
+        )
+        .route("/openapi/v2", get(openapi_v2))
         .route("/api/v1/namespaces", get(namespaces))
         .route("/api/v1/namespaces/{ns}", get(namespace))
         .route("/api/v1/pods", get(pods_all))
@@ -102,6 +116,24 @@ fn ok(v: &Value) -> Response {
     json_response(StatusCode::OK, v)
 }
 
+fn openapi_v3(group: &str, version: &str) -> Response {
+    match objects::openapi_v3_group_version(group, version) {
+        Some(doc) => ok(&doc),
+        None => {
+            ApiError::path_not_found(&format!("/openapi/v3/apis/{group}/{version}")).into_response()
+        }
+    }
+}
+
+async fn openapi_v2() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        objects::openapi_v2_protobuf(),
+    )
+        .into_response()
+}
+
 async fn api(State(st): St) -> Response {
     ok(&objects::api_versions(&st.server))
 }
@@ -152,11 +184,7 @@ async fn pod(State(st): St, Path((ns, name)): Path<(String, String)>, h: HeaderM
     get_one(&st, Kind::Pod, &ns, &name, &h)
 }
 
-async fn policy(
-    State(st): St,
-    Path((ns, name)): Path<(String, String)>,
-    h: HeaderMap,
-) -> Response {
+async fn policy(State(st): St, Path((ns, name)): Path<(String, String)>, h: HeaderMap) -> Response {
     get_one(&st, Kind::NetworkPolicy, &ns, &name, &h)
 }
 
@@ -232,7 +260,7 @@ fn list_or_watch(
         Err(e) => return e.into_response(),
     };
     if flag(q, "watch") {
-        return watch_stream(st, kind, filter, q);
+        return watch_stream(st, kind, filter, q, wants_table(accept(h)));
     }
     let (items, rv) = st.store.list(kind, &filter);
     if wants_table(accept(h)) {
@@ -251,6 +279,7 @@ fn watch_stream(
     kind: Kind,
     filter: Filter,
     q: &HashMap<String, String>,
+    as_table: bool,
 ) -> Response {
     let initial_events = flag(q, "sendInitialEvents");
     let rv = if initial_events {
@@ -282,8 +311,17 @@ fn watch_stream(
             let tx = tx.clone();
             async move { tx.send(Ok(Bytes::from(line))).await.is_ok() }
         };
+        // `kubectl get -w` asks for Tables: each event's object is then a one-row Table.
+        let line = |ev: &WatchEvent| {
+            if as_table {
+                let t = to_table(kind, vec![(*ev.object).clone()], ev.rv);
+                format!("{}\n", json!({"type": ev.type_, "object": t}))
+            } else {
+                ev.to_line()
+            }
+        };
         for ev in &initial {
-            if !send(ev.to_line()).await {
+            if !send(line(ev)).await {
                 return;
             }
         }
@@ -302,13 +340,13 @@ fn watch_stream(
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
-                _ = stop.wait_for(|s| *s) => return,
+                _ = until_stopped(&mut stop) => return,
                 ev = rx.recv() => match ev {
                     Ok(ev) => {
                         if ev.kind != kind || ev.rv <= last || !filter.matches(&ev.object) {
                             continue;
                         }
-                        if !send(ev.to_line()).await {
+                        if !send(line(&ev)).await {
                             return;
                         }
                     }
@@ -347,10 +385,10 @@ fn delete_opts(q: &HashMap<String, String>, body: &Bytes) -> Result<DeleteOpts, 
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
     };
     if let Some(g) = q.get("gracePeriodSeconds") {
-        opts.grace = Some(
-            g.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds \"{g}\"")))?,
-        );
+        opts.grace =
+            Some(g.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds \"{g}\""))
+            })?);
     }
     if !body.iter().all(u8::is_ascii_whitespace) {
         let v: Value = serde_json::from_slice(body)

@@ -209,8 +209,7 @@ fn check_key(key: &str) -> Result<(), String> {
 
 fn check_value(v: &str) -> Result<(), String> {
     let ok = v.len() <= 253
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())

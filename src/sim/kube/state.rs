@@ -212,7 +212,13 @@ struct Inner {
 }
 
 impl Inner {
-    fn emit(&mut self, tx: &broadcast::Sender<WatchEvent>, kind: Kind, type_: &'static str, object: Value) {
+    fn emit(
+        &mut self,
+        tx: &broadcast::Sender<WatchEvent>,
+        kind: Kind,
+        type_: &'static str,
+        object: Value,
+    ) {
         let ev = WatchEvent {
             kind,
             rv: self.rv,
@@ -312,16 +318,31 @@ impl Store {
                 let selecting: Vec<&str> = inner
                     .policies
                     .iter()
-                    .filter(|((ns, _), p)| ns == NAMESPACE && p.cuts_ingress && p.selector.matches(&labels))
+                    .filter(|((ns, _), p)| {
+                        ns == NAMESPACE && p.cuts_ingress && p.selector.matches(&labels)
+                    })
                     .map(|((_, name), _)| name.as_str())
                     .collect();
                 let want = !selecting.is_empty();
                 if want != inner.applied_cut[i] {
                     cuts.push((i, want));
                     let (kind, detail) = if want {
-                        ("policy_applied", format!("networkpolicy {} cuts off pod {}", selecting.join(","), inner.pods[i].name))
+                        (
+                            "policy_applied",
+                            format!(
+                                "networkpolicy {} cuts off pod {}",
+                                selecting.join(","),
+                                inner.pods[i].name
+                            ),
+                        )
                     } else {
-                        ("policy_removed", format!("no networkpolicy selects pod {} any more", inner.pods[i].name))
+                        (
+                            "policy_removed",
+                            format!(
+                                "no networkpolicy selects pod {} any more",
+                                inner.pods[i].name
+                            ),
+                        )
                     };
                     records.push((kind, i, detail));
                     inner.applied_cut[i] = want;
@@ -353,13 +374,20 @@ impl Store {
                 .enumerate()
                 .map(|(i, s)| pod_json(i, s, now))
                 .collect(),
-            Kind::NetworkPolicy => inner.policies.values().map(|p| (*p.object).clone()).collect(),
+            Kind::NetworkPolicy => inner
+                .policies
+                .values()
+                .map(|p| (*p.object).clone())
+                .collect(),
         };
         items.retain(|o| filter.matches(o));
         items.sort_by(|a, b| {
             let key = |o: &Value| {
                 (
-                    o["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+                    o["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
                     o["metadata"]["name"].as_str().unwrap_or("").to_string(),
                 )
             };
@@ -477,12 +505,19 @@ impl Store {
 
     pub fn create_policy(&self, ns: &str, body: Value, dry_run: bool) -> Result<Value, ApiError> {
         let (mut obj, selector, cuts_ingress) = validate_policy(ns, body)?;
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         {
             let mut inner = self.lock();
             let key = (ns.to_string(), name.clone());
             if inner.policies.contains_key(&key) {
-                return Err(ApiError::already_exists(NETWORKING, "networkpolicies", &name));
+                return Err(ApiError::already_exists(
+                    NETWORKING,
+                    "networkpolicies",
+                    &name,
+                ));
             }
             let meta = &mut obj["metadata"];
             meta["uid"] = json!(uid());
@@ -595,7 +630,11 @@ impl Store {
 
     pub fn pod_table_row(obj: &Value) -> Vec<Value> {
         let cs = &obj["status"]["containerStatuses"][0];
-        let ready = if cs["ready"].as_bool() == Some(true) { 1 } else { 0 };
+        let ready = if cs["ready"].as_bool() == Some(true) {
+            1
+        } else {
+            0
+        };
         let status = if obj["metadata"]["deletionTimestamp"].is_string() {
             "Terminating".to_string()
         } else {
@@ -828,7 +867,9 @@ fn pod_json(worker: usize, s: &PodSlot, now: DateTime<Utc>) -> Value {
 /// pod selector and whether it cuts ingress.
 fn validate_policy(ns: &str, mut body: Value) -> Result<(Value, Selector, bool), ApiError> {
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body must be a NetworkPolicy object"));
+        return Err(ApiError::bad_request(
+            "the body must be a NetworkPolicy object",
+        ));
     }
     match body["kind"].as_str() {
         None | Some("NetworkPolicy") => {}
@@ -868,7 +909,10 @@ fn validate_policy(ns: &str, mut body: Value) -> Result<(Value, Selector, bool),
     }
     for key in ["labels", "annotations"] {
         if let Some(m) = body["metadata"].get(key).filter(|m| !m.is_null()) {
-            if !m.as_object().is_some_and(|o| o.values().all(Value::is_string)) {
+            if !m
+                .as_object()
+                .is_some_and(|o| o.values().all(Value::is_string))
+            {
                 return Err(ApiError::invalid(format!(
                     "metadata.{key}: must be a map of strings"
                 )));
@@ -920,9 +964,10 @@ fn validate_policy(ns: &str, mut body: Value) -> Result<(Value, Selector, bool),
     };
     // A rule without `from` admits everyone; rules with `from` name pods, namespaces or CIDRs,
     // and the sim's router is none of those.
-    let admits_router = ingress
-        .iter()
-        .any(|r| r.get("from").is_none_or(|f| f.is_null() || f.as_array().is_some_and(|a| a.is_empty())));
+    let admits_router = ingress.iter().any(|r| {
+        r.get("from")
+            .is_none_or(|f| f.is_null() || f.as_array().is_some_and(|a| a.is_empty()))
+    });
     let cuts_ingress = types.iter().any(|t| t == "Ingress") && !admits_router;
     Ok((body, selector, cuts_ingress))
 }
@@ -950,7 +995,9 @@ mod tests {
         let cut = |spec: Value| validate_policy("default", body(spec)).unwrap().2;
         assert!(cut(json!({"podSelector": {}, "policyTypes": ["Ingress"]})));
         assert!(cut(json!({"podSelector": {}})));
-        assert!(cut(json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})));
+        assert!(cut(
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+        ));
         assert!(!cut(json!({"podSelector": {}, "policyTypes": ["Egress"]})));
         assert!(!cut(json!({"podSelector": {}, "ingress": [{}]})));
         assert!(cut(
@@ -961,12 +1008,24 @@ mod tests {
     #[test]
     fn invalid_policies_are_rejected_naming_the_field() {
         for (b, want) in [
-            (json!({"metadata": {"name": "Bad_Name"}, "spec": {"podSelector": {}}}), "metadata.name"),
+            (
+                json!({"metadata": {"name": "Bad_Name"}, "spec": {"podSelector": {}}}),
+                "metadata.name",
+            ),
             (json!({"metadata": {"name": "p"}}), "spec"),
-            (json!({"metadata": {"name": "p"}, "spec": {}}), "spec.podSelector"),
-            (json!({"metadata": {"name": "p"}, "spec": {"podSelector": {}, "policyTypes": ["Sideways"]}}), "spec.policyTypes"),
+            (
+                json!({"metadata": {"name": "p"}, "spec": {}}),
+                "spec.podSelector",
+            ),
+            (
+                json!({"metadata": {"name": "p"}, "spec": {"podSelector": {}, "policyTypes": ["Sideways"]}}),
+                "spec.policyTypes",
+            ),
             (json!({"kind": "Pod", "metadata": {"name": "p"}}), "Pod"),
-            (json!({"metadata": {"name": "p", "namespace": "kube-system"}, "spec": {"podSelector": {}}}), "kube-system"),
+            (
+                json!({"metadata": {"name": "p", "namespace": "kube-system"}, "spec": {"podSelector": {}}}),
+                "kube-system",
+            ),
         ] {
             let e = validate_policy("default", b).unwrap_err();
             assert!(e.message.contains(want), "{want}: {}", e.message);
@@ -988,10 +1047,18 @@ mod tests {
         assert!(Filter::new(Kind::Pod, None, None, Some("metadata.name=x")).is_ok());
         let e = Filter::new(Kind::Pod, None, None, Some("spec.foo=x")).unwrap_err();
         assert_eq!(e.code, 400);
-        let f = Filter::new(Kind::Pod, Some("default".into()), Some("worker in (1)"), Some("metadata.name=a")).unwrap();
-        let obj = json!({"metadata": {"name": "a", "namespace": "default", "labels": {"worker": "1"}}});
+        let f = Filter::new(
+            Kind::Pod,
+            Some("default".into()),
+            Some("worker in (1)"),
+            Some("metadata.name=a"),
+        )
+        .unwrap();
+        let obj =
+            json!({"metadata": {"name": "a", "namespace": "default", "labels": {"worker": "1"}}});
         assert!(f.matches(&obj));
-        let obj = json!({"metadata": {"name": "b", "namespace": "default", "labels": {"worker": "1"}}});
+        let obj =
+            json!({"metadata": {"name": "b", "namespace": "default", "labels": {"worker": "1"}}});
         assert!(!f.matches(&obj));
     }
 }
