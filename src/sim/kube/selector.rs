@@ -106,6 +106,34 @@ impl Selector {
         })
     }
 
+    /// The same selection as a `LabelSelector` object (`a!=b` becomes `a NotIn (b)`, which
+    /// selects the same pods); empty parts are left out.
+    pub fn to_label_selector(&self) -> Value {
+        let mut labels = serde_json::Map::new();
+        let mut exprs = Vec::new();
+        for r in &self.0 {
+            match r {
+                Req::Eq(k, v) if !labels.contains_key(k) => {
+                    labels.insert(k.clone(), Value::from(v.as_str()));
+                }
+                Req::Eq(k, v) => exprs.push(expr(k, "In", std::slice::from_ref(v))),
+                Req::NotEq(k, v) => exprs.push(expr(k, "NotIn", std::slice::from_ref(v))),
+                Req::In(k, vs) => exprs.push(expr(k, "In", vs)),
+                Req::NotIn(k, vs) => exprs.push(expr(k, "NotIn", vs)),
+                Req::Exists(k) => exprs.push(expr(k, "Exists", &[])),
+                Req::NotExists(k) => exprs.push(expr(k, "DoesNotExist", &[])),
+            }
+        }
+        let mut out = serde_json::Map::new();
+        if !labels.is_empty() {
+            out.insert("matchLabels".into(), Value::Object(labels));
+        }
+        if !exprs.is_empty() {
+            out.insert("matchExpressions".into(), Value::Array(exprs));
+        }
+        Value::Object(out)
+    }
+
     /// The keys this selector mentions (field selectors accept only a few).
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|r| match r {
@@ -117,6 +145,14 @@ impl Selector {
             | Req::NotExists(k) => k.as_str(),
         })
     }
+}
+
+fn expr(key: &str, op: &str, values: &[String]) -> Value {
+    let mut e = serde_json::json!({"key": key, "operator": op});
+    if !values.is_empty() {
+        e["values"] = Value::from(values.to_vec());
+    }
+    e
 }
 
 /// Splits at commas that are not inside parentheses.
@@ -261,6 +297,41 @@ mod tests {
             let e = Selector::parse(bad).unwrap_err();
             assert!(e.contains('"'), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn string_selectors_convert_to_label_selector_objects_that_select_the_same() {
+        let sel = Selector::parse("app=sim-llm,worker!=0,role in (worker),!gpu,zone").unwrap();
+        let obj = sel.to_label_selector();
+        assert_eq!(obj["matchLabels"], serde_json::json!({"app": "sim-llm"}));
+        let back = Selector::from_label_selector(&obj).unwrap();
+        for l in [
+            labels(&[
+                ("app", "sim-llm"),
+                ("worker", "1"),
+                ("role", "worker"),
+                ("zone", "a"),
+            ]),
+            labels(&[
+                ("app", "sim-llm"),
+                ("worker", "0"),
+                ("role", "worker"),
+                ("zone", "a"),
+            ]),
+            labels(&[
+                ("app", "sim-llm"),
+                ("role", "worker"),
+                ("zone", "a"),
+                ("gpu", "1"),
+            ]),
+            labels(&[("app", "sim-llm"), ("role", "worker"), ("zone", "a")]),
+        ] {
+            assert_eq!(sel.matches(&l), back.matches(&l), "{l:?}");
+        }
+        assert_eq!(
+            Selector::parse("").unwrap().to_label_selector(),
+            serde_json::json!({})
+        );
     }
 
     #[test]
