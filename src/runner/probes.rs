@@ -27,8 +27,8 @@ pub async fn check(probe: &Probe, hosts: &Arc<Hosts>, http: &reqwest::Client) ->
         ProbeCheck::Prometheus(p) => {
             let url = format!("{}/api/v1/query", p.url.trim_end_matches('/'));
             let body: serde_json::Value = http
-                .get(&url)
-                .query(&[("query", p.query.as_str())])
+                .post(&url)
+                .form(&[("query", p.query.as_str())])
                 .timeout(timeout)
                 .send()
                 .await
