@@ -353,7 +353,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             80.0,
             &AnalysisConfig::default(),
             &[],
@@ -376,7 +376,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             80.0,
             &AnalysisConfig::default(),
             &probe,
@@ -395,7 +395,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             80.0,
             &AnalysisConfig::default(),
             &[],
@@ -408,7 +408,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             56.0,
             &AnalysisConfig::default(),
             &[],
@@ -427,7 +427,14 @@ mod tests {
                 }
             })
             .collect();
-        let a = analyze(&ws, &timing(), (10.0, 30.0), 60.0, &AnalysisConfig::default(), &[]);
+        let a = analyze(
+            &ws,
+            &timing(),
+            (10.0, 30.0),
+            60.0,
+            &AnalysisConfig::default(),
+            &[],
+        );
         assert_eq!(a.detection, Detection::NotDetected);
     }
 
@@ -436,7 +443,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             80.0,
             &AnalysisConfig::default(),
             &[],

@@ -100,9 +100,11 @@ fn resolve(fault: &str, sets: &[String]) -> anyhow::Result<FaultSpec> {
 fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
     let mut given = BTreeMap::new();
     for h in &args.hosts {
-        let (name, how) = h
-            .split_once('=')
-            .with_context(|| format!("invalid value '{h}' for --host: expected NAME=local or NAME=ssh:[USER@]HOST[:PORT]"))?;
+        let (name, how) = h.split_once('=').with_context(|| {
+            format!(
+                "invalid value '{h}' for --host: expected NAME=local or NAME=ssh:[USER@]HOST[:PORT]"
+            )
+        })?;
         let hs = if how == "local" {
             HostSpec::Local
         } else if let Some(rest) = how.strip_prefix("ssh:") {
@@ -126,7 +128,9 @@ fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
             s.strict_host_key_checking = !args.insecure_accept_any_host_key;
             HostSpec::Ssh(s)
         } else {
-            bail!("invalid value '{h}' for --host: expected NAME=local or NAME=ssh:[USER@]HOST[:PORT]");
+            bail!(
+                "invalid value '{h}' for --host: expected NAME=local or NAME=ssh:[USER@]HOST[:PORT]"
+            );
         };
         given.insert(name.to_string(), hs);
     }
@@ -135,7 +139,9 @@ fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
             if name == "local" {
                 given.insert(name, HostSpec::Local);
             } else {
-                bail!("the fault acts on host '{name}'; say how to reach it with --host {name}=ssh:USER@HOST");
+                bail!(
+                    "the fault acts on host '{name}'; say how to reach it with --host {name}=ssh:USER@HOST"
+                );
             }
         }
     }
@@ -223,13 +229,22 @@ fn report(r: &ledger::RecoverReport) -> ExitCode {
         eprintln!("warning: {w}");
     }
     for x in &r.restored {
-        println!("restored {}/{} ({}, {:?}, {} attempt(s))", x.run_id, x.fault_id, x.kind, x.how, x.attempts);
+        println!(
+            "restored {}/{} ({}, {:?}, {} attempt(s))",
+            x.run_id, x.fault_id, x.kind, x.how, x.attempts
+        );
     }
     for x in &r.skipped {
-        println!("skipped {}/{} ({}): {}", x.run_id, x.fault_id, x.kind, x.reason);
+        println!(
+            "skipped {}/{} ({}): {}",
+            x.run_id, x.fault_id, x.kind, x.reason
+        );
     }
     for x in &r.failed {
-        println!("NOT restored {}/{} ({}): {}", x.run_id, x.fault_id, x.kind, x.reason);
+        println!(
+            "NOT restored {}/{} ({}): {}",
+            x.run_id, x.fault_id, x.kind, x.reason
+        );
     }
     if r.restored.is_empty() && r.failed.is_empty() && r.skipped.is_empty() {
         println!("nothing to restore");
@@ -261,7 +276,10 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         && r.restored.is_empty()
         && r.failed.is_empty()
     {
-        bail!("no outstanding fault '{id}' in {} (see `faultline status`)", ledger.path().display());
+        bail!(
+            "no outstanding fault '{id}' in {} (see `faultline status`)",
+            ledger.path().display()
+        );
     }
     Ok(report(&r))
 }

@@ -5,7 +5,8 @@ use crate::runner::result::RunResult;
 use std::fmt::Write;
 
 fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.0} ms")).unwrap_or_else(|| "-".into())
+    v.map(|v| format!("{v:.0} ms"))
+        .unwrap_or_else(|| "-".into())
 }
 
 pub fn experiment(r: &RunResult) -> String {
@@ -42,8 +43,15 @@ pub fn experiment(r: &RunResult) -> String {
             let _ = writeln!(out, "- {reason}");
         }
         if let Some(a) = &f.analysis {
-            let _ = writeln!(out, "| phase | from | to | requests | error rate | TTFT p50 | TTFT p99 | ITL p99 | output tok/s |\n|---|---|---|---|---|---|---|---|---|");
-            for (name, p) in [("pre", &a.pre), ("during", &a.during), ("recovery", &a.recovery)] {
+            let _ = writeln!(
+                out,
+                "| phase | from | to | requests | error rate | TTFT p50 | TTFT p99 | ITL p99 | output tok/s |\n|---|---|---|---|---|---|---|---|---|"
+            );
+            for (name, p) in [
+                ("pre", &a.pre),
+                ("during", &a.during),
+                ("recovery", &a.recovery),
+            ] {
                 let _ = writeln!(
                     out,
                     "| {name} | {:.1} s | {:.1} s | {} | {} | {} | {} | {} | {:.0} |",

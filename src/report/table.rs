@@ -73,7 +73,8 @@ use crate::analysis::phases::{Detection, FaultAnalysis, Recovery};
 use crate::runner::result::{FaultResult, RunResult};
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|v| format!("{:+.0}%", v * 100.0)).unwrap_or_else(|| "-".into())
+    v.map(|v| format!("{:+.0}%", v * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Cells of the failure-injection table for one fault (shared by the terminal and Markdown).

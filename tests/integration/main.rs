@@ -5,5 +5,6 @@ mod cli;
 mod client;
 mod fault;
 mod load;
+mod runner;
 mod spec;
 mod sshd;
