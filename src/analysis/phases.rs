@@ -186,9 +186,12 @@ pub fn analyze(
     cfg: &AnalysisConfig,
     signals: &[Signal],
 ) -> FaultAnalysis {
-    let (pre, _) = phase(windows, pre.0, pre.1);
-    let (during, _) = phase(windows, timing.effective_s, timing.cleared_s);
-    let (recovery, _) = phase(windows, timing.cleared_s, end_s);
+    // Phase boundaries snap down to window boundaries, so that every window lands in exactly
+    // one phase: the window in which the fault took effect belongs to `during`.
+    let snap = |t: f64| (t / cfg.window_s).floor() * cfg.window_s;
+    let (pre, _) = phase(windows, snap(pre.0), snap(pre.1));
+    let (during, _) = phase(windows, snap(timing.effective_s), snap(timing.cleared_s));
+    let (recovery, _) = phase(windows, snap(timing.cleared_s), end_s);
     let detection = detect(windows, timing, &pre, cfg, signals);
     let recovery_time = recover(windows, timing, end_s, &pre, cfg);
     let impact = Impact {

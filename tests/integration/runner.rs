@@ -100,6 +100,19 @@ async fn load_spike_run_splits_phases_consistently_with_the_requests_recorded() 
     let result: RunResult =
         serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
     assert_eq!(result.faults[0].id, "spike");
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schemas/result.schema.json")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "result.json violates the schema: {errors:?}"
+    );
     assert!(
         std::fs::read_to_string(out.join("summary.md"))
             .unwrap()
