@@ -176,6 +176,15 @@ fn api_of(kind: &ApiKind) -> Api {
     }
 }
 
+/// `~/...` as the shell would expand it (ssh does not expand it in `-i` arguments).
+fn expand_home(p: &Option<PathBuf>) -> Option<PathBuf> {
+    let p = p.as_ref()?;
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => Some(PathBuf::from(home).join(rest)),
+        _ => Some(p.clone()),
+    }
+}
+
 fn host_spec(h: &spec::Host) -> HostSpec {
     match h {
         spec::Host::Local => HostSpec::Local,
@@ -183,8 +192,8 @@ fn host_spec(h: &spec::Host) -> HostSpec {
             let mut out = SshSpec::new(s.host.clone());
             out.user = s.user.clone();
             out.port = s.port;
-            out.identity_file = s.identity_file.clone();
-            out.known_hosts = s.known_hosts.clone();
+            out.identity_file = expand_home(&s.identity_file);
+            out.known_hosts = expand_home(&s.known_hosts);
             out.strict_host_key_checking = s.strict_host_key_checking;
             HostSpec::Ssh(out)
         }
