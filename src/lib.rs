@@ -6,4 +6,5 @@ pub mod cli;
 pub mod fault;
 pub mod load;
 pub mod report;
+pub mod runner;
 pub mod sim;

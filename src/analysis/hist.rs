@@ -48,7 +48,11 @@ pub struct Percentiles {
 
 impl Hist {
     pub fn record(&mut self, micros: u64) {
-        self.0.saturating_record(micros.max(1));
+        // `record` grows the histogram; `saturating_record` would clamp to its current range.
+        let v = micros.max(1);
+        if self.0.record(v).is_err() {
+            self.0.saturating_record(v);
+        }
     }
 
     pub fn merge(&mut self, other: &Hist) {

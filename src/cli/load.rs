@@ -119,10 +119,8 @@ fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
 impl LoadArgs {
     /// The checked schedule these flags describe.
     pub fn schedule(&self) -> anyhow::Result<Schedule> {
-        if let Some(n) = self.max_in_flight {
-            if n == 0 {
-                bail!("invalid value '0' for --max-in-flight: must be at least 1");
-            }
+        if self.max_in_flight == Some(0) {
+            bail!("invalid value '0' for --max-in-flight: must be at least 1");
         }
         if let Some(users) = self.concurrency {
             if users == 0 {

@@ -347,12 +347,7 @@ async fn kill_processes(
     host.run(&format!("kill -KILL {list}"), t).await?;
     let mut left = pids.clone();
     for _ in 0..20 {
-        let alive = host
-            .run_ok(
-                &format!("for p in {list}; do kill -0 $p 2>/dev/null && echo $p; done; true"),
-                t,
-            )
-            .await?;
+        let alive = host.run_ok(&alive_command(&list), t).await?;
         left = alive
             .stdout
             .split_whitespace()
@@ -367,6 +362,15 @@ async fn kill_processes(
         host: host.name().to_string(),
         pids: left,
     })
+}
+
+/// Prints those of `pids` (space-separated) that are still running; a zombie (killed, not yet
+/// reaped by its parent) counts as gone.
+fn alive_command(pids: &str) -> String {
+    format!(
+        "for p in {pids}; do s=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -c1); \
+         [ -n \"$s\" ] && [ \"$s\" != Z ] && echo $p; done; true"
+    )
 }
 
 pub async fn verify(p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<Verification, Error> {

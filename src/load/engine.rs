@@ -202,10 +202,10 @@ fn pace(
             Next::WhenSlotFree => (None, parts.workload.generate(&mut rng)),
         };
         let body = client.body(&spec);
-        if let Some(at) = at {
-            if !sleep_until(at, &control) {
-                break;
-            }
+        if let Some(at) = at
+            && !sleep_until(at, &control)
+        {
+            break;
         }
         let permit = match &slots {
             Some(sem) => match acquire(sem, &control, &handle) {

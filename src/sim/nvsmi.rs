@@ -235,8 +235,15 @@ fn find_mut(g: &mut Gpus, index: u32) -> Result<&mut Gpu, NvsmiError> {
         .ok_or(NvsmiError::NoSuchGpu { index, count })
 }
 
+/// Running (a zombie, killed but not yet reaped, is not).
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

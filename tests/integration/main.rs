@@ -3,4 +3,7 @@
 
 mod cli;
 mod client;
+mod fault;
 mod load;
+mod spec;
+mod sshd;

@@ -1,0 +1,6 @@
+//! The runner: drives an experiment's timeline, probes and stop conditions against the load.
+//!
+//! [`spec`] turns experiment and fault-definition files into checked values before anything
+//! runs; the driving loop builds on those.
+
+pub mod spec;

@@ -1,0 +1,479 @@
+//! [`ExperimentSpec`] → [`Experiment`]: every section checked, every problem collected with its
+//! position, before anything runs. The fault timeline lives in [`super::timeline`].
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::de::{Dur, Source, from_value};
+use super::error::SpecError;
+use super::model::*;
+use super::raw::{ExperimentSpec, LoadSpec, ProbeSpec, TargetSpec};
+use super::suggest::closest;
+use super::timeline;
+use super::yaml::{Doc, Seg};
+use crate::load::schedule::{self, ArrivalProcess, RateShape, Schedule};
+use crate::load::workload::Workload;
+use crate::sim::SimConfig;
+
+/// A key path from plain keys.
+pub fn keys(parts: &[&str]) -> Vec<Seg> {
+    parts.iter().map(|k| Seg::key(k)).collect()
+}
+
+fn keep<T>(r: Result<T, SpecError>, errors: &mut Vec<SpecError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+fn dur(d: Option<Dur>, default: Duration) -> Duration {
+    d.map(|d| d.0).unwrap_or(default)
+}
+
+/// Relative paths in a spec are relative to the spec file.
+pub fn relative(doc: &Doc, p: &Path) -> PathBuf {
+    doc.path.parent().unwrap_or(Path::new(".")).join(p)
+}
+
+pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
+    let spec: ExperimentSpec = from_value(doc.root.to_json(), &Source::new(doc, vec![]))?;
+    let mut errors = Vec::new();
+    let target = keep(target(&spec.target, doc), &mut errors);
+    let kubernetes = spec.kubernetes.as_ref().map(|k| Kubernetes {
+        kubeconfig: match k.kubeconfig.as_deref() {
+            None => Kubeconfig::Default,
+            Some("sim") => Kubeconfig::Sim,
+            Some(p) => Kubeconfig::Path(relative(doc, Path::new(p))),
+        },
+        context: k.context.clone(),
+        namespace: k.namespace.clone().unwrap_or_else(|| "default".into()),
+    });
+    let load = keep(load(&spec.load, doc), &mut errors);
+    let warmup = dur(spec.warmup, Duration::from_secs(10));
+    let load_duration = load.as_ref().map(|l| l.schedule.duration());
+    if let Some(total) = load_duration {
+        if warmup >= total {
+            errors.push(SpecError::invalid(
+                doc.locate(&keys(&["warmup"])),
+                format!(
+                    "warmup {} is not shorter than the load ({})",
+                    humantime::format_duration(warmup),
+                    humantime::format_duration(total)
+                ),
+            ));
+        }
+    }
+    let ctx = timeline::Context {
+        doc,
+        spec: &spec,
+        warmup,
+        load_duration,
+    };
+    let timeline = timeline::build(&ctx, &mut errors);
+    let probes = probes(&spec, doc, &mut errors);
+    let steady_state = spec.steady_state.as_ref().map(|s| SteadyState {
+        max_error_rate: s.max_error_rate,
+        max_ttft_p99: s.max_ttft_p99.map(|d| d.0),
+        window: dur(s.window, Duration::from_secs(10)),
+    });
+    let stop_conditions = stop_conditions(&spec, doc, &mut errors);
+    let criteria = spec
+        .criteria
+        .as_ref()
+        .map(|c| Criteria {
+            max_detection: c.max_detection.map(|d| d.0),
+            max_recovery: c.max_recovery.map(|d| d.0),
+            max_error_rate_during: c.max_error_rate_during,
+            max_ttft_p99_increase: c.max_ttft_p99_increase,
+            must_recover: c.must_recover,
+        })
+        .unwrap_or(Criteria {
+            max_detection: None,
+            max_recovery: None,
+            max_error_rate_during: None,
+            max_ttft_p99_increase: None,
+            must_recover: true,
+        });
+    let analysis = analysis(&spec, doc, &mut errors);
+    SpecError::collect(errors)?;
+    let stem = doc.path.file_stem().unwrap_or_default().to_string_lossy();
+    Ok(Experiment {
+        name: spec.name.clone().unwrap_or_else(|| stem.into_owned()),
+        description: spec.description.clone(),
+        source: doc.path.clone(),
+        target: target.expect("no errors"),
+        hosts: spec.hosts.clone(),
+        kubernetes,
+        load: load.expect("no errors"),
+        warmup,
+        sequence: spec.sequence,
+        timeline,
+        probes,
+        steady_state,
+        stop_conditions,
+        criteria,
+        analysis,
+    })
+}
+
+fn target(t: &TargetSpec, doc: &Doc) -> Result<Target, SpecError> {
+    let at = |k: &[&str]| doc.locate(&keys(k));
+    let api = t.api.unwrap_or_default();
+    let timeout = t.timeout.map(|d| d.0);
+    match (&t.sim, &t.endpoint) {
+        (Some(_), Some(_)) => Err(SpecError::invalid(
+            at(&["target", "endpoint"]),
+            "a target is either 'sim' or 'endpoint', not both",
+        )),
+        (None, None) => Err(SpecError::MissingKey {
+            at: at(&["target"]),
+            key: "sim' or 'endpoint".into(),
+            context: "'target'".into(),
+        }),
+        (Some(sim), None) => {
+            if t.model.is_some() || t.api_key_env.is_some() || !t.headers.is_empty() {
+                return Err(SpecError::invalid(
+                    at(&["target"]),
+                    "'model', 'api_key_env' and 'headers' apply to an endpoint target; the sim's model comes from its config",
+                ));
+            }
+            let mut overrides = sim.clone();
+            let preset = match overrides.remove("preset") {
+                None => "h100x4-70b".to_string(),
+                Some(Value::String(p)) => p,
+                Some(v) => format!("{v}"),
+            };
+            let Some(base) = SimConfig::preset(&preset) else {
+                let known = SimConfig::preset_names();
+                return Err(SpecError::WrongType {
+                    at: at(&["target", "sim", "preset"]),
+                    key: "preset".into(),
+                    value: format!("'{preset}'"),
+                    message: match closest(&preset, known.iter().copied()) {
+                        Some(s) => format!(
+                            "unknown sim preset; did you mean '{s}'? (known: {})",
+                            known.join(", ")
+                        ),
+                        None => format!("unknown sim preset (known: {})", known.join(", ")),
+                    },
+                });
+            };
+            let Ok(Value::Object(mut merged)) = serde_json::to_value(&base) else {
+                unreachable!("a sim config serializes to a mapping")
+            };
+            super::fault::merge(&mut merged, &overrides);
+            let src = Source::new(doc, keys(&["target", "sim"]));
+            let config: SimConfig = from_value(Value::Object(merged), &src)?;
+            config
+                .validate()
+                .map_err(|e| SpecError::invalid(at(&["target", "sim"]), e.to_string()))?;
+            Ok(Target::Sim {
+                preset,
+                config,
+                api,
+                timeout,
+            })
+        }
+        (None, Some(url)) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(SpecError::WrongType {
+                    at: at(&["target", "endpoint"]),
+                    key: "endpoint".into(),
+                    value: format!("'{url}'"),
+                    message: "expected an http:// or https:// URL".into(),
+                });
+            }
+            let model = t.model.clone().ok_or_else(|| SpecError::MissingKey {
+                at: at(&["target"]),
+                key: "model".into(),
+                context: "'target' (the model name the endpoint serves)".into(),
+            })?;
+            Ok(Target::Endpoint {
+                url: url.clone(),
+                model,
+                api,
+                timeout,
+                api_key_env: t.api_key_env.clone(),
+                headers: t.headers.clone(),
+            })
+        }
+    }
+}
+
+fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
+    let at = |k: &str| doc.locate(&keys(&["load", k]));
+    let conflict = |a: &str, b: &str| {
+        SpecError::invalid(
+            at(b),
+            format!("'{b}' cannot be combined with '{a}' in 'load'"),
+        )
+    };
+    let bad = |k: &str, e: &dyn std::fmt::Display| SpecError::invalid(at(k), e.to_string());
+    let need_duration = || {
+        l.duration
+            .map(|d| d.0)
+            .ok_or_else(|| SpecError::MissingKey {
+                at: doc.locate(&keys(&["load"])),
+                key: "duration".into(),
+                context: "'load'".into(),
+            })
+    };
+    let given = |k: &str| match k {
+        "rate" => l.rate.is_some(),
+        "arrival" => l.arrival.is_some(),
+        "burstiness" => l.burstiness.is_some(),
+        "ramp_to" => l.ramp_to.is_some(),
+        "steps" => l.steps.is_some(),
+        "trace" => l.trace.is_some(),
+        "duration" => l.duration.is_some(),
+        _ => false,
+    };
+    let first_conflict = |mode: &str, others: &[&str]| {
+        others
+            .iter()
+            .find(|k| given(k))
+            .map(|k| conflict(mode, k))
+            .map_or(Ok(()), Err)
+    };
+    if let Some(n) = l.max_in_flight {
+        if n == 0 {
+            return Err(bad("max_in_flight", &"must be at least 1"));
+        }
+    }
+    let schedule = if let Some(users) = l.concurrency {
+        first_conflict(
+            "concurrency",
+            &["rate", "arrival", "burstiness", "ramp_to", "steps", "trace"],
+        )?;
+        if users == 0 {
+            return Err(bad("concurrency", &"must be at least 1"));
+        }
+        Schedule::Closed {
+            users,
+            duration: need_duration()?,
+        }
+    } else if let Some(path) = &l.trace {
+        first_conflict(
+            "trace",
+            &[
+                "rate",
+                "arrival",
+                "burstiness",
+                "ramp_to",
+                "steps",
+                "duration",
+            ],
+        )?;
+        let entries = schedule::load_trace(&relative(doc, path)).map_err(|e| bad("trace", &e))?;
+        Schedule::Trace {
+            entries,
+            max_in_flight: l.max_in_flight,
+        }
+    } else {
+        let process =
+            ArrivalProcess::parse(l.arrival.as_deref().unwrap_or("poisson"), l.burstiness)
+                .map_err(|e| {
+                    bad(
+                        if l.burstiness.is_some() {
+                            "burstiness"
+                        } else {
+                            "arrival"
+                        },
+                        &e,
+                    )
+                })?;
+        let positive = |k: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(bad(
+                    k,
+                    &format!("'{v}' must be a positive number of requests per second"),
+                ))
+            }
+        };
+        let (shape, duration) = if let Some(steps) = &l.steps {
+            first_conflict("steps", &["rate", "ramp_to", "duration"])?;
+            let steps = schedule::parse_steps(steps).map_err(|e| bad("steps", &e))?;
+            let total = steps.iter().map(|s| s.duration).sum();
+            (RateShape::Steps(steps), total)
+        } else {
+            let rate = l.rate.ok_or_else(|| SpecError::MissingKey {
+                at: doc.locate(&keys(&["load"])),
+                key: "rate".into(),
+                context: "'load' (or give 'steps', 'trace' or 'concurrency')".into(),
+            })?;
+            let rate = positive("rate", rate)?;
+            let shape = match l.ramp_to {
+                Some(to) => RateShape::Ramp {
+                    from: rate,
+                    to: positive("ramp_to", to)?,
+                },
+                None => RateShape::Fixed(rate),
+            };
+            (shape, need_duration()?)
+        };
+        Schedule::Open {
+            shape,
+            process,
+            duration,
+            max_in_flight: l.max_in_flight,
+        }
+    };
+    schedule.validate().map_err(|e| bad("rate", &e))?;
+    let workload = match (&l.corpus, &l.workload) {
+        (Some(_), Some(_)) => return Err(conflict("workload", "corpus")),
+        (Some(p), None) => {
+            Workload::load_corpus(&relative(doc, p)).map_err(|e| bad("corpus", &e))?
+        }
+        (None, Some(mix)) => Workload::parse_mix(mix).map_err(|e| bad("workload", &e))?,
+        (None, None) => Workload::default_mix(),
+    };
+    Ok(Load {
+        schedule,
+        workload,
+        seed: l.seed,
+    })
+}
+
+fn probes(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> Vec<Probe> {
+    let mut names = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, p) in spec.probes.iter().enumerate() {
+        let base = vec![Seg::key("probes"), Seg::Index(i)];
+        let at = |k: &[&str]| doc.locate(&[base.clone(), keys(k)].concat());
+        if !names.insert(p.name.clone()) {
+            errors.push(SpecError::invalid(
+                at(&["name"]),
+                format!("probe name '{}' is used twice", p.name),
+            ));
+        }
+        let ProbeSpec {
+            http,
+            prometheus,
+            kube_ready,
+            command,
+            ..
+        } = p;
+        let checks: Vec<ProbeCheck> = [
+            http.clone().map(ProbeCheck::Http),
+            prometheus.clone().map(ProbeCheck::Prometheus),
+            kube_ready.clone().map(ProbeCheck::KubeReady),
+            command.clone().map(ProbeCheck::Command),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if checks.len() != 1 {
+            errors.push(SpecError::invalid(
+                at(&[]),
+                format!(
+                    "probe '{}' needs exactly one of 'http', 'prometheus', 'kube_ready', 'command'",
+                    p.name
+                ),
+            ));
+            continue;
+        }
+        let check = checks.into_iter().next().expect("one");
+        match &check {
+            ProbeCheck::Command(c) => {
+                if let Err(e) = timeline::check_host(
+                    &c.host,
+                    &spec.hosts,
+                    at(&["command", "host"]),
+                    format!("probe '{}'", p.name),
+                ) {
+                    errors.push(e);
+                }
+            }
+            ProbeCheck::KubeReady(_) if spec.kubernetes.is_none() => {
+                errors.push(SpecError::NoKubernetes {
+                    at: at(&["kube_ready"]),
+                    what: format!("probe '{}' (kube_ready)", p.name),
+                })
+            }
+            _ => {}
+        }
+        out.push(Probe {
+            name: p.name.clone(),
+            every: dur(p.every, Duration::from_secs(1)),
+            detection: p.detection,
+            check,
+        });
+    }
+    out
+}
+
+fn stop_conditions(
+    spec: &ExperimentSpec,
+    doc: &Doc,
+    errors: &mut Vec<SpecError>,
+) -> Vec<StopCondition> {
+    let mut out = Vec::new();
+    for (i, s) in spec.stop_conditions.iter().enumerate() {
+        let at = doc.locate(&[Seg::key("stop_conditions"), Seg::Index(i)]);
+        match (s.error_rate_above, s.ttft_p99_above) {
+            (Some(rate), None) => out.push(StopCondition::ErrorRateAbove {
+                rate,
+                for_: s.for_.0,
+            }),
+            (None, Some(ttft)) => out.push(StopCondition::TtftP99Above {
+                ttft: ttft.0,
+                for_: s.for_.0,
+            }),
+            _ => errors.push(SpecError::invalid(
+                at,
+                "a stop condition needs exactly one of 'error_rate_above', 'ttft_p99_above'",
+            )),
+        }
+    }
+    out
+}
+
+fn analysis(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> Analysis {
+    let a = spec.analysis.as_ref();
+    let t = a.and_then(|a| a.tolerance.as_ref());
+    let d = Tolerance::default();
+    let tol = |v: Option<f64>, def: f64, k: &str, errors: &mut Vec<SpecError>| match v {
+        Some(v) if !(v.is_finite() && v >= 0.0) => {
+            errors.push(SpecError::WrongType {
+                at: doc.locate(&keys(&["analysis", "tolerance", k])),
+                key: k.into(),
+                value: format!("'{v}'"),
+                message: "must be a fraction >= 0".into(),
+            });
+            def
+        }
+        v => v.unwrap_or(def),
+    };
+    let tolerance = Tolerance {
+        error_rate: tol(
+            t.and_then(|t| t.error_rate),
+            d.error_rate,
+            "error_rate",
+            errors,
+        ),
+        ttft_p50: tol(t.and_then(|t| t.ttft_p50), d.ttft_p50, "ttft_p50", errors),
+        ttft_p99: tol(t.and_then(|t| t.ttft_p99), d.ttft_p99, "ttft_p99", errors),
+        throughput: tol(
+            t.and_then(|t| t.throughput),
+            d.throughput,
+            "throughput",
+            errors,
+        ),
+    };
+    let recovery_windows = a.and_then(|a| a.recovery_windows).unwrap_or(5);
+    if recovery_windows == 0 {
+        errors.push(SpecError::invalid(
+            doc.locate(&keys(&["analysis", "recovery_windows"])),
+            "'recovery_windows' must be at least 1",
+        ));
+    }
+    Analysis {
+        window: dur(a.and_then(|a| a.window), Duration::from_secs(1)),
+        recovery_windows,
+        tolerance,
+        recovery_timeout: a.and_then(|a| a.recovery_timeout).map(|d| d.0),
+    }
+}

@@ -1,0 +1,271 @@
+//! `faultline plan`: the resolved timeline and every action a run would take, in words, touching
+//! nothing — what an operator reads before pointing the tool at production.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use humantime::format_duration as hd;
+
+use super::model::*;
+use crate::fault::FaultSpec;
+use crate::fault::gpu_lockout::LockMode;
+use crate::fault::network_partition::Direction;
+use crate::fault::pod_kill::KillMode;
+use crate::load::schedule::{ArrivalProcess, RateShape, Schedule};
+
+fn t(d: Duration) -> String {
+    format!("t={}", hd(d))
+}
+
+/// What one fault does, e.g. `gpu-lockout 'gpu-1' on host local GPUs [0] (mode PROHIBITED, kill process)`.
+pub fn describe_fault(f: &ScheduledFault, exp: &Experiment) -> String {
+    let ns = |n: &Option<String>| {
+        n.clone()
+            .or_else(|| exp.kubernetes.as_ref().map(|k| k.namespace.clone()))
+            .unwrap_or_else(|| "default".into())
+    };
+    let what = match &f.spec {
+        FaultSpec::GpuLockout(p) => {
+            let targets: Vec<String> = p
+                .targets
+                .iter()
+                .map(|t| format!("host {} GPUs {:?}", t.host, t.gpus))
+                .collect();
+            let mode = match p.mode {
+                LockMode::Prohibited => "PROHIBITED",
+                LockMode::ExclusiveProcess => "EXCLUSIVE_PROCESS",
+            };
+            let kill = if p.kill_process { ", kill process" } else { "" };
+            format!(
+                "on {} (mode {mode}{kill}; via `{}`)",
+                targets.join(", "),
+                p.nvidia_smi
+            )
+        }
+        FaultSpec::SshCommand(p) => format!("on hosts {}: run `{}`", p.hosts.join(", "), p.inject),
+        FaultSpec::PodKill(p) => {
+            let how = match &p.mode {
+                KillMode::One => "one pod".to_string(),
+                KillMode::Count(n) => format!("{n} pods"),
+                KillMode::Percent(x) => format!("{x}% of the pods"),
+                KillMode::All => "all pods".to_string(),
+            };
+            let grace = p
+                .grace_period
+                .map(|g| format!(", grace period {}", hd(g)))
+                .unwrap_or_default();
+            format!(
+                "delete {how} matching '{}' in namespace {}{grace}",
+                p.selector,
+                ns(&p.namespace)
+            )
+        }
+        FaultSpec::NetworkPartition(p) => {
+            let dir = match p.direction {
+                Direction::Ingress => "ingress",
+                Direction::Egress => "egress",
+                Direction::Both => "ingress+egress",
+            };
+            format!(
+                "deny-all NetworkPolicy ({dir}) on pods '{}' in namespace {}",
+                p.selector,
+                ns(&p.namespace)
+            )
+        }
+        FaultSpec::LoadSpike(p) => format!("multiply the arrival rate by {}", p.multiplier),
+    };
+    format!("{} '{}' {what}", f.spec.kind(), f.id)
+}
+
+fn restore(f: &ScheduledFault) -> String {
+    match (&f.spec, f.duration) {
+        (FaultSpec::PodKill(_), Some(d)) => {
+            format!(", watch pods until Ready (window until {})", t(f.at + d))
+        }
+        (FaultSpec::PodKill(_), None) => ", then watch pods until Ready (no restore needed)".into(),
+        (FaultSpec::GpuLockout(_), _) => {
+            format!(", restore the recorded compute mode at {}", t(f.end()))
+        }
+        (FaultSpec::SshCommand(p), _) => {
+            format!(", restore at {} with `{}`", t(f.end()), p.restore)
+        }
+        (FaultSpec::NetworkPartition(_), _) => format!(", delete the policy at {}", t(f.end())),
+        (FaultSpec::LoadSpike(_), _) => format!(", rate back to normal at {}", t(f.end())),
+    }
+}
+
+fn schedule(s: &Schedule) -> String {
+    let process = |p: &ArrivalProcess| match p {
+        ArrivalProcess::Constant => "constant".to_string(),
+        ArrivalProcess::Poisson => "poisson".to_string(),
+        ArrivalProcess::Gamma { burstiness } => format!("gamma (burstiness {burstiness})"),
+    };
+    match s {
+        Schedule::Open {
+            shape,
+            process: p,
+            duration,
+            ..
+        } => match shape {
+            RateShape::Fixed(r) => format!("{r} req/s {} for {}", process(p), hd(*duration)),
+            RateShape::Ramp { from, to } => {
+                format!("{from} → {to} req/s {} over {}", process(p), hd(*duration))
+            }
+            RateShape::Steps(steps) => {
+                let st: Vec<String> = steps
+                    .iter()
+                    .map(|s| format!("{}×{}", s.rate, hd(s.duration)))
+                    .collect();
+                format!("steps {} req/s ({})", st.join(", "), process(p))
+            }
+        },
+        Schedule::Closed { users, duration } => {
+            format!("{users} concurrent users for {}", hd(*duration))
+        }
+        Schedule::Trace { entries, .. } => format!(
+            "trace replay of {} requests ({})",
+            entries.len(),
+            hd(s.duration())
+        ),
+    }
+}
+
+/// Renders the resolved experiment: target, load, timeline with every action, probes, stop
+/// conditions and criteria.
+pub fn plan(exp: &Experiment) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "experiment '{}' ({})", exp.name, exp.source.display());
+    if let Some(d) = &exp.description {
+        let _ = writeln!(o, "  {}", d.trim());
+    }
+    let target = match &exp.target {
+        Target::Sim { preset, config, .. } => format!(
+            "embedded sim, preset {preset} ({} GPUs, model {})",
+            config.gpus, config.model
+        ),
+        Target::Endpoint { url, model, .. } => format!("{url} (model {model})"),
+    };
+    let _ = writeln!(o, "target: {target}");
+    for (name, h) in &exp.hosts {
+        let how = match h {
+            Host::Local => "this machine".to_string(),
+            Host::Ssh(s) => format!(
+                "ssh {}{}:{}{}",
+                s.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
+                s.host,
+                s.port,
+                if s.strict_host_key_checking {
+                    ""
+                } else {
+                    " (host key NOT checked)"
+                }
+            ),
+        };
+        let _ = writeln!(o, "host {name}: {how}");
+    }
+    let total = exp.load.schedule.duration();
+    let _ = writeln!(o, "load: {}", schedule(&exp.load.schedule));
+    let _ = writeln!(o, "\ntimeline:");
+    let _ = writeln!(
+        o,
+        "  t=0s start load; warm-up until {} (not part of the baseline)",
+        t(exp.warmup)
+    );
+    if let Some(s) = &exp.steady_state {
+        let _ = writeln!(
+            o,
+            "  before each fault: check steady state over {} (error rate ≤ {}, TTFT p99 ≤ {})",
+            hd(s.window),
+            s.max_error_rate.map_or("-".into(), |x| x.to_string()),
+            s.max_ttft_p99.map_or("-".into(), |x| hd(x).to_string())
+        );
+    }
+    for f in &exp.timeline {
+        let _ = writeln!(
+            o,
+            "  {} inject {}{}",
+            t(f.at),
+            describe_fault(f, exp),
+            restore(f)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  {} stop load; restore anything still injected",
+        t(total)
+    );
+    let _ = writeln!(
+        o,
+        "\nprobes:{}",
+        if exp.probes.is_empty() { " none" } else { "" }
+    );
+    for p in &exp.probes {
+        let what = match &p.check {
+            ProbeCheck::Http(h) => format!("GET {} expects {}", h.url, h.expect_status),
+            ProbeCheck::Prometheus(q) => format!(
+                "prometheus {} query `{}`{}",
+                q.url,
+                q.query,
+                q.threshold
+                    .map(|x| format!(" fails above {x}"))
+                    .unwrap_or_default()
+            ),
+            ProbeCheck::KubeReady(k) => format!("pods '{}' Ready", k.selector),
+            ProbeCheck::Command(c) => format!("on {}: `{}`", c.host, c.run),
+        };
+        let _ = writeln!(
+            o,
+            "  {} every {}: {what}{}",
+            p.name,
+            hd(p.every),
+            if p.detection { " (detection)" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nstop conditions:{}",
+        if exp.stop_conditions.is_empty() {
+            " none"
+        } else {
+            ""
+        }
+    );
+    for s in &exp.stop_conditions {
+        let _ = match s {
+            StopCondition::ErrorRateAbove { rate, for_ } => {
+                writeln!(o, "  stop if error rate > {rate} for {}", hd(*for_))
+            }
+            StopCondition::TtftP99Above { ttft, for_ } => {
+                writeln!(o, "  stop if TTFT p99 > {} for {}", hd(*ttft), hd(*for_))
+            }
+        };
+    }
+    let c = &exp.criteria;
+    let _ = writeln!(o, "\ncriteria:");
+    let opt = |d: Option<Duration>| d.map_or("-".to_string(), |d| hd(d).to_string());
+    let _ = writeln!(
+        o,
+        "  detection ≤ {}, recovery ≤ {}, error rate during ≤ {}, TTFT p99 increase ≤ {}, must recover: {}",
+        opt(c.max_detection),
+        opt(c.max_recovery),
+        c.max_error_rate_during
+            .map_or("-".into(), |x| x.to_string()),
+        c.max_ttft_p99_increase
+            .map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+        c.must_recover
+    );
+    let a = &exp.analysis;
+    let _ = writeln!(
+        o,
+        "analysis: {} windows, recovered after {} in band (error rate ±{}, TTFT p50 ±{:.0}%, p99 ±{:.0}%, throughput ±{:.0}%), timeout {}",
+        hd(a.window),
+        a.recovery_windows,
+        a.tolerance.error_rate,
+        a.tolerance.ttft_p50 * 100.0,
+        a.tolerance.ttft_p99 * 100.0,
+        a.tolerance.throughput * 100.0,
+        a.recovery_timeout
+            .map_or("end of load".to_string(), |d| hd(d).to_string())
+    );
+    o
+}
