@@ -223,6 +223,26 @@ async fn prohibited_gpu_refuses_restart_until_mode_is_default_again() {
 }
 
 #[tokio::test]
+async fn exclusive_gpu_held_by_another_process_refuses_restart_until_released() {
+    let h = sim(two_workers()).await;
+    let c = h.control();
+    let gpus = GpuState::open(h.state_dir()).unwrap();
+    gpus.set_mode(1, ComputeMode::ExclusiveProcess).unwrap();
+    let mut rx = c.subscribe();
+    c.kill_worker(1, "pod deleted").unwrap();
+    next(&mut rx, "worker_failed", 1).await;
+    // Another live process (this test) grabs the GPU while the worker is down.
+    let me = std::process::id();
+    gpus.register_process(1, me).unwrap();
+    let refused = next(&mut rx, "worker_start_failed", 1).await;
+    assert!(refused.detail.contains("Exclusive_Process"), "{refused:?}");
+    gpus.unregister_process(me).unwrap();
+    next(&mut rx, "worker_started", 1).await;
+    assert_eq!(c.workers()[1].state, WorkerState::Running);
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn mode_change_alone_does_not_stop_a_running_worker() {
     let h = sim(two_workers()).await;
     let c = h.control();
