@@ -8,12 +8,22 @@
 //! - 404 unknown model or path;
 //! - 429 the chosen worker's queue holds `max_queue_len` requests (like TGI's "model is
 //!   overloaded");
+//! - 502 the worker it was routed to is dead (crashed, or restarting and not yet removed by the
+//!   router's health checks) — what a gateway answers when its upstream refuses the connection
+//!   or resets it before the response headers;
 //! - 503 no healthy worker, the request waited past `queue_timeout`, or the sim shut down.
+//!
+//! A worker that dies mid-stream takes its streams with it: the connection is dropped without
+//! the terminating chunk or `[DONE]`, as when a vLLM process crashes. A request routed to a
+//! cut-off worker gets no byte at all until the worker is reconnected (then it is served) or the
+//! client gives up; streams already running on it stall the same way (TCP holds the bytes).
+//!
+//! `GET /sim/events` is the ground truth (a JSON array of events), `GET /sim/workers` the
+//! workers' states.
 //!
 //! Prompt length in tokens ≈ characters / 4 (rounded up; chat: all message contents summed).
 //! The answer is always `max_tokens` tokens (default 16) with `finish_reason: "length"`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
@@ -23,9 +33,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tokio::sync::watch;
 
 use super::batch::Event;
-use super::cluster::{Cluster, Refusal, Tokens};
+use super::cluster::{Cluster, Refusal, Tokens, Worker};
 use super::metrics;
 use super::sse::{Api, Response};
 
@@ -47,6 +58,8 @@ pub(crate) fn router(cluster: Arc<Cluster>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/health", get(health))
         .route("/metrics", get(prometheus))
+        .route("/sim/events", get(sim_events))
+        .route("/sim/workers", get(sim_workers))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such path") })
         .with_state(state)
 }
@@ -175,12 +188,30 @@ async fn serve(s: Arc<AppState>, api: Api, body: Bytes) -> HttpResponse {
         };
     }
 
-    let mut tokens = match cluster.submit(resp.prompt_tokens, max_tokens) {
-        Ok((_, rx)) => rx,
+    let (worker, mut tokens) = match cluster.submit(resp.prompt_tokens, max_tokens) {
+        Ok(routed) => routed,
+        Err(Refusal::Unreachable(i)) => {
+            // No byte reaches the worker while it is cut off; the request goes through when
+            // the network comes back (if the client is still waiting).
+            let w = &cluster.workers[i];
+            let _hanging = w.hang();
+            if !w.reachable(&cluster.stop).await {
+                return stopped();
+            }
+            match cluster.submit_to(i, resp.prompt_tokens, max_tokens) {
+                Ok(routed) => routed,
+                Err(refusal) => return refused(refusal),
+            }
+        }
         Err(refusal) => return refused(refusal),
     };
+    let w = cluster.workers[worker].clone();
     // Wait for the first token (or the refusal) before answering.
-    let first = match tokens.recv().await {
+    let event = tokens.recv().await;
+    if !w.reachable(&cluster.stop).await {
+        return stopped();
+    }
+    let first = match event {
         Some(Event::Token { last, .. }) => last,
         Some(Event::QueueTimeout) => {
             return error(
@@ -189,14 +220,16 @@ async fn serve(s: Arc<AppState>, api: Api, body: Bytes) -> HttpResponse {
                 "request timed out waiting in the queue",
             );
         }
+        Some(Event::WorkerFailed) => return worker_died(),
         None => return stopped(),
     };
     if stream {
         let mut buf = String::with_capacity(512);
         resp.start(&mut buf);
         resp.token(&mut buf, first);
-        let rest = token_stream(resp, tokens, first);
-        let head = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(buf)) });
+        let rest = token_stream(resp, tokens, first, w, cluster.stop.clone());
+        let head =
+            futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(buf)) });
         sse_response(Body::from_stream(futures_util::StreamExt::chain(
             head, rest,
         )))
@@ -205,44 +238,85 @@ async fn serve(s: Arc<AppState>, api: Api, body: Bytes) -> HttpResponse {
         while !done {
             match tokens.recv().await {
                 Some(Event::Token { last, .. }) => done = last,
+                Some(Event::WorkerFailed) => return worker_died(),
                 _ => return stopped(),
             }
+        }
+        if !w.reachable(&cluster.stop).await {
+            return stopped();
         }
         json_response(resp.whole_json())
     }
 }
 
-/// The rest of a stream: every token event becomes a chunk; the stream ends after the last one
-/// (or abruptly, without `[DONE]`, if the sim shuts down). Dropping it — the client went away —
-/// drops the receiver, and the worker drops the sequence at its next step.
+/// The rest of a stream: every token event becomes a chunk; the stream ends after the last one.
+/// If the worker dies it ends with an error, which drops the connection without the terminating
+/// chunk (as a crashed server would); if the sim shuts down it ends early without `[DONE]`.
+/// While the worker is cut off, nothing is sent. Dropping it — the client went away — drops the
+/// receiver, and the worker drops the sequence at its next step.
 fn token_stream(
     resp: Response,
     tokens: Tokens,
     done: bool,
-) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
-    futures_util::stream::unfold(
-        (resp, tokens, done),
-        |(resp, mut tokens, done)| async move {
-            if done {
-                return None;
+    worker: Arc<Worker>,
+    stop: watch::Receiver<bool>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    let state = if done { Flow::Done } else { Flow::Open };
+    futures_util::stream::unfold((resp, tokens, state), move |(resp, mut tokens, state)| {
+        let worker = worker.clone();
+        let stop = stop.clone();
+        async move {
+            match state {
+                Flow::Done => return None,
+                Flow::Dead => {
+                    let lost = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "the sim worker died mid-stream",
+                    );
+                    return Some((Err(lost), (resp, tokens, Flow::Done)));
+                }
+                Flow::Open => {}
             }
             let mut buf = String::with_capacity(256);
             let mut event = tokens.recv().await;
-            let mut done = false;
-            while let Some(Event::Token { last, .. }) = event {
-                resp.token(&mut buf, last);
-                if last {
-                    done = true;
-                    break;
+            if !worker.reachable(&stop).await {
+                return None;
+            }
+            let mut next = Flow::Open;
+            loop {
+                match event {
+                    Some(Event::Token { last, .. }) => {
+                        resp.token(&mut buf, last);
+                        if last {
+                            next = Flow::Done;
+                            break;
+                        }
+                    }
+                    Some(Event::WorkerFailed) => {
+                        next = Flow::Dead;
+                        break;
+                    }
+                    Some(Event::QueueTimeout) | None if buf.is_empty() => return None,
+                    _ => break,
                 }
                 event = tokens.try_recv().ok();
             }
             if buf.is_empty() {
-                return None;
+                // Only `Dead` gets here: the error goes out on the next poll.
+                return Some((Ok(Bytes::new()), (resp, tokens, next)));
             }
-            Some((Ok(Bytes::from(buf)), (resp, tokens, done)))
-        },
-    )
+            Some((Ok(Bytes::from(buf)), (resp, tokens, next)))
+        }
+    })
+}
+
+/// Where a token stream stands.
+#[derive(Clone, Copy)]
+enum Flow {
+    Open,
+    Done,
+    /// The worker died: the next item is the error that drops the connection.
+    Dead,
 }
 
 fn sse_response(body: Body) -> HttpResponse {
@@ -277,7 +351,26 @@ fn refused(refusal: Refusal) -> HttpResponse {
             "invalid_request_error",
             "prompt plus max_tokens exceed the worker's kv cache",
         ),
+        Refusal::WorkerDown => error(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream connect error: the worker refused the connection",
+        ),
+        // Only reached if a hanging request's worker was cut off again at once.
+        Refusal::Unreachable(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_error",
+            "the worker is unreachable",
+        ),
     }
+}
+
+fn worker_died() -> HttpResponse {
+    error(
+        StatusCode::BAD_GATEWAY,
+        "upstream_error",
+        "upstream reset before response headers: the worker died",
+    )
 }
 
 fn stopped() -> HttpResponse {
@@ -308,6 +401,16 @@ async fn health(State(s): State<Arc<AppState>>) -> HttpResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "no healthy worker\n").into_response()
     }
+}
+
+async fn sim_events(State(s): State<Arc<AppState>>) -> HttpResponse {
+    json_response(serde_json::to_string(&s.cluster.events.events()).expect("events serialize"))
+}
+
+async fn sim_workers(State(s): State<Arc<AppState>>) -> HttpResponse {
+    let now = s.cluster.now();
+    let workers: Vec<_> = s.cluster.workers.iter().map(|w| w.status(now)).collect();
+    json_response(serde_json::to_string(&workers).expect("statuses serialize"))
 }
 
 async fn prometheus(State(s): State<Arc<AppState>>) -> HttpResponse {

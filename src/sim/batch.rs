@@ -35,6 +35,8 @@ pub(crate) enum Event {
     Token { index: u32, last: bool },
     /// The request waited longer than the queue timeout and was dropped.
     QueueTimeout,
+    /// The worker serving it died (never produced by the batcher itself).
+    WorkerFailed,
 }
 
 pub(crate) struct Seq<S> {
@@ -138,6 +140,14 @@ impl<S: Sink> Batcher<S> {
     pub fn kv_usage(&self) -> f64 {
         let held: u64 = self.running.iter().map(Seq::kv_held).sum();
         held as f64 / self.p.kv_tokens as f64
+    }
+
+    /// Takes every sequence out (a dead worker hands them back to fail them).
+    pub fn drain(&mut self) -> Vec<Seq<S>> {
+        self.kv_reserved = 0;
+        let mut all: Vec<_> = self.running.drain(..).collect();
+        all.extend(self.waiting.drain(..));
+        all
     }
 
     /// Drops every sequence (their sinks see the channel close).

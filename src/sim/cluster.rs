@@ -4,18 +4,25 @@
 //! duration, and pushes tokens to the requests' channels. Step deadlines are kept on a virtual
 //! schedule (`next = previous deadline + duration`) so timer jitter does not slowly eat the
 //! cluster's capacity. The router picks the healthy worker with the fewest running + waiting
-//! requests. Health is an explicit per-worker state the router consults, so that faults (a
-//! locked GPU, a cut-off or restarted worker) can later be modelled by changing it.
+//! requests. The router only considers workers its health checks (`health.rs`) have not removed
+//! and that an operator has not marked unavailable; a request routed to a worker that has died
+//! in between fails at once (502), one routed to a cut-off worker hangs (the api waits for the
+//! network to come back). A worker's lifecycle state lives under the same lock as its batcher,
+//! so a request is never queued on a worker that has just been failed.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::batch::{Batcher, Event, Seq, Sink, StepParams};
+use super::control::{WorkerState, WorkerStatus};
+use super::events::EventLog;
 use super::metrics::WorkerStats;
-use super::{SimConfig, WorkerHealth};
+use super::nvsmi::GpuState;
+use super::{SimConfig, SimError, WorkerHealth};
 
 /// A request's end of the token channel.
 pub(crate) type Tokens = mpsc::UnboundedReceiver<Event>;
@@ -32,6 +39,10 @@ pub(crate) enum Refusal {
     NoHealthyWorker,
     QueueFull,
     TooLong,
+    /// The chosen worker's process is dead (or not up yet): the connection is refused.
+    WorkerDown,
+    /// The chosen worker is cut off: the request hangs until it is reachable again.
+    Unreachable(usize),
 }
 
 pub(crate) struct Worker {
@@ -42,16 +53,110 @@ pub(crate) struct Worker {
     core: Mutex<Core>,
     wake: Notify,
     pub stats: WorkerStats,
+    /// Cut off by a network policy.
+    cut: watch::Sender<bool>,
+    /// Requests routed here that hang because it is cut off (the router counts them as load).
+    pending: AtomicUsize,
+    /// Wakes the worker's supervisor to kill its process (see `Life::kill`).
+    pub kill: Notify,
 }
 
-struct Core {
+pub(crate) struct Core {
     batcher: Batcher<mpsc::UnboundedSender<Event>>,
     util: BusyWindow,
+    pub life: Life,
+}
+
+/// A worker's lifecycle, as its supervisor and the health checks drive it.
+pub(crate) struct Life {
+    pub state: WorkerState,
+    pub pid: Option<u32>,
+    pub generation: u64,
+    /// When `state` was entered (cluster clock).
+    pub since: Duration,
+    /// The router sends it requests.
+    pub routed: bool,
+    /// Consecutive failed health checks.
+    pub failed_checks: u32,
+    /// A kill asked for: the pid it was meant for (a later process is spared) and the reason.
+    pub kill: Option<(u32, String)>,
 }
 
 impl Worker {
-    fn core(&self) -> MutexGuard<'_, Core> {
+    pub fn core(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn status(&self, now: Duration) -> WorkerStatus {
+        let core = self.core();
+        let life = &core.life;
+        WorkerStatus {
+            index: self.id,
+            state: life.state,
+            cut_off: self.is_cut_off(),
+            routed: life.routed && self.health().is_healthy(),
+            pid: life.pid,
+            gpus: self.gpus.clone().map(|g| g as u32).collect(),
+            generation: life.generation,
+            since_s: life.since.min(now).as_secs_f64(),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.core().life.state == WorkerState::Running
+    }
+
+    pub fn is_cut_off(&self) -> bool {
+        *self.cut.borrow()
+    }
+
+    /// Returns whether it changed.
+    pub fn set_cut_off(&self, cut: bool) -> bool {
+        self.cut
+            .send_if_modified(|c| std::mem::replace(c, cut) != cut)
+    }
+
+    /// Waits until the worker is reachable; `false` if the sim stops first.
+    pub async fn reachable(&self, stop: &watch::Receiver<bool>) -> bool {
+        if !self.is_cut_off() {
+            return true;
+        }
+        let mut cut = self.cut.subscribe();
+        let mut stop = stop.clone();
+        tokio::select! {
+            r = cut.wait_for(|c| !c) => r.is_ok(),
+            _ = stop.wait_for(|s| *s) => false,
+        }
+    }
+
+    /// Asks the supervisor to kill the current process, if there is one.
+    pub fn request_kill(&self, reason: &str) {
+        let mut core = self.core();
+        if let Some(pid) = core.life.pid {
+            core.life.kill = Some((pid, reason.to_string()));
+            self.kill.notify_one();
+        }
+    }
+
+    /// Counts a request hanging on this cut-off worker while the guard lives.
+    pub fn hang(&self) -> PendingGuard<'_> {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        PendingGuard(self)
+    }
+
+    /// The process died: every request it holds fails, and it takes no new ones.
+    pub fn fail(&self, now: Duration) {
+        let seqs = {
+            let mut core = self.core();
+            core.life.state = WorkerState::Failed;
+            core.life.pid = None;
+            core.life.kill = None;
+            core.life.since = now;
+            core.batcher.drain()
+        };
+        for seq in seqs {
+            let _ = seq.sink.send(Event::WorkerFailed);
+        }
     }
 
     pub fn health(&self) -> WorkerHealth {
@@ -66,6 +171,14 @@ impl Worker {
             kv_usage: core.batcher.kv_usage(),
             busy: core.util.read(now),
         }
+    }
+}
+
+pub(crate) struct PendingGuard<'a>(&'a Worker);
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -84,10 +197,21 @@ pub(crate) struct Cluster {
     pub workers: Vec<Arc<Worker>>,
     epoch: Instant,
     next_pick: AtomicU64,
+    pub events: EventLog,
+    pub gpus: GpuState,
+    pub state_dir: PathBuf,
+    /// Flips to `true` when the sim shuts down.
+    pub stop: watch::Receiver<bool>,
 }
 
 impl Cluster {
-    pub fn new(config: SimConfig) -> Self {
+    pub fn new(
+        config: SimConfig,
+        epoch: Instant,
+        events: EventLog,
+        gpus: GpuState,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         let params = StepParams::from_config(&config);
         let tp = config.tensor_parallel as usize;
         let workers = (0..config.workers())
@@ -99,17 +223,49 @@ impl Cluster {
                     core: Mutex::new(Core {
                         batcher: Batcher::new(params),
                         util: BusyWindow::default(),
+                        life: Life {
+                            state: WorkerState::Running,
+                            pid: None,
+                            generation: 0,
+                            since: Duration::ZERO,
+                            routed: true,
+                            failed_checks: 0,
+                            kill: None,
+                        },
                     }),
                     wake: Notify::new(),
                     stats: WorkerStats::default(),
+                    cut: watch::channel(false).0,
+                    pending: AtomicUsize::new(0),
+                    kill: Notify::new(),
                 })
             })
             .collect();
         Cluster {
             config,
             workers,
-            epoch: Instant::now(),
+            epoch,
             next_pick: AtomicU64::new(0),
+            events,
+            state_dir: gpus.dir().to_path_buf(),
+            gpus,
+            stop,
+        }
+    }
+
+    pub fn worker(&self, index: usize) -> Result<&Arc<Worker>, SimError> {
+        self.workers.get(index).ok_or(SimError::NoSuchWorker {
+            worker: index,
+            workers: self.workers.len(),
+        })
+    }
+
+    /// Lifecycle controls need the workers' processes, which zero-latency mode does without.
+    pub fn needs_processes(&self) -> Result<(), SimError> {
+        if self.config.zero_latency {
+            Err(SimError::ZeroLatency)
+        } else {
+            Ok(())
         }
     }
 
@@ -128,8 +284,11 @@ impl Cluster {
         }
     }
 
+    /// Whether the router has any worker to send requests to.
     pub fn any_healthy(&self) -> bool {
-        self.workers.iter().any(|w| w.health().is_healthy())
+        self.workers
+            .iter()
+            .any(|w| w.health().is_healthy() && w.core().life.routed)
     }
 
     /// Zero-latency routing: round robin over the healthy workers (nothing ever queues).
@@ -142,25 +301,51 @@ impl Cluster {
             .ok_or(Refusal::NoHealthyWorker)
     }
 
-    /// Routes a request to the least-loaded healthy worker and queues it there.
+    /// Routes a request to the least-loaded routed worker and queues it there.
     pub fn submit(&self, prompt_tokens: u32, max_tokens: u32) -> Result<(usize, Tokens), Refusal> {
-        let now = self.now();
-        let mut best: Option<(usize, MutexGuard<'_, Core>)> = None;
+        let mut best: Option<(usize, usize, MutexGuard<'_, Core>)> = None;
         // Lock one worker at a time to compare; keep only the best one's lock.
         for (i, w) in self.workers.iter().enumerate() {
             if !w.health().is_healthy() {
                 continue;
             }
             let core = w.core();
-            let load = core.batcher.running() + core.batcher.waiting();
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| load < b.batcher.running() + b.batcher.waiting())
-            {
-                best = Some((i, core));
+            if !core.life.routed {
+                continue;
+            }
+            let load =
+                core.batcher.running() + core.batcher.waiting() + w.pending.load(Ordering::Relaxed);
+            if best.as_ref().is_none_or(|(_, b, _)| load < *b) {
+                best = Some((i, load, core));
             }
         }
-        let (i, mut core) = best.ok_or(Refusal::NoHealthyWorker)?;
+        let (i, _, core) = best.ok_or(Refusal::NoHealthyWorker)?;
+        self.admit(i, core, prompt_tokens, max_tokens)
+    }
+
+    /// Queues a request on worker `i` (one that hung on it while it was cut off).
+    pub fn submit_to(
+        &self,
+        i: usize,
+        prompt_tokens: u32,
+        max_tokens: u32,
+    ) -> Result<(usize, Tokens), Refusal> {
+        self.admit(i, self.workers[i].core(), prompt_tokens, max_tokens)
+    }
+
+    fn admit(
+        &self,
+        i: usize,
+        mut core: MutexGuard<'_, Core>,
+        prompt_tokens: u32,
+        max_tokens: u32,
+    ) -> Result<(usize, Tokens), Refusal> {
+        if self.workers[i].is_cut_off() {
+            return Err(Refusal::Unreachable(i));
+        }
+        if core.life.state != WorkerState::Running {
+            return Err(Refusal::WorkerDown);
+        }
         if !core.batcher.fits(prompt_tokens, max_tokens) {
             return Err(Refusal::TooLong);
         }
@@ -171,7 +356,7 @@ impl Cluster {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         core.batcher
-            .enqueue(Seq::new(tx, prompt_tokens, max_tokens, now));
+            .enqueue(Seq::new(tx, prompt_tokens, max_tokens, self.now()));
         drop(core);
         self.workers[i].wake.notify_one();
         Ok((i, rx))

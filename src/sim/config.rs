@@ -9,7 +9,7 @@
 //! Files are JSON for now (YAML comes with the experiment loader); errors name the file, the
 //! line, the column and the offending value.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,22 @@ pub struct SimConfig {
     pub weights_mib_per_gpu: u32,
     /// Framebuffer used by a full KV cache on each GPU, in MiB.
     pub kv_cache_mib_per_gpu: u32,
+    /// From a worker's failure to it serving again: the first half rescheduling (state `failed`),
+    /// the second half loading the model (state `starting`). A refused start repeats the cycle.
+    #[serde(with = "human_duration")]
+    pub restart_delay: Duration,
+    /// How often the router checks each worker's health.
+    #[serde(with = "human_duration")]
+    pub health_check_interval: Duration,
+    /// Consecutive failed checks after which the router stops sending a worker requests.
+    pub health_check_failures: u32,
+    /// Where the GPU state (`gpus.json`), the `bin/nvidia-smi` wrapper and the ground-truth
+    /// `events.jsonl` live. `null` = a fresh temporary directory, removed on shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// The faultline binary the `nvidia-smi` wrapper runs. `null` = the running executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faultline_bin: Option<PathBuf>,
 }
 
 const PRESETS: &[&str] = &["h100x4-70b", "small", "zero-latency"];
@@ -171,6 +187,19 @@ impl SimConfig {
                 return bad(field, "0".into(), "must be at least 1");
             }
         }
+        if self.restart_delay.is_zero() {
+            return bad("restart_delay", "0s".into(), "must be longer than zero");
+        }
+        if self.health_check_interval.is_zero() {
+            return bad(
+                "health_check_interval",
+                "0s".into(),
+                "must be longer than zero",
+            );
+        }
+        if self.health_check_failures == 0 {
+            return bad("health_check_failures", "0".into(), "must be at least 1");
+        }
         if u64::from(self.weights_mib_per_gpu) + u64::from(self.kv_cache_mib_per_gpu)
             > u64::from(self.gpu_memory_mib)
         {
@@ -196,6 +225,8 @@ impl Default for SimConfig {
 /// ≈ 310 ms at 30, ≈ 430 ms at 35, ≈ 1.6 s at 40 (saturation, ≈ 6,900 tok/s), and beyond that
 /// the queue grows until requests hit the 3 s queue timeout (≈ 5 % errors at 45 req/s, 20 % at 60).
 /// Chunked prefill (384 tokens/step) is what bends the curve gradually before the hard limit.
+/// A crashed worker is noticed by the router within 2 s (two failed 1 s checks) and serves again
+/// 8 s after the crash (rescheduling plus loading 70B weights, optimistic for a real pod).
 fn h100x4_70b() -> SimConfig {
     SimConfig {
         model: "sim-llama-70b".into(),
@@ -214,11 +245,17 @@ fn h100x4_70b() -> SimConfig {
         gpu_memory_mib: 81_559,
         weights_mib_per_gpu: 21_000,
         kv_cache_mib_per_gpu: 52_000,
+        restart_delay: Duration::from_secs(8),
+        health_check_interval: Duration::from_secs(1),
+        health_check_failures: 2,
+        state_dir: None,
+        faultline_bin: None,
     }
 }
 
 /// One small worker that saturates at a few requests per second (≈ 8 req/s of 32-token
-/// answers), so tests reach the knee of the curve quickly and cheaply.
+/// answers), so tests reach the knee of the curve quickly and cheaply. Health checks every
+/// 100 ms and a 600 ms restart keep fault tests short.
 fn small() -> SimConfig {
     SimConfig {
         model: "sim-small".into(),
@@ -237,6 +274,11 @@ fn small() -> SimConfig {
         gpu_memory_mib: 23_034,
         weights_mib_per_gpu: 4_000,
         kv_cache_mib_per_gpu: 16_000,
+        restart_delay: Duration::from_millis(600),
+        health_check_interval: Duration::from_millis(100),
+        health_check_failures: 2,
+        state_dir: None,
+        faultline_bin: None,
     }
 }
 

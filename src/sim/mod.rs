@@ -12,28 +12,44 @@
 //!
 //! Zero-latency mode skips the workers entirely: a request is answered at once with its whole
 //! body in one buffer, so the sim costs the client being benchmarked as little CPU as possible.
+//!
+//! Faults: each worker is backed by a real OS process registered on its GPUs in a file-backed
+//! GPU state (`nvsmi.rs`, `state_dir.rs`), supervised and restarted like a pod (`worker.rs`); the
+//! router drops and re-adds workers only through health checks (`health.rs`); [`SimControl`]
+//! (`control.rs`) is the control plane's handle, and every transition is a ground-truth event
+//! (`events.rs`). Zero-latency mode has none of this (no processes, no checks).
 
 mod api;
 mod batch;
 mod cluster;
 mod config;
+mod control;
+#[cfg(test)]
+mod control_tests;
+mod events;
+mod health;
 #[cfg(test)]
 mod http_tests;
 mod metrics;
 pub mod nvsmi;
 mod sse;
+mod state_dir;
 #[cfg(test)]
 mod tests;
+mod worker;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{InvalidValue, SimConfig};
+pub use control::{SimControl, WorkerState, WorkerStatus};
+pub use events::SimEvent;
+pub use state_dir::EVENTS_FILE;
 
 /// Everything that can go wrong in the sim.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +75,25 @@ pub enum SimError {
     },
     #[error("no worker \"{worker}\" (the sim has {workers})")]
     NoSuchWorker { worker: usize, workers: usize },
+    #[error("cannot set up the sim's state directory {path:?}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find the faultline binary for the nvidia-smi wrapper: {0}")]
+    CurrentExe(std::io::Error),
+    #[error("sim GPU state: {0}")]
+    Gpu(#[from] nvsmi::NvsmiError),
+    #[error("cannot start a sim worker process (\"sleep\"): {source}")]
+    Spawn { source: std::io::Error },
+    #[error("zero-latency mode has no worker processes to control")]
+    ZeroLatency,
 }
 
 /// Whether the router may send requests to a worker.
 ///
-/// Only the state exists for now; faults (a locked GPU, a network policy, a restart) will set it.
-/// An unavailable worker gets no new requests; the ones it already holds carry on.
+/// An operator's override on top of the health checks: an unavailable worker gets no new
+/// requests; the ones it already holds carry on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum WorkerHealth {
@@ -93,6 +122,8 @@ pub struct SimHandle {
     stop: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
     server: Option<JoinHandle<()>>,
+    /// Remove the state directory on shutdown (it was a temporary one).
+    remove_state_dir: bool,
 }
 
 impl SimHandle {
@@ -104,6 +135,18 @@ impl SimHandle {
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.cluster.workers.len()
+    }
+
+    /// The control plane's handle: lifecycle, network, ground-truth events.
+    pub fn control(&self) -> SimControl {
+        SimControl {
+            cluster: self.cluster.clone(),
+        }
+    }
+
+    /// Where `gpus.json`, `bin/nvidia-smi` and `events.jsonl` live.
+    pub fn state_dir(&self) -> &Path {
+        &self.cluster.state_dir
     }
 
     /// Sets a worker's health (the router only uses healthy workers; `/health` is 503 when none is).
@@ -118,7 +161,8 @@ impl SimHandle {
         }
     }
 
-    /// Stops the workers (open streams end) and the server, and waits for them.
+    /// Stops the workers (open streams end, processes are killed) and the server, waits for
+    /// them, and removes a temporary state directory.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         for w in std::mem::take(&mut self.workers) {
@@ -133,12 +177,20 @@ impl SimHandle {
                 server.abort();
             }
         }
+        self.remove_temp_dir();
+    }
+
+    fn remove_temp_dir(&mut self) {
+        if std::mem::take(&mut self.remove_state_dir) {
+            let _ = std::fs::remove_dir_all(&self.cluster.state_dir);
+        }
     }
 }
 
 impl Drop for SimHandle {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        self.remove_temp_dir();
     }
 }
 
@@ -155,15 +207,74 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> Result<SimHandle, S
         addr: listen,
         source,
     })?;
-    let (stop, stop_rx) = watch::channel(false);
-    let cluster = Arc::new(cluster::Cluster::new(config));
-    let workers = if cluster.config.zero_latency {
-        Vec::new()
-    } else {
-        (0..cluster.workers.len())
-            .map(|id| tokio::spawn(cluster.clone().run_worker(id, stop_rx.clone())))
-            .collect()
+    let (state_dir, temp) = state_dir::choose(&config, addr.port())?;
+    match setup(config, state_dir.clone(), listener, addr).await {
+        Ok(mut handle) => {
+            handle.remove_state_dir = temp;
+            Ok(handle)
+        }
+        Err(e) => {
+            if temp {
+                let _ = std::fs::remove_dir_all(&state_dir);
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn setup(
+    config: SimConfig,
+    dir: PathBuf,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+) -> Result<SimHandle, SimError> {
+    let faultline = match &config.faultline_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe().map_err(SimError::CurrentExe)?,
     };
+    state_dir::write_wrapper(&dir, &faultline)?;
+    let gpus = nvsmi::GpuState::create(&dir, config.gpus)?;
+    let epoch = Instant::now();
+    let events = events::EventLog::new(epoch, Some(state_dir::events_file(&dir)?));
+    let (stop, stop_rx) = watch::channel(false);
+    let cluster = Arc::new(cluster::Cluster::new(
+        config,
+        epoch,
+        events,
+        gpus,
+        stop_rx.clone(),
+    ));
+    let mut tasks = Vec::new();
+    if !cluster.config.zero_latency {
+        // Every process is up and registered before `start` returns.
+        let mut children = Vec::new();
+        for w in &cluster.workers {
+            children.push(worker::spawn(&cluster, w).await?);
+        }
+        for (id, child) in children.into_iter().enumerate() {
+            let w = &cluster.workers[id];
+            {
+                let mut core = w.core();
+                core.life.pid = child.id();
+            }
+            let pid = child.id().unwrap_or(0);
+            cluster.events.record(
+                "worker_started",
+                Some(id),
+                &format!("pid {pid}, generation 0"),
+            );
+            tasks.push(tokio::spawn(worker::supervise(
+                cluster.clone(),
+                id,
+                child,
+                stop_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(
+                cluster.clone().run_worker(id, stop_rx.clone()),
+            ));
+        }
+        tasks.push(tokio::spawn(health::run(cluster.clone(), stop_rx.clone())));
+    }
     let app = api::router(cluster.clone());
     let mut server_stop = stop_rx;
     let server = tokio::spawn(async move {
@@ -174,11 +285,13 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> Result<SimHandle, S
             tracing::warn!("sim server stopped: {e}");
         }
     });
+    tracing::debug!(%addr, "sim serving");
     Ok(SimHandle {
         addr,
         cluster,
         stop,
-        workers,
+        workers: tasks,
         server: Some(server),
+        remove_state_dir: false,
     })
 }

@@ -1,0 +1,215 @@
+//! Each worker's OS process and its lifecycle: run, die, get rescheduled, load, run again.
+//!
+//! Why a real process: faults kill serving processes with `kill -9 PID` over ssh and find the
+//! PID the way an operator would, with `nvidia-smi`; a `sleep` child registered on the worker's
+//! GPUs in the GPU state file gives them a real target. Whoever kills it, the supervisor sees
+//! the exit and fails the worker.
+//!
+//! The restart mirrors a pod being recreated: `restart_delay / 2` in `failed` (rescheduling),
+//! then `starting`: the new process claims its GPUs at once (CUDA initialisation comes before
+//! the weights), which a `Prohibited` GPU — or an `Exclusive_Process` one that another process
+//! holds — refuses, sending the worker back to `failed` for another cycle; otherwise it loads
+//! the model for `restart_delay / 2` and is `running` again. A mode change alone never touches a
+//! running process, as with real CUDA contexts.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use super::SimError;
+use super::cluster::{Cluster, Worker};
+use super::control::WorkerState;
+
+/// How a wait on a worker's process ended.
+enum Wait {
+    Elapsed,
+    Exited(String),
+    Stop,
+}
+
+/// Starts a worker's process and claims its GPUs; on refusal the process is killed again.
+pub(crate) async fn spawn(cluster: &Cluster, w: &Worker) -> Result<Child, SimError> {
+    let mut child = Command::new("sleep")
+        .arg("2147483647")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| SimError::Spawn { source })?;
+    let pid = child.id().unwrap_or(0);
+    for gpu in w.gpus.clone() {
+        if let Err(e) = cluster.gpus.register_process(gpu as u32, pid) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            let _ = cluster.gpus.unregister_process(pid);
+            return Err(SimError::Gpu(e));
+        }
+    }
+    Ok(child)
+}
+
+/// Marks a freshly spawned process as the worker's, running (or loading).
+fn adopt(cluster: &Cluster, w: &Worker, child: &Child, state: WorkerState) {
+    let mut core = w.core();
+    core.life.pid = child.id();
+    core.life.state = state;
+    core.life.since = cluster.now();
+    core.life.kill = None;
+}
+
+/// Watches worker `id`'s process (`child`, already adopted and running) for the life of the sim.
+pub(crate) async fn supervise(
+    cluster: Arc<Cluster>,
+    id: usize,
+    mut child: Child,
+    mut stop: watch::Receiver<bool>,
+) {
+    let w = cluster.workers[id].clone();
+    let half = cluster.config.restart_delay / 2;
+    loop {
+        let reason = match wait(&w, &mut child, None, &mut stop).await {
+            Wait::Exited(reason) => reason,
+            Wait::Elapsed | Wait::Stop => break,
+        };
+        fail(&cluster, &w, &reason);
+        // Reschedule and start until a start sticks.
+        child = loop {
+            if sleep_or_stop(half, &mut stop).await {
+                return;
+            }
+            set_state(&cluster, &w, WorkerState::Starting);
+            cluster.events.record("worker_starting", Some(id), "");
+            let mut new = match spawn(&cluster, &w).await {
+                Ok(c) => c,
+                Err(e) => {
+                    set_state(&cluster, &w, WorkerState::Failed);
+                    cluster
+                        .events
+                        .record("worker_start_failed", Some(id), &e.to_string());
+                    continue;
+                }
+            };
+            adopt(&cluster, &w, &new, WorkerState::Starting);
+            match wait(&w, &mut new, Some(half), &mut stop).await {
+                Wait::Elapsed => break new,
+                Wait::Exited(reason) => fail(&cluster, &w, &reason),
+                Wait::Stop => {
+                    kill(&cluster, &mut new).await;
+                    return;
+                }
+            }
+        };
+        let generation = {
+            let mut core = w.core();
+            core.life.generation += 1;
+            core.life.state = WorkerState::Running;
+            core.life.since = cluster.now();
+            core.life.generation
+        };
+        w.stats.reset();
+        let pid = child.id().unwrap_or(0);
+        cluster.events.record(
+            "worker_started",
+            Some(id),
+            &format!("pid {pid}, generation {generation}"),
+        );
+    }
+    kill(&cluster, &mut child).await;
+}
+
+fn set_state(cluster: &Cluster, w: &Worker, state: WorkerState) {
+    let mut core = w.core();
+    core.life.state = state;
+    core.life.since = cluster.now();
+}
+
+/// The process is gone: fail the worker and its requests, release its GPUs.
+fn fail(cluster: &Cluster, w: &Worker, reason: &str) {
+    let pid = w.core().life.pid;
+    w.fail(cluster.now());
+    cluster.events.record("worker_failed", Some(w.id), reason);
+    if let Some(pid) = pid
+        && let Err(e) = cluster.gpus.unregister_process(pid)
+    {
+        tracing::warn!("cannot unregister sim worker process {pid}: {e}");
+    }
+}
+
+/// Kills the process at shutdown and releases its GPUs.
+async fn kill(cluster: &Cluster, child: &mut Child) {
+    let pid = child.id();
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    if let Some(pid) = pid {
+        let _ = cluster.gpus.unregister_process(pid);
+    }
+}
+
+/// Sleeps; `true` if the sim stopped first.
+async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stopped(stop) => true,
+    };
+    stopped || *stop.borrow()
+}
+
+/// Waits for the process to exit (on its own, by anyone's signal, or by a kill request), for
+/// `limit` to pass, or for the sim to stop.
+async fn wait(
+    w: &Worker,
+    child: &mut Child,
+    limit: Option<Duration>,
+    stop: &mut watch::Receiver<bool>,
+) -> Wait {
+    let pid = child.id();
+    let deadline = limit.map(|d| tokio::time::Instant::now() + d);
+    loop {
+        let elapsed = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            status = child.wait() => {
+                let how = match status {
+                    Ok(s) => describe(s),
+                    Err(e) => format!("cannot be waited for: {e}"),
+                };
+                let pid = pid.unwrap_or(0);
+                return Wait::Exited(format!("process {pid} {how}"));
+            }
+            _ = w.kill.notified() => {
+                let request = w.core().life.kill.take();
+                if let Some((target, reason)) = request
+                    && Some(target) == pid
+                {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    return Wait::Exited(format!("process {target} killed: {reason}"));
+                }
+            }
+            _ = elapsed => return Wait::Elapsed,
+            _ = stopped(stop) => return Wait::Stop,
+        }
+    }
+}
+
+/// Resolves when the sim stops (holding no borrow of the flag).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (_, Some(sig)) => format!("killed by signal {sig}"),
+        (Some(code), None) => format!("exited with status {code}"),
+        (None, None) => "exited".to_string(),
+    }
+}
