@@ -1,9 +1,12 @@
 //! The command line: the edge of the program, where flags become checked types and errors
 //! become exit codes (anyhow lives here and nowhere else).
 //!
-//! Exit codes: 0 success; 1 a check failed (criteria, SLA); 2 invalid input or a run error.
+//! Exit codes: 0 success; 1 a check failed (criteria, not recovered); 2 invalid input, an invalid
+//! run or a run error; 3 aborted (stop condition or signal).
 
 mod bench;
+mod experiment;
+mod faults;
 mod load;
 mod nvsmi;
 mod sim;
@@ -24,6 +27,21 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run an experiment: steady load while faults fire on a timeline; phases, detection,
+    /// recovery and a verdict.
+    Run(experiment::RunArgs),
+    /// Show the resolved timeline and every action an experiment would take, touching nothing.
+    Plan(experiment::PlanArgs),
+    /// Check experiment and fault-definition files.
+    Validate(experiment::ValidateArgs),
+    /// Inject one fault by hand (with --for it restores itself).
+    Inject(Box<faults::InjectArgs>),
+    /// List the faults in effect according to the ledger.
+    Status(faults::LedgerArgs),
+    /// Restore a fault by id (or --all) from the ledger.
+    Restore(faults::RestoreArgs),
+    /// Restore whatever the ledger still holds (after a crash or SIGKILL).
+    Recover(faults::LedgerArgs),
     /// Keep OpenAI-compatible streaming load on an endpoint (or the embedded sim) and measure it.
     Load(Box<load::LoadArgs>),
     /// Run the simulated LLM serving cluster on a socket.
@@ -45,6 +63,13 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Run(args) => experiment::run(args),
+        Command::Plan(args) => experiment::plan(args),
+        Command::Validate(args) => experiment::validate(args),
+        Command::Inject(args) => faults::inject(*args),
+        Command::Status(args) => faults::status(args),
+        Command::Restore(args) => faults::restore(args),
+        Command::Recover(args) => faults::recover(args),
         Command::Load(args) => load::run(*args),
         Command::Sim(args) => sim::run(args),
         Command::EngineBench(args) => bench::run(args),

@@ -186,9 +186,12 @@ pub fn analyze(
     cfg: &AnalysisConfig,
     signals: &[Signal],
 ) -> FaultAnalysis {
-    let (pre, _) = phase(windows, pre.0, pre.1);
-    let (during, _) = phase(windows, timing.effective_s, timing.cleared_s);
-    let (recovery, _) = phase(windows, timing.cleared_s, end_s);
+    // Phase boundaries snap down to window boundaries, so that every window lands in exactly
+    // one phase: the window in which the fault took effect belongs to `during`.
+    let snap = |t: f64| (t / cfg.window_s).floor() * cfg.window_s;
+    let (pre, _) = phase(windows, snap(pre.0), snap(pre.1));
+    let (during, _) = phase(windows, snap(timing.effective_s), snap(timing.cleared_s));
+    let (recovery, _) = phase(windows, snap(timing.cleared_s), end_s);
     let detection = detect(windows, timing, &pre, cfg, signals);
     let recovery_time = recover(windows, timing, end_s, &pre, cfg);
     let impact = Impact {
@@ -353,7 +356,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             80.0,
             &AnalysisConfig::default(),
             &[],
@@ -376,7 +379,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             80.0,
             &AnalysisConfig::default(),
             &probe,
@@ -395,7 +398,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             80.0,
             &AnalysisConfig::default(),
             &[],
@@ -408,7 +411,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             56.0,
             &AnalysisConfig::default(),
             &[],
@@ -427,7 +430,14 @@ mod tests {
                 }
             })
             .collect();
-        let a = analyze(&ws, &timing(), (10.0, 30.0), 60.0, &AnalysisConfig::default(), &[]);
+        let a = analyze(
+            &ws,
+            &timing(),
+            (10.0, 30.0),
+            60.0,
+            &AnalysisConfig::default(),
+            &[],
+        );
         assert_eq!(a.detection, Detection::NotDetected);
     }
 
@@ -436,7 +446,7 @@ mod tests {
         let a = analyze(
             &scenario(),
             &timing(),
-            10.0,
+            (10.0, 30.0),
             80.0,
             &AnalysisConfig::default(),
             &[],

@@ -79,9 +79,12 @@ impl Window {
         }
         self.input_tokens += r.input_tokens;
         self.output_tokens += r.output_tokens;
-        match r.token_source {
-            TokenSource::Usage => self.tokens_from_usage += 1,
-            TokenSource::Stream => self.tokens_from_stream += 1,
+        // Where the count came from matters only for requests that produced tokens.
+        if r.outcome.is_ok() || r.output_tokens > 0 {
+            match r.token_source {
+                TokenSource::Usage => self.tokens_from_usage += 1,
+                TokenSource::Stream => self.tokens_from_stream += 1,
+            }
         }
         self.last_send_s = self
             .last_send_s

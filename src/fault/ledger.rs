@@ -287,6 +287,8 @@ pub struct RecoverOptions {
     pub command_timeout: Duration,
     /// Also restore entries whose injecting process is still alive (another run in progress).
     pub force: bool,
+    /// Only entries whose fault id, or `run_id/fault_id`, is this.
+    pub only: Option<String>,
 }
 
 impl Default for RecoverOptions {
@@ -296,6 +298,7 @@ impl Default for RecoverOptions {
             backoff: Duration::from_secs(1),
             command_timeout: Duration::from_secs(30),
             force: false,
+            only: None,
         }
     }
 }
@@ -336,6 +339,12 @@ pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverRe
         ..Default::default()
     };
     for entry in fold.outstanding {
+        if let Some(id) = &opts.only
+            && *id != entry.fault_id
+            && *id != format!("{}/{}", entry.run_id, entry.fault_id)
+        {
+            continue;
+        }
         let not = |reason: String| NotRecovered {
             run_id: entry.run_id.clone(),
             fault_id: entry.fault_id.clone(),

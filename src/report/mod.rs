@@ -1,3 +1,4 @@
-//! Reports for people and machines. For now: the terminal summary of a load run.
+//! Reports for people and machines: the terminal tables, `summary.md`.
 
+pub mod markdown;
 pub mod table;

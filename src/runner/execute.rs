@@ -94,7 +94,10 @@ impl Shared {
             detail: detail.into(),
         };
         tracing::info!(t_s = e.t_s, kind, fault, detail = %e.detail, "event");
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(e);
     }
     fn abort(&self, reason: String) {
         let mut r = self.abort_reason.lock().unwrap_or_else(|e| e.into_inner());
@@ -124,7 +127,10 @@ impl Shared {
         for attempt in 0..4u32 {
             match a.spec.restore(&a.ctx, &a.undo).await {
                 Ok(()) => {
-                    if let Err(e) = self.ledger.record_done(&a.ctx.run_id, &a.id, Restoration::Normal) {
+                    if let Err(e) =
+                        self.ledger
+                            .record_done(&a.ctx.run_id, &a.id, Restoration::Normal)
+                    {
                         tracing::error!("cannot mark {id} done in the ledger: {e}");
                     }
                     self.event("restored", Some(id), format!("{} restored", a.spec.kind()));
@@ -133,7 +139,11 @@ impl Shared {
                 }
                 Err(e) => {
                     last = e.to_string();
-                    self.event("restore_failed", Some(id), format!("attempt {}: {last}", attempt + 1));
+                    self.event(
+                        "restore_failed",
+                        Some(id),
+                        format!("attempt {}: {last}", attempt + 1),
+                    );
                     tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
                 }
             }
@@ -142,10 +152,18 @@ impl Shared {
     }
 
     async fn restore_all(&self) {
-        let ids: Vec<String> = self.active.lock().await.iter().map(|a| a.id.clone()).collect();
+        let ids: Vec<String> = self
+            .active
+            .lock()
+            .await
+            .iter()
+            .map(|a| a.id.clone())
+            .collect();
         for id in ids {
             if let Err(e) = self.restore(&id).await {
-                tracing::error!("fault {id} could not be restored ({e}); it stays in the ledger for `faultline recover`");
+                tracing::error!(
+                    "fault {id} could not be restored ({e}); it stays in the ledger for `faultline recover`"
+                );
             }
         }
     }
@@ -158,6 +176,15 @@ fn api_of(kind: &ApiKind) -> Api {
     }
 }
 
+/// `~/...` as the shell would expand it (ssh does not expand it in `-i` arguments).
+fn expand_home(p: &Option<PathBuf>) -> Option<PathBuf> {
+    let p = p.as_ref()?;
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => Some(PathBuf::from(home).join(rest)),
+        _ => Some(p.clone()),
+    }
+}
+
 fn host_spec(h: &spec::Host) -> HostSpec {
     match h {
         spec::Host::Local => HostSpec::Local,
@@ -165,8 +192,8 @@ fn host_spec(h: &spec::Host) -> HostSpec {
             let mut out = SshSpec::new(s.host.clone());
             out.user = s.user.clone();
             out.port = s.port;
-            out.identity_file = s.identity_file.clone();
-            out.known_hosts = s.known_hosts.clone();
+            out.identity_file = expand_home(&s.identity_file);
+            out.known_hosts = expand_home(&s.known_hosts);
             out.strict_host_key_checking = s.strict_host_key_checking;
             HostSpec::Ssh(out)
         }
@@ -204,7 +231,14 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         } => {
             let handle = sim::start(config.clone(), "127.0.0.1:0".parse().expect("valid")).await?;
             let url = format!("http://{}", handle.addr);
-            (Some(handle), url, config.model.clone(), api_of(api), *timeout, None)
+            (
+                Some(handle),
+                url,
+                config.model.clone(),
+                api_of(api),
+                *timeout,
+                None,
+            )
         }
         Target::Endpoint {
             url,
@@ -222,7 +256,10 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         }
     };
     let headers = match &exp.target {
-        Target::Endpoint { headers, .. } => headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Target::Endpoint { headers, .. } => headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         _ => vec![],
     };
     let client_cfg = ClientConfig {
@@ -236,10 +273,15 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         timeout: timeout.unwrap_or(Duration::from_secs(30)),
         connect_timeout: Duration::from_secs(5),
     };
-    Client::new(client_cfg.clone(), Instant::now())?.check().await?;
+    Client::new(client_cfg.clone(), Instant::now())?
+        .check()
+        .await?;
 
     let hosts = Arc::new(Hosts::new(
-        exp.hosts.iter().map(|(k, v)| (k.clone(), host_spec(v))).collect(),
+        exp.hosts
+            .iter()
+            .map(|(k, v)| (k.clone(), host_spec(v)))
+            .collect(),
     ));
     let control = Arc::new(Control::default());
     let context = |f: &ScheduledFault, deadline_from_now: Duration| {
@@ -275,13 +317,18 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         abort_reason: Mutex::new(None),
         ledger: opts.ledger.clone(),
     });
-    shared.event("load_start", None, format!("load against {}", client.endpoint()));
+    shared.event(
+        "load_start",
+        None,
+        format!("load against {}", client.endpoint()),
+    );
 
     // Ctrl-C / SIGTERM: stop, restore, end as aborted.
     let signals_task = {
         let shared = shared.clone();
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => shared.abort("interrupted (Ctrl-C)".into()),
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => shared.abort("terminated (SIGTERM)".into()),
@@ -384,9 +431,21 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
             throughput: exp.analysis.tolerance.throughput,
         },
     };
-    let signals = shared.signals.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let aborted = shared.abort_reason.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut results = shared.results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let signals = shared
+        .signals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let aborted = shared
+        .abort_reason
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut results = shared
+        .results
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     results.sort_by(|a, b| a.scheduled_at_s.total_cmp(&b.scheduled_at_s));
     let starts: Vec<f64> = results.iter().map(|r| r.scheduled_at_s).collect();
     for (i, r) in results.iter_mut().enumerate() {
@@ -413,14 +472,21 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
     }
     let status = if aborted.is_some() {
         Status::Aborted
-    } else if results.iter().any(|r| matches!(r.status, FaultStatus::Invalid | FaultStatus::Skipped)) {
+    } else if results
+        .iter()
+        .any(|r| matches!(r.status, FaultStatus::Invalid | FaultStatus::Skipped))
+    {
         Status::Invalid
     } else if results.iter().any(|r| r.status == FaultStatus::Failed) {
         Status::Failed
     } else {
         Status::Pass
     };
-    let events = shared.events.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let events = shared
+        .events
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let result = RunResult {
         experiment: exp.name.clone(),
         run_id: opts.run_id.clone(),
@@ -469,7 +535,13 @@ async fn sleep_until_or_abort(shared: &Shared, at_s: f64) -> bool {
 }
 
 /// One fault's life: wait, check steady state, prepare, ledger, inject, verify, wait, restore.
-async fn drive_fault(shared: &Shared, exp: &Experiment, f: &ScheduledFault, hosts: Arc<Hosts>, run_id: &str) {
+async fn drive_fault(
+    shared: &Shared,
+    exp: &Experiment,
+    f: &ScheduledFault,
+    hosts: Arc<Hosts>,
+    run_id: &str,
+) {
     let mut r = FaultResult {
         id: f.id.clone(),
         kind: f.spec.kind().to_string(),
@@ -492,9 +564,15 @@ async fn drive_fault(shared: &Shared, exp: &Experiment, f: &ScheduledFault, host
     if let Some(ss) = &exp.steady_state
         && let Some(problem) = steady_state_problem(shared, ss)
     {
-        shared.event("skipped", Some(&f.id), format!("steady state does not hold: {problem}"));
+        shared.event(
+            "skipped",
+            Some(&f.id),
+            format!("steady state does not hold: {problem}"),
+        );
         r.status = FaultStatus::Skipped;
-        r.reason = Some(format!("not injected: the system was not in its steady state ({problem})"));
+        r.reason = Some(format!(
+            "not injected: the system was not in its steady state ({problem})"
+        ));
         shared.set_result(r);
         return;
     }
@@ -529,7 +607,9 @@ async fn drive_fault(shared: &Shared, exp: &Experiment, f: &ScheduledFault, host
     };
     if let Err(e) = shared.ledger.record_inject(&entry) {
         r.status = FaultStatus::Invalid;
-        r.reason = Some(format!("not injected: the ledger could not be written: {e}"));
+        r.reason = Some(format!(
+            "not injected: the ledger could not be written: {e}"
+        ));
         shared.set_result(r);
         return;
     }
@@ -589,14 +669,22 @@ async fn drive_fault(shared: &Shared, exp: &Experiment, f: &ScheduledFault, host
 
 /// `Some(reason)` when the steady-state hypothesis does not hold right now.
 fn steady_state_problem(shared: &Shared, ss: &spec::SteadyState) -> Option<String> {
-    let p = shared.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let p = shared
+        .progress
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let now = shared.now_s();
     let secs = ss.window.as_secs().max(1);
     if let Some(max) = ss.max_error_rate
         && let Some(rate) = p.recent_error_rate(now, secs)
         && rate > max
     {
-        return Some(format!("error rate {:.2}% over the last {secs}s > {:.2}%", rate * 100.0, max * 100.0));
+        return Some(format!(
+            "error rate {:.2}% over the last {secs}s > {:.2}%",
+            rate * 100.0,
+            max * 100.0
+        ));
     }
     if let Some(max) = ss.max_ttft_p99 {
         let limit = max.as_secs_f64() * 1000.0;
@@ -606,16 +694,24 @@ fn steady_state_problem(shared: &Shared, ss: &spec::SteadyState) -> Option<Strin
         if let Some(w) = worst
             && w > limit
         {
-            return Some(format!("TTFT up to {w:.0} ms over the last {secs}s > {limit:.0} ms"));
+            return Some(format!(
+                "TTFT up to {w:.0} ms over the last {secs}s > {limit:.0} ms"
+            ));
         }
     }
     None
 }
 
-fn recent_seconds(p: &Progress, now_s: f64, secs: u64) -> impl Iterator<Item = &crate::load::recorder::LiveSecond> {
+fn recent_seconds(
+    p: &Progress,
+    now_s: f64,
+    secs: u64,
+) -> impl Iterator<Item = &crate::load::recorder::LiveSecond> {
     let now = now_s as u64;
     let from = now.saturating_sub(secs);
-    p.live.iter().filter(move |l| l.second >= from && l.second < now)
+    p.live
+        .iter()
+        .filter(move |l| l.second >= from && l.second < now)
 }
 
 async fn watch_stop_conditions(shared: &Shared, conds: &[StopCondition]) {
@@ -625,7 +721,11 @@ async fn watch_stop_conditions(shared: &Shared, conds: &[StopCondition]) {
             _ = tick.tick() => {}
             _ = shared.abort.cancelled() => return,
         }
-        let p = shared.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let p = shared
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let now = shared.now_s();
         for c in conds {
             let tripped = match c {
@@ -639,7 +739,9 @@ async fn watch_stop_conditions(shared: &Shared, conds: &[StopCondition]) {
                     let limit = ttft.as_secs_f64() * 1000.0;
                     let seen: Vec<_> = recent_seconds(&p, now, secs).collect();
                     seen.len() as u64 >= secs
-                        && seen.iter().all(|l| l.max_ttft_ms.is_some_and(|t| t > limit))
+                        && seen
+                            .iter()
+                            .all(|l| l.max_ttft_ms.is_some_and(|t| t > limit))
                 }
             };
             if tripped {
@@ -654,7 +756,11 @@ async fn watch_stop_conditions(shared: &Shared, conds: &[StopCondition]) {
 fn describe_stop(c: &StopCondition) -> String {
     match c {
         StopCondition::ErrorRateAbove { rate, for_ } => {
-            format!("error rate above {:.1}% for {}", rate * 100.0, humantime::format_duration(*for_))
+            format!(
+                "error rate above {:.1}% for {}",
+                rate * 100.0,
+                humantime::format_duration(*for_)
+            )
         }
         StopCondition::TtftP99Above { ttft, for_ } => format!(
             "TTFT above {} for {}",
@@ -679,12 +785,20 @@ async fn run_probe(shared: &Shared, probe: &spec::Probe, hosts: &Arc<Hosts>) {
             let detail = match &res {
                 Ok(d) | Err(d) => d.clone(),
             };
-            shared.event(if ok { "probe_ok" } else { "probe_failed" }, None, format!("{}: {detail}", probe.name));
+            shared.event(
+                if ok { "probe_ok" } else { "probe_failed" },
+                None,
+                format!("{}: {detail}", probe.name),
+            );
             if !ok && probe.detection {
-                shared.signals.lock().unwrap_or_else(|e| e.into_inner()).push(Signal {
-                    t_s: shared.now_s(),
-                    source: format!("probe {}", probe.name),
-                });
+                shared
+                    .signals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Signal {
+                        t_s: shared.now_s(),
+                        source: format!("probe {}", probe.name),
+                    });
             }
         }
         last_ok = Some(ok);

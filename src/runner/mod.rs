@@ -3,4 +3,7 @@
 //! [`spec`] turns experiment and fault-definition files into checked values before anything
 //! runs; the driving loop builds on those.
 
+pub mod execute;
+pub mod probes;
+pub mod result;
 pub mod spec;

@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs one check; `Ok(detail)` = healthy, `Err(detail)` = failing.
-pub async fn check(probe: &Probe, hosts: &Arc<Hosts>, http: &reqwest::Client) -> Result<String, String> {
+pub async fn check(
+    probe: &Probe,
+    hosts: &Arc<Hosts>,
+    http: &reqwest::Client,
+) -> Result<String, String> {
     let timeout = probe.every.max(Duration::from_secs(1));
     match &probe.check {
         ProbeCheck::Http(h) => {
@@ -21,14 +25,17 @@ pub async fn check(probe: &Probe, hosts: &Arc<Hosts>, http: &reqwest::Client) ->
             if code == h.expect_status {
                 Ok(format!("{code}"))
             } else {
-                Err(format!("GET {} answered {code}, expected {}", h.url, h.expect_status))
+                Err(format!(
+                    "GET {} answered {code}, expected {}",
+                    h.url, h.expect_status
+                ))
             }
         }
         ProbeCheck::Prometheus(p) => {
             let url = format!("{}/api/v1/query", p.url.trim_end_matches('/'));
             let body: serde_json::Value = http
-                .get(&url)
-                .query(&[("query", p.query.as_str())])
+                .post(&url)
+                .form(&[("query", p.query.as_str())])
                 .timeout(timeout)
                 .send()
                 .await
@@ -51,7 +58,12 @@ pub async fn check(probe: &Probe, hosts: &Arc<Hosts>, http: &reqwest::Client) ->
             if out.success() {
                 Ok("exit 0".into())
             } else {
-                Err(format!("{:?} exited {:?}: {}", c.run, out.status, out.stderr.trim()))
+                Err(format!(
+                    "{:?} exited {:?}: {}",
+                    c.run,
+                    out.status,
+                    out.stderr.trim()
+                ))
             }
         }
         ProbeCheck::KubeReady(k) => Err(format!(

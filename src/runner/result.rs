@@ -123,9 +123,10 @@ pub fn check(criteria: &Criteria, a: &FaultAnalysis) -> Vec<Check> {
     let mut checks = Vec::new();
     if let Some(max) = criteria.max_detection {
         let (actual, passed) = match &a.detection {
-            Detection::Detected { after_s, signal } => {
-                (format!("{} ({signal})", secs(*after_s)), *after_s <= max.as_secs_f64())
-            }
+            Detection::Detected { after_s, signal } => (
+                format!("{} ({signal})", secs(*after_s)),
+                *after_s <= max.as_secs_f64(),
+            ),
             Detection::NotDetected => ("not detected".to_string(), false),
             // Nothing visible to detect: the criterion does not apply.
             Detection::NoSignal => ("no failure to detect".to_string(), true),
@@ -166,7 +167,9 @@ pub fn check(criteria: &Criteria, a: &FaultAnalysis) -> Vec<Check> {
         checks.push(Check {
             name: "error rate during".into(),
             limit: format!("≤ {:.2}%", max * 100.0),
-            actual: er.map(|e| format!("{:.2}%", e * 100.0)).unwrap_or_else(|| "no requests".into()),
+            actual: er
+                .map(|e| format!("{:.2}%", e * 100.0))
+                .unwrap_or_else(|| "no requests".into()),
             passed: er.is_some_and(|e| e <= max),
         });
     }
@@ -175,7 +178,9 @@ pub fn check(criteria: &Criteria, a: &FaultAnalysis) -> Vec<Check> {
         checks.push(Check {
             name: "TTFT p99 increase".into(),
             limit: format!("≤ +{:.0}%", max * 100.0),
-            actual: inc.map(|i| format!("{:+.0}%", i * 100.0)).unwrap_or_else(|| "no data".into()),
+            actual: inc
+                .map(|i| format!("{:+.0}%", i * 100.0))
+                .unwrap_or_else(|| "no data".into()),
             passed: inc.is_some_and(|i| i <= max),
         });
     }

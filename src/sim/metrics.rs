@@ -3,6 +3,12 @@
 //! real cluster. Written by hand: the format is simple and the sim needs no metrics crate.
 //!
 //! Counters are atomics so the zero-latency path can count without taking a lock.
+//!
+//! A worker that is not `running` has no `vllm:*` series at all — on a real cluster its
+//! process is gone, so its scrape target is down and its series go stale — and its counters
+//! start again from zero when it restarts (a new process). `faultline_sim_worker_up{worker}`
+//! says which workers are up (like Prometheus' `up`); DCGM's per-GPU series stay (the GPUs are
+//! still there), idle and with no framebuffer used while the worker has no process.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -76,41 +82,58 @@ pub(crate) fn render(cluster: &Cluster) -> String {
     let c = &cluster.config;
     let now = cluster.now();
     let gauges: Vec<_> = cluster.workers.iter().map(|w| w.gauges(now)).collect();
+    let up: Vec<bool> = cluster.workers.iter().map(|w| w.is_up()).collect();
     let model = escape(&c.model);
     let mut out = String::with_capacity(8 * 1024);
     let lbl = |w: usize| format!("model_name=\"{model}\",worker=\"{w}\"");
 
     family(
         &mut out,
-        "vllm:num_requests_running",
+        "faultline_sim_worker_up",
         "gauge",
-        "Number of requests in the model execution batch.",
+        "1 if the simulated worker's process is up and serving, 0 while failed or starting.",
+        up.iter()
+            .enumerate()
+            .map(|(i, &u)| (format!("worker=\"{i}\""), if u { 1.0 } else { 0.0 })),
+    );
+    let gauges: Vec<_> = gauges
+        .into_iter()
+        .zip(&up)
+        .map(|(g, &u)| if u { Some(g) } else { None })
+        .collect();
+    let live = || {
         gauges
             .iter()
             .enumerate()
-            .map(|(i, g)| (lbl(i), g.running as f64)),
+            .filter_map(|(i, g)| g.as_ref().map(|g| (i, g)))
+    };
+
+    family(
+        &mut out,
+        "vllm:num_requests_running",
+        "gauge",
+        "Number of requests in the model execution batch.",
+        live().map(|(i, g)| (lbl(i), g.running as f64)),
     );
     family(
         &mut out,
         "vllm:num_requests_waiting",
         "gauge",
         "Number of requests waiting to be processed.",
-        gauges
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (lbl(i), g.waiting as f64)),
+        live().map(|(i, g)| (lbl(i), g.waiting as f64)),
     );
     family(
         &mut out,
         "vllm:gpu_cache_usage_perc",
         "gauge",
         "GPU KV-cache usage. 1 means 100 percent usage.",
-        gauges.iter().enumerate().map(|(i, g)| (lbl(i), g.kv_usage)),
+        live().map(|(i, g)| (lbl(i), g.kv_usage)),
     );
     let counter = |f: fn(&WorkerStats) -> &AtomicU64| {
         cluster
             .workers
             .iter()
+            .filter(|w| up[w.id])
             .map(move |w| (lbl(w.id), f(&w.stats).load(Relaxed) as f64))
             .collect::<Vec<_>>()
     };
@@ -143,7 +166,7 @@ pub(crate) fn render(cluster: &Cluster) -> String {
         out,
         "# HELP {name} Histogram of time to first token in seconds.\n# TYPE {name} histogram"
     );
-    for w in &cluster.workers {
+    for w in cluster.workers.iter().filter(|w| up[w.id]) {
         let l = lbl(w.id);
         let mut cumulative = 0;
         for (i, bound) in TTFT_BUCKETS.iter().enumerate() {
@@ -164,12 +187,13 @@ pub(crate) fn render(cluster: &Cluster) -> String {
             escape(&c.gpu_name)
         )
     };
-    let per_gpu = |f: &dyn Fn(&Gauges) -> f64| {
+    // `None`: the worker has no process on the GPU.
+    let per_gpu = |f: &dyn Fn(Option<&Gauges>) -> f64| {
         cluster
             .workers
             .iter()
             .flat_map(|w| w.gpus.clone().map(move |g| (g, w.id)))
-            .map(|(g, w)| (gpu(g, w), f(&gauges[w])))
+            .map(|(g, w)| (gpu(g, w), f(gauges[w].as_ref())))
             .collect::<Vec<_>>()
     };
     family(
@@ -177,7 +201,7 @@ pub(crate) fn render(cluster: &Cluster) -> String {
         "DCGM_FI_DEV_GPU_UTIL",
         "gauge",
         "GPU utilization (in %).",
-        per_gpu(&|g| (g.busy * 100.0).round()),
+        per_gpu(&|g| g.map_or(0.0, |g| (g.busy * 100.0).round())),
     );
     // Decode is memory-bound: bandwidth use follows how busy the GPU is and how much KV it reads.
     family(
@@ -185,17 +209,20 @@ pub(crate) fn render(cluster: &Cluster) -> String {
         "DCGM_FI_DEV_MEM_COPY_UTIL",
         "gauge",
         "Memory utilization (in %).",
-        per_gpu(&|g| (g.busy * (35.0 + 55.0 * g.kv_usage)).round()),
+        per_gpu(&|g| g.map_or(0.0, |g| (g.busy * (35.0 + 55.0 * g.kv_usage)).round())),
     );
     family(
         &mut out,
         "DCGM_FI_PROF_DRAM_ACTIVE",
         "gauge",
         "Ratio of cycles the device memory interface is active sending or receiving data.",
-        per_gpu(&|g| g.busy * (0.35 + 0.55 * g.kv_usage)),
+        per_gpu(&|g| g.map_or(0.0, |g| g.busy * (0.35 + 0.55 * g.kv_usage))),
     );
-    let fb_used = |g: &Gauges| {
-        (f64::from(c.weights_mib_per_gpu) + g.kv_usage * f64::from(c.kv_cache_mib_per_gpu)).round()
+    let fb_used = |g: Option<&Gauges>| {
+        g.map_or(0.0, |g| {
+            (f64::from(c.weights_mib_per_gpu) + g.kv_usage * f64::from(c.kv_cache_mib_per_gpu))
+                .round()
+        })
     };
     family(
         &mut out,

@@ -132,7 +132,7 @@ fn run(config: &SimConfig, rate: f64, secs: f64, seed: u64) -> Curve {
             let mut out = |s: &Seq<Id>, e: Event| {
                 let r = &mut reqs[s.sink.0];
                 match e {
-                    Event::QueueTimeout => r.failed = true,
+                    Event::QueueTimeout | Event::WorkerFailed => r.failed = true,
                     Event::Token { .. } if r.arrived >= warm => {
                         match r.last {
                             None => ttft.push(now - r.arrived),

@@ -75,7 +75,7 @@ pub(crate) async fn supervise(
             Wait::Exited(reason) => reason,
             Wait::Elapsed | Wait::Stop => break,
         };
-        fail(&cluster, &w, child.id(), &reason).await;
+        fail(&cluster, &w, &reason);
         // Reschedule and start until a start sticks.
         child = loop {
             if sleep_or_stop(half, &mut stop).await {
@@ -96,7 +96,7 @@ pub(crate) async fn supervise(
             adopt(&cluster, &w, &new, WorkerState::Starting);
             match wait(&w, &mut new, Some(half), &mut stop).await {
                 Wait::Elapsed => break new,
-                Wait::Exited(reason) => fail(&cluster, &w, new.id(), &reason).await,
+                Wait::Exited(reason) => fail(&cluster, &w, &reason),
                 Wait::Stop => {
                     kill(&cluster, &mut new).await;
                     return;
@@ -127,7 +127,8 @@ fn set_state(cluster: &Cluster, w: &Worker, state: WorkerState) {
     core.life.since = cluster.now();
 }
 
-async fn fail(cluster: &Cluster, w: &Worker, _pid: Option<u32>, reason: &str) {
+/// The process is gone: fail the worker and its requests, release its GPUs.
+fn fail(cluster: &Cluster, w: &Worker, reason: &str) {
     let pid = w.core().life.pid;
     w.fail(cluster.now());
     cluster.events.record("worker_failed", Some(w.id), reason);

@@ -6,5 +6,6 @@ mod client;
 mod fault;
 mod kube;
 mod load;
+mod runner;
 mod spec;
 mod sshd;

@@ -1,0 +1,107 @@
+//! `faultline run`, `plan` and `validate`: experiment files in, results and exit codes out.
+//!
+//! `run` exit codes: 0 pass; 1 criteria failed or not recovered; 2 invalid input, an invalid
+//! run (a fault did not take effect or was skipped) or a run error; 3 aborted (stop condition
+//! or signal; everything was restored).
+
+use crate::fault::ledger::Ledger;
+use crate::report::table::{failure_table, summary_table};
+use crate::runner::execute::{self, RunOptions};
+use crate::runner::spec::{self, Validated};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The experiment file.
+    pub experiment: PathBuf,
+    /// Results folder (default results/<experiment>-<timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The ledger file (default $FAULTLINE_LEDGER or ./.faultline/ledger.jsonl).
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// Print result.json on stdout instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The experiment file.
+    pub experiment: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Experiment or fault-definition files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn ledger_at(path: &Option<PathBuf>) -> Ledger {
+    match path {
+        Some(p) => Ledger::at(p.clone()),
+        None => Ledger::at(Ledger::default_path()),
+    }
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let exp = spec::load_experiment(&args.experiment)?;
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{stamp}", exp.name)));
+    let opts = RunOptions {
+        out_dir: out_dir.clone(),
+        ledger: ledger_at(&args.ledger),
+        run_id: format!("{}-{stamp}", exp.name),
+    };
+    let rt = super::runtime()?;
+    let result = rt.block_on(execute::run(&exp, &opts))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!("{}", summary_table(&result.load));
+        println!("{}", failure_table(&result));
+        println!("  results in {}", out_dir.display());
+    }
+    Ok(ExitCode::from(result.status.exit_code()))
+}
+
+pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let exp = spec::load_experiment(&args.experiment)?;
+    print!("{}", spec::plan(&exp));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let mut bad = 0;
+    for f in &args.files {
+        match spec::validate_file(f) {
+            Ok(Validated::Experiment(e)) => println!(
+                "{}: ok (experiment '{}', {} fault(s))",
+                f.display(),
+                e.name,
+                e.timeline.len()
+            ),
+            Ok(Validated::FaultDefinition(d)) => println!(
+                "{}: ok (fault definition '{}', {})",
+                f.display(),
+                d.name,
+                d.spec.kind()
+            ),
+            Err(e) => {
+                bad += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,285 @@
+//! Single faults by hand: `faultline inject`, `status`, `restore`, `recover`. Every inject goes
+//! through the same ledger as experiment runs, so `recover` undoes whatever a crashed or killed
+//! faultline left behind.
+
+use super::experiment::ledger_at;
+use crate::fault::exec::{HostSpec, Hosts, SshSpec};
+use crate::fault::ledger::{self, Entry, RecoverOptions};
+use crate::fault::{FaultContext, FaultSpec, Restoration};
+use crate::runner::spec;
+use anyhow::{Context, bail};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct InjectArgs {
+    /// A fault kind (gpu-lockout, ssh-command, ...), a definition file, or a definition name in
+    /// ./faults.
+    pub fault: String,
+    /// Set a parameter: key=value, the value in YAML (repeatable), e.g.
+    /// --set 'targets=[{host: node-7, gpus: [2]}]'.
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    /// Restore after this long (also on Ctrl-C). Without it the fault stays until
+    /// `faultline restore`, and is listed by `faultline status`.
+    #[arg(long, value_parser = super::load::parse_duration)]
+    pub r#for: Option<Duration>,
+    /// Without --for: the dead-man deadline on the target (restored by itself after it).
+    #[arg(long, default_value = "1h", value_parser = super::load::parse_duration)]
+    pub max: Duration,
+    /// A host the fault refers to: NAME=local or NAME=ssh:[USER@]HOST[:PORT] (repeatable).
+    /// A host named `local` is this machine unless given.
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// SSH private key for ssh hosts.
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// known_hosts file for ssh hosts (strict host-key checking is on).
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// Accept any host key (explicit opt-out of strict host-key checking).
+    #[arg(long)]
+    pub insecure_accept_any_host_key: bool,
+    /// The ledger file (default $FAULTLINE_LEDGER or ./.faultline/ledger.jsonl).
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct LedgerArgs {
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The fault id (or run_id/fault_id) to restore.
+    #[arg(required_unless_present = "all")]
+    pub id: Option<String>,
+    /// Restore every outstanding fault.
+    #[arg(long, conflicts_with = "id")]
+    pub all: bool,
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+}
+
+/// KIND, a definition file, or a definition name in ./faults → the spec, with `--set`s applied.
+fn resolve(fault: &str, sets: &[String]) -> anyhow::Result<FaultSpec> {
+    let path = Path::new(fault);
+    let named = Path::new("faults").join(format!("{fault}.yaml"));
+    let mut value = if path.is_file() {
+        serde_json::to_value(spec::load_fault_definition(path)?.spec)?
+    } else if named.is_file() {
+        serde_json::to_value(spec::load_fault_definition(&named)?.spec)?
+    } else if FaultSpec::KINDS.contains(&fault) {
+        serde_json::json!({ "kind": fault })
+    } else {
+        bail!(
+            "unknown fault '{fault}': not a file, not a definition in ./faults, and not a kind ({})",
+            FaultSpec::KINDS.join(", ")
+        );
+    };
+    for s in sets {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("invalid value '{s}' for --set: expected key=value"))?;
+        if k == "kind" {
+            bail!("invalid value '{s}' for --set: the kind cannot be changed");
+        }
+        let v = spec::yaml_to_json(v).with_context(|| format!("invalid value '{s}' for --set"))?;
+        value[k.trim()] = v;
+    }
+    serde_json::from_value(value.clone())
+        .with_context(|| format!("invalid parameters for {fault}: {value}"))
+}
+
+fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
+    let mut given = BTreeMap::new();
+    for h in &args.hosts {
+        let (name, how) = h.split_once('=').with_context(|| {
+            format!(
+                "invalid value '{h}' for --host: expected NAME=local or NAME=ssh:[USER@]HOST[:PORT]"
+            )
+        })?;
+        let hs = if how == "local" {
+            HostSpec::Local
+        } else if let Some(rest) = how.strip_prefix("ssh:") {
+            let (user, hostport) = match rest.split_once('@') {
+                Some((u, hp)) => (Some(u.to_string()), hp),
+                None => (None, rest),
+            };
+            let (host, port) = match hostport.rsplit_once(':') {
+                Some((h, p)) => (
+                    h,
+                    p.parse::<u16>()
+                        .with_context(|| format!("invalid port '{p}' in --host {h}"))?,
+                ),
+                None => (hostport, 22),
+            };
+            let mut s = SshSpec::new(host);
+            s.user = user;
+            s.port = port;
+            s.identity_file = args.identity.clone();
+            s.known_hosts = args.known_hosts.clone();
+            s.strict_host_key_checking = !args.insecure_accept_any_host_key;
+            HostSpec::Ssh(s)
+        } else {
+            bail!(
+                "invalid value '{h}' for --host: expected NAME=local or NAME=ssh:[USER@]HOST[:PORT]"
+            );
+        };
+        given.insert(name.to_string(), hs);
+    }
+    for name in spec.host_names() {
+        if !given.contains_key(&name) {
+            if name == "local" {
+                given.insert(name, HostSpec::Local);
+            } else {
+                bail!(
+                    "the fault acts on host '{name}'; say how to reach it with --host {name}=ssh:USER@HOST"
+                );
+            }
+        }
+    }
+    Ok(Hosts::new(given))
+}
+
+pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
+    let spec = resolve(&args.fault, &args.sets)?;
+    let hosts = Arc::new(hosts_for(&args, &spec)?);
+    let ledger = ledger_at(&args.ledger);
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+    let run_id = format!("manual-{stamp}");
+    let fault_id = format!("{}-{stamp}", spec.kind());
+    let window = args.r#for.unwrap_or(args.max);
+    let deadline = chrono::Utc::now() + chrono::Duration::from_std(window)?;
+    let ctx = FaultContext::new(&run_id, &fault_id, hosts, deadline);
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        spec.preflight(&ctx).await.context("preflight failed")?;
+        let undo = spec.prepare(&ctx).await?;
+        ledger.record_inject(&Entry::new(&ctx, &spec, &undo)?)?;
+        let restore = || async {
+            spec.restore(&ctx, &undo).await?;
+            ledger.record_done(&run_id, &fault_id, Restoration::Normal)?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = spec.inject(&ctx, &undo).await {
+            restore().await.context("inject failed and so did the restore")?;
+            return Err(anyhow::Error::from(e).context("inject failed (restored)"));
+        }
+        match spec.verify(&ctx, &undo).await {
+            Ok(v) => eprintln!("injected {fault_id}: {v:?}"),
+            Err(e) => {
+                restore().await?;
+                return Err(anyhow::Error::from(e).context("the fault did not take effect (restored)"));
+            }
+        }
+        match args.r#for {
+            Some(d) => {
+                eprintln!("holding for {}; Ctrl-C restores now", humantime::format_duration(d));
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = tokio::signal::ctrl_c() => eprintln!("interrupted"),
+                }
+                restore().await?;
+                eprintln!("restored {fault_id}");
+            }
+            None => {
+                println!("{fault_id}");
+                eprintln!(
+                    "the fault stays in effect; `faultline restore {fault_id}` undoes it (the target restores it by itself after {})",
+                    humantime::format_duration(window)
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn status(args: LedgerArgs) -> anyhow::Result<ExitCode> {
+    let ledger = ledger_at(&args.ledger);
+    let fold = ledger.read()?;
+    for w in &fold.warnings {
+        eprintln!("warning: {w}");
+    }
+    if fold.outstanding.is_empty() {
+        println!("no faults in effect (ledger {})", ledger.path().display());
+    }
+    for e in &fold.outstanding {
+        println!(
+            "{}  run {}  {}  injected {}  deadline {}  by pid {}",
+            e.fault_id,
+            e.run_id,
+            e.kind,
+            e.injected_at.to_rfc3339(),
+            e.deadline.to_rfc3339(),
+            e.pid
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(r: &ledger::RecoverReport) -> ExitCode {
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    for x in &r.restored {
+        println!(
+            "restored {}/{} ({}, {:?}, {} attempt(s))",
+            x.run_id, x.fault_id, x.kind, x.how, x.attempts
+        );
+    }
+    for x in &r.skipped {
+        println!(
+            "skipped {}/{} ({}): {}",
+            x.run_id, x.fault_id, x.kind, x.reason
+        );
+    }
+    for x in &r.failed {
+        println!(
+            "NOT restored {}/{} ({}): {}",
+            x.run_id, x.fault_id, x.kind, x.reason
+        );
+    }
+    if r.restored.is_empty() && r.failed.is_empty() && r.skipped.is_empty() {
+        println!("nothing to restore");
+    }
+    if r.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+pub fn recover(args: LedgerArgs) -> anyhow::Result<ExitCode> {
+    let ledger = ledger_at(&args.ledger);
+    let rt = super::runtime()?;
+    let r = rt.block_on(ledger::recover(&ledger, &RecoverOptions::default()))?;
+    Ok(report(&r))
+}
+
+pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let ledger = ledger_at(&args.ledger);
+    let opts = RecoverOptions {
+        force: true,
+        only: args.id.clone(),
+        ..RecoverOptions::default()
+    };
+    let rt = super::runtime()?;
+    let r = rt.block_on(ledger::recover(&ledger, &opts))?;
+    if let Some(id) = &args.id
+        && r.restored.is_empty()
+        && r.failed.is_empty()
+    {
+        bail!(
+            "no outstanding fault '{id}' in {} (see `faultline status`)",
+            ledger.path().display()
+        );
+    }
+    Ok(report(&r))
+}

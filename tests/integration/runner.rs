@@ -1,0 +1,292 @@
+//! Experiments through the runner, end to end against the embedded sim: phases consistent with
+//! the requests recorded, verdicts, and faults restored on every exit path (end, stop condition,
+//! Ctrl-C, SIGKILL + `faultline recover`).
+
+use faultline::fault::gpu_lockout::ComputeMode;
+use faultline::fault::ledger::Ledger;
+use faultline::load::record::RequestRecord;
+use faultline::runner::execute::{self, RunOptions};
+use faultline::runner::result::{FaultStatus, RunResult, Status};
+use faultline::runner::spec;
+use faultline::sim::nvsmi::GpuState;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn spike_experiment(multiplier: f64, stop: &str) -> String {
+    format!(
+        r#"name: spike
+target:
+  sim: {{preset: small}}
+  api: completions
+load:
+  rate: 4
+  arrival: constant
+  workload: fixed:64:8
+  duration: 16s
+  seed: 3
+warmup: 2s
+faults:
+  - id: spike
+    fault: {{kind: load-spike, multiplier: {multiplier}}}
+    at: 6s
+    duration: 4s
+{stop}criteria:
+  must_recover: true
+analysis:
+  recovery_windows: 2
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_spike_run_splits_phases_consistently_with_the_requests_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "spike.yaml", &spike_experiment(2.0, ""));
+    let exp = spec::load_experiment(&path).unwrap();
+    let out = dir.path().join("out");
+    let opts = RunOptions {
+        out_dir: out.clone(),
+        ledger: Ledger::at(dir.path().join("ledger.jsonl")),
+        run_id: "t-spike".into(),
+    };
+    let r = execute::run(&exp, &opts).await.unwrap();
+    assert_eq!(r.faults.len(), 1);
+    let f = &r.faults[0];
+    let a = f.analysis.as_ref().expect("analysed");
+    let eff = f.effective_s.unwrap();
+    let cleared = f.cleared_s.unwrap();
+    assert!((eff - 6.0).abs() < 0.5, "effective at {eff}");
+    assert!((cleared - 10.0).abs() < 0.5, "cleared at {cleared}");
+
+    // Count the requests on disk by intended start and compare with each phase.
+    let recs: Vec<RequestRecord> = std::fs::read_to_string(out.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len() as u64, r.load.requests);
+    // Phases are merged whole windows, so count requests in the windows the phase covers.
+    let count = |from: f64, to: f64| {
+        recs.iter()
+            .filter(|q| {
+                let w = q.intended_s.floor();
+                w >= from && w < to
+            })
+            .count() as u64
+    };
+    assert_eq!(a.pre.requests, count(a.pre.from_s, a.pre.to_s));
+    assert_eq!(a.during.requests, count(a.during.from_s, a.during.to_s));
+    assert_eq!(
+        a.recovery.requests,
+        count(a.recovery.from_s, a.recovery.to_s)
+    );
+    // Twice the rate while the spike lasts: ~8 req/s during against 4 before.
+    let pre_rate = a.pre.requests as f64 / (a.pre.to_s - a.pre.from_s);
+    let during_rate = a.during.requests as f64 / (a.during.to_s - a.during.from_s);
+    assert!((pre_rate - 4.0).abs() < 0.6, "pre {pre_rate} req/s");
+    assert!(
+        (during_rate / pre_rate - 2.0).abs() < 0.35,
+        "during {during_rate} req/s"
+    );
+
+    // The outputs exist, and the ledger slice shows the fault injected and restored.
+    let result: RunResult =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result.faults[0].id, "spike");
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schemas/result.schema.json")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "result.json violates the schema: {errors:?}"
+    );
+    assert!(
+        std::fs::read_to_string(out.join("summary.md"))
+            .unwrap()
+            .contains("| spike (load-spike)")
+    );
+    let slice = std::fs::read_to_string(out.join("ledger.jsonl")).unwrap();
+    assert!(
+        slice.contains("\"record\":\"inject\"") && slice.contains("\"record\":\"done\""),
+        "{slice}"
+    );
+    assert!(opts.ledger.outstanding().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_condition_aborts_the_run_and_restores_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    // Twenty times the traffic overwhelms the small sim (8 req/s of capacity): refusals.
+    let path = write(
+        dir.path(),
+        "spike.yaml",
+        &spike_experiment(
+            20.0,
+            "stop_conditions:\n  - {error_rate_above: 0.2, for: 2s}\n",
+        )
+        .replace("duration: 4s", "duration: 8s"),
+    );
+    let exp = spec::load_experiment(&path).unwrap();
+    let opts = RunOptions {
+        out_dir: dir.path().join("out"),
+        ledger: Ledger::at(dir.path().join("ledger.jsonl")),
+        run_id: "t-stop".into(),
+    };
+    let started = Instant::now();
+    let r = execute::run(&exp, &opts).await.unwrap();
+    assert_eq!(r.status, Status::Aborted, "{:?}", r.reason);
+    assert!(
+        r.reason.as_deref().unwrap().contains("stop condition"),
+        "{:?}",
+        r.reason
+    );
+    assert_eq!(r.faults[0].status, FaultStatus::Aborted);
+    assert!(started.elapsed() < Duration::from_secs(15), "stopped early");
+    assert!(
+        opts.ledger.outstanding().unwrap().is_empty(),
+        "restored and marked done"
+    );
+    assert!(r.events.iter().any(|e| e.kind == "restored"));
+}
+
+/// A GPU lockout of the sim's GPUs from the `local` host, through the real binary.
+fn gpu_experiment(state: &Path, stop_at: &str) -> String {
+    format!(
+        r#"name: gpu
+target:
+  sim: {{preset: small}}
+  api: completions
+hosts:
+  local: local
+load:
+  rate: 4
+  arrival: constant
+  workload: fixed:32:4
+  duration: {stop_at}
+warmup: 1s
+faults:
+  - id: gpu0
+    fault:
+      kind: gpu-lockout
+      targets: [{{host: local, gpus: [0]}}]
+      kill_process: false
+      nvidia_smi: "{bin} nvidia-smi --state {state}"
+    at: 2s
+    duration: 20s
+"#,
+        bin = env!("CARGO_BIN_EXE_faultline"),
+        state = state.display()
+    )
+}
+
+fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn start_run(dir: &Path, exp: &Path, ledger: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", exp.to_str().unwrap(), "--out"])
+        .arg(dir.join("out"))
+        .arg("--ledger")
+        .arg(ledger)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigkill_mid_fault_then_recover_restores_the_gpu_and_cleans_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("gpus");
+    let gpus = GpuState::create(&state, 2).unwrap();
+    gpus.set_mode(0, ComputeMode::ExclusiveProcess).unwrap();
+    let exp = write(dir.path(), "gpu.yaml", &gpu_experiment(&state, "30s"));
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let mut child = start_run(dir.path(), &exp, &ledger_path);
+    let ledger = Ledger::at(ledger_path.clone());
+    assert!(
+        wait_for(Duration::from_secs(20), || gpus.mode(0).ok()
+            == Some(ComputeMode::Prohibited)),
+        "the lockout took effect"
+    );
+    child.kill().unwrap(); // SIGKILL: no restore can run.
+    child.wait().unwrap();
+    assert_eq!(
+        gpus.mode(0).unwrap(),
+        ComputeMode::Prohibited,
+        "left behind by the kill"
+    );
+    assert_eq!(ledger.outstanding().unwrap().len(), 1);
+
+    // Every run checks the ledger first.
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "run",
+            exp.to_str().unwrap(),
+            "--ledger",
+            ledger_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("faultline recover"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["recover", "--ledger", ledger_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        gpus.mode(0).unwrap(),
+        ComputeMode::ExclusiveProcess,
+        "the mode that was read, not DEFAULT"
+    );
+    assert!(ledger.outstanding().unwrap().is_empty());
+}
+
+#[test]
+fn ctrl_c_mid_fault_restores_and_exits_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("gpus");
+    let gpus = GpuState::create(&state, 2).unwrap();
+    let exp = write(dir.path(), "gpu.yaml", &gpu_experiment(&state, "30s"));
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let mut child = start_run(dir.path(), &exp, &ledger_path);
+    assert!(wait_for(Duration::from_secs(20), || gpus.mode(0).ok()
+        == Some(ComputeMode::Prohibited)));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "aborted");
+    assert_eq!(gpus.mode(0).unwrap(), ComputeMode::Default);
+    assert!(Ledger::at(ledger_path).outstanding().unwrap().is_empty());
+    let result: RunResult =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/result.json")).unwrap())
+            .unwrap();
+    assert_eq!(result.status, Status::Aborted);
+}
