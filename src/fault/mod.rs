@@ -15,8 +15,8 @@
 pub mod deadman;
 pub mod exec;
 pub mod gpu_lockout;
-pub mod ledger;
 pub mod kube_target;
+pub mod ledger;
 pub mod load_spike;
 pub mod network_partition;
 pub mod pod_kill;

@@ -80,7 +80,7 @@ pub enum Error {
     Kube {
         action: String,
         namespace: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error(
         "network-partition: a NetworkPolicy \"{name}\" in namespace \"{namespace}\" exists and was not made by this fault"
@@ -98,7 +98,7 @@ fn kube_err(action: impl Into<String>, namespace: &str) -> impl FnOnce(kube::Err
     move |source| Error::Kube {
         action,
         namespace,
-        source,
+        source: Box::new(source),
     }
 }
 

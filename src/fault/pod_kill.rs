@@ -80,7 +80,7 @@ pub enum Error {
     Kube {
         action: String,
         namespace: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error(
         "pod-kill did not take effect: pod \"{name}\" (uid {uid}) is still there and not terminating"
@@ -104,7 +104,7 @@ fn kube_err(action: impl Into<String>, namespace: &str) -> impl FnOnce(kube::Err
     move |source| Error::Kube {
         action,
         namespace,
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -30,8 +30,8 @@ mod events;
 mod health;
 #[cfg(test)]
 mod http_tests;
-mod metrics;
 pub mod kube;
+mod metrics;
 pub mod nvsmi;
 mod sse;
 mod state_dir;

@@ -908,15 +908,14 @@ fn validate_policy(ns: &str, mut body: Value) -> Result<(Value, Selector, bool),
         }
     }
     for key in ["labels", "annotations"] {
-        if let Some(m) = body["metadata"].get(key).filter(|m| !m.is_null()) {
-            if !m
+        if let Some(m) = body["metadata"].get(key).filter(|m| !m.is_null())
+            && !m
                 .as_object()
                 .is_some_and(|o| o.values().all(Value::is_string))
-            {
-                return Err(ApiError::invalid(format!(
-                    "metadata.{key}: must be a map of strings"
-                )));
-            }
+        {
+            return Err(ApiError::invalid(format!(
+                "metadata.{key}: must be a map of strings"
+            )));
         }
     }
     let spec = &body["spec"];
