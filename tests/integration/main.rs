@@ -8,3 +8,4 @@ mod load;
 mod runner;
 mod spec;
 mod sshd;
+mod truth;
