@@ -58,6 +58,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         out_dir: out_dir.clone(),
         ledger: ledger_at(&args.ledger),
         run_id: format!("{}-{stamp}", exp.name),
+        faultline_bin: None,
     };
     let rt = super::runtime()?;
     let result = rt.block_on(execute::run(&exp, &opts))?;

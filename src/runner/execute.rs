@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     pub ledger: Ledger,
     pub run_id: String,
+    /// The faultline binary the embedded sim's `nvidia-smi` wrapper calls (default: this
+    /// executable; tests point it at the built binary).
+    pub faultline_bin: Option<PathBuf>,
 }
 
 /// A fault that is (or may be) in effect, with what is needed to restore it.
@@ -200,9 +203,30 @@ fn host_spec(h: &spec::Host) -> HostSpec {
     }
 }
 
+/// Against the embedded sim, `faultline nvidia-smi` on a local host means the sim's GPUs: the
+/// command becomes the sim's own wrapper (which knows its state directory), so that the ledger
+/// holds a command that `faultline recover` can run from any process.
+fn bind_to_sim(exp: &Experiment, state_dir: &std::path::Path) -> Experiment {
+    let mut exp = exp.clone();
+    let wrapper = state_dir.join("bin").join("nvidia-smi");
+    for f in &mut exp.timeline {
+        if let FaultSpec::GpuLockout(p) = &mut f.spec {
+            let all_local = p
+                .targets
+                .iter()
+                .all(|t| matches!(exp.hosts.get(&t.host), Some(spec::Host::Local)));
+            if all_local && p.nvidia_smi.trim() == "faultline nvidia-smi" {
+                p.nvidia_smi = crate::fault::exec::shell_quote(&wrapper.to_string_lossy());
+            }
+        }
+    }
+    exp
+}
+
 /// Runs the experiment and writes `result.json`, `summary.md` and the run's ledger slice next to
 /// the load's files in `opts.out_dir`.
 pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunError> {
+    let original = exp;
     let outstanding = opts.ledger.outstanding()?;
     if !outstanding.is_empty() {
         return Err(RunError::LedgerNotClean {
@@ -229,6 +253,10 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
             timeout,
             ..
         } => {
+            let mut config = config.clone();
+            if config.faultline_bin.is_none() {
+                config.faultline_bin = opts.faultline_bin.clone();
+            }
             let handle = sim::start(config.clone(), "127.0.0.1:0".parse().expect("valid")).await?;
             let url = format!("http://{}", handle.addr);
             (
@@ -254,6 +282,14 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
             };
             (None, url.clone(), model.clone(), api_of(api), *timeout, key)
         }
+    };
+    let bound;
+    let exp = match &sim {
+        Some(s) => {
+            bound = bind_to_sim(original, s.state_dir());
+            &bound
+        }
+        None => original,
     };
     let headers = match &exp.target {
         Target::Endpoint { headers, .. } => headers
@@ -305,6 +341,8 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
     }
 
     let client = Client::new(client_cfg, Instant::now())?;
+    // The sim's clock started earlier; its events are converted to the load's clock.
+    let sim_offset_s = sim.as_ref().map(|s| s.control().elapsed_s());
     let shared = Arc::new(Shared {
         start: client.run_start(),
         control: control.clone(),
@@ -398,7 +436,8 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
     shared.abort.cancel();
     shared.restore_all().await;
     signals_task.abort();
-    if let Some(s) = sim {
+    if let (Some(s), Some(offset)) = (sim, sim_offset_s) {
+        write_ground_truth(&s.control().events(), offset, opts)?;
         s.shutdown().await;
     }
     if let Err(e) = body_result
@@ -501,6 +540,24 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
     };
     write_outputs(&result, opts)?;
     Ok(result)
+}
+
+/// `sim-events.jsonl`: what really happened in the embedded sim (worker failed, router stopped
+/// routing to it, ...), with `t_s` on the load's clock, to check measured times against.
+fn write_ground_truth(
+    events: &[sim::SimEvent],
+    offset_s: f64,
+    opts: &RunOptions,
+) -> Result<(), RunError> {
+    let mut text = String::new();
+    for e in events {
+        let mut e = e.clone();
+        e.t_s -= offset_s;
+        text += &serde_json::to_string(&e).expect("an event always serializes");
+        text.push('\n');
+    }
+    let path = opts.out_dir.join("sim-events.jsonl");
+    std::fs::write(&path, text).map_err(|source| RunError::Write { path, source })
 }
 
 fn write_outputs(result: &RunResult, opts: &RunOptions) -> Result<(), RunError> {

@@ -9,3 +9,4 @@ mod load;
 mod runner;
 mod spec;
 mod sshd;
+mod truth;

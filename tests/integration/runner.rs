@@ -55,6 +55,7 @@ async fn load_spike_run_splits_phases_consistently_with_the_requests_recorded() 
         out_dir: out.clone(),
         ledger: Ledger::at(dir.path().join("ledger.jsonl")),
         run_id: "t-spike".into(),
+        faultline_bin: None,
     };
     let r = execute::run(&exp, &opts).await.unwrap();
     assert_eq!(r.faults.len(), 1);
@@ -144,6 +145,7 @@ async fn stop_condition_aborts_the_run_and_restores_the_fault() {
         out_dir: dir.path().join("out"),
         ledger: Ledger::at(dir.path().join("ledger.jsonl")),
         run_id: "t-stop".into(),
+        faultline_bin: None,
     };
     let started = Instant::now();
     let r = execute::run(&exp, &opts).await.unwrap();

@@ -1,0 +1,141 @@
+//! Measured against the sim's ground truth: a GPU lockout over a real sshd (strict known_hosts)
+//! against the embedded sim's `nvidia-smi`, end to end through the runner — mode changed, worker
+//! failed, detected, restored, recovered — and faultline's detection and recovery times within
+//! one window of what the sim logged.
+
+use crate::sshd::Sshd;
+use faultline::analysis::phases::{Detection, Recovery};
+use faultline::fault::ledger::Ledger;
+use faultline::runner::execute::{self, RunOptions};
+use faultline::runner::result::{FaultStatus, Status};
+use faultline::runner::spec;
+use faultline::sim::SimEvent;
+
+fn truth(dir: &std::path::Path) -> Vec<SimEvent> {
+    std::fs::read_to_string(dir.join("sim-events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn first(events: &[SimEvent], kind: &str, after: f64) -> f64 {
+    events
+        .iter()
+        .find(|e| e.kind == kind && e.worker == Some(0) && e.t_s >= after)
+        .unwrap_or_else(|| panic!("no {kind} after {after} in {events:?}"))
+        .t_s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_lockout_over_ssh_is_detected_and_recovered_within_one_window_of_the_sims_truth() {
+    let sshd = Sshd::start();
+    let ssh = sshd.ssh_spec();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sim-state");
+    // Two workers of one GPU each; 8 req/s of short answers is comfortable for one of them, so
+    // what users see is the dead worker's errors until the router stops using it.
+    let exp = format!(
+        r#"name: gpu-over-ssh
+target:
+  sim: {{preset: small, gpus: 2, state_dir: "{state}"}}
+  api: completions
+hosts:
+  node:
+    ssh:
+      user: {user}
+      host: 127.0.0.1
+      port: {port}
+      identity_file: "{key}"
+      known_hosts: "{known}"
+load:
+  rate: 8
+  arrival: constant
+  workload: fixed:64:16
+  duration: 30s
+warmup: 3s
+faults:
+  - id: gpu0
+    fault:
+      kind: gpu-lockout
+      targets: [{{host: node, gpus: [0]}}]
+      kill_process: true
+      nvidia_smi: "{state}/bin/nvidia-smi"
+    at: 8s
+    duration: 8s
+criteria:
+  max_detection: 5s
+  max_recovery: 10s
+analysis:
+  recovery_windows: 3
+"#,
+        state = state.display(),
+        user = ssh.user.clone().unwrap(),
+        port = ssh.port,
+        key = ssh.identity_file.clone().unwrap().display(),
+        known = ssh.known_hosts.clone().unwrap().display(),
+    );
+    let path = dir.path().join("gpu.yaml");
+    std::fs::write(&path, exp).unwrap();
+    let exp = spec::load_experiment(&path).unwrap();
+    let out = dir.path().join("out");
+    let opts = RunOptions {
+        out_dir: out.clone(),
+        ledger: Ledger::at(dir.path().join("ledger.jsonl")),
+        run_id: "t-truth".into(),
+        faultline_bin: Some(env!("CARGO_BIN_EXE_faultline").into()),
+    };
+    let r = execute::run(&exp, &opts).await.unwrap();
+    let f = &r.faults[0];
+    assert_eq!(f.status, FaultStatus::Pass, "{f:#?}");
+    assert_eq!(r.status, Status::Pass);
+    let a = f.analysis.as_ref().unwrap();
+    let eff = f.effective_s.unwrap();
+    let cleared = f.cleared_s.unwrap();
+
+    let events = truth(&out);
+    let failed = first(&events, "worker_failed", eff - 1.0);
+    let removed = first(&events, "router_removed", failed);
+    let start_refused = first(&events, "worker_start_failed", failed);
+    let back = first(&events, "router_added", cleared);
+    assert!(
+        failed <= eff + 0.5,
+        "the worker died when the fault took effect ({failed} vs {eff})"
+    );
+    assert!(start_refused < cleared, "a locked GPU refuses the restart");
+
+    // Users saw errors while requests still went to the dead worker.
+    assert!(a.during.errors > 0, "{:?}", a.during);
+    assert_eq!(a.pre.errors, 0);
+    let window = 1.0;
+    match &a.detection {
+        Detection::Detected { after_s, .. } => {
+            let truth = removed - eff;
+            assert!(
+                (after_s - truth).abs() <= window,
+                "detection {after_s} s, truth {truth} s"
+            );
+        }
+        other => panic!("not detected: {other:?}"),
+    }
+    match &a.recovery_time {
+        Recovery::Recovered { after_s } => {
+            let truth = back - cleared;
+            assert!(
+                (after_s - truth).abs() <= window,
+                "recovery {after_s} s, truth {truth} s"
+            );
+        }
+        other => panic!("not recovered: {other:?}"),
+    }
+    // Restored: the mode that was read (Default) is back and the ledger is clean.
+    let modes = std::process::Command::new(state.join("bin/nvidia-smi"))
+        .args(["--query-gpu=index,compute_mode", "--format=csv,noheader"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&modes.stdout).trim(),
+        "0, Default\n1, Default"
+    );
+    assert!(opts.ledger.outstanding().unwrap().is_empty());
+}
