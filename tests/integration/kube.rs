@@ -620,3 +620,102 @@ spec:
     assert!(np_api.get_opt("deny-worker-1").await.unwrap().is_none());
     c.stop().await;
 }
+
+#[tokio::test]
+async fn raw_watch_streams_a_deletion_in_resource_version_order_and_errors_are_status_objects() {
+    let c = start(1).await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/api/v1/namespaces/default/pods", c.api.url());
+
+    let r = http.get(format!("{base}/nosuch")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let status: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str()),
+        (Some("Status"), Some("NotFound"))
+    );
+    let r = http
+        .get(format!("{base}?labelSelector=a%20in%20("))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let list: serde_json::Value = http.get(&base).send().await.unwrap().json().await.unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let victim = list["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut watch = http
+        .get(format!(
+            "{base}?watch=1&resourceVersion={rv}&timeoutSeconds=15"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    let deleted: serde_json::Value = http
+        .delete(format!("{base}/{victim}?gracePeriodSeconds=0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(deleted["kind"], "Pod");
+    assert!(
+        deleted["metadata"]["deletionTimestamp"].is_string(),
+        "{deleted}"
+    );
+
+    // (type, name, resourceVersion) until the replacement is Ready.
+    let mut seen: Vec<(String, String, u64)> = Vec::new();
+    let mut buf = Vec::new();
+    let read = async {
+        while let Some(chunk) = watch.chunk().await.unwrap() {
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let ev: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                let o = &ev["object"];
+                let ready = o["status"]["containerStatuses"][0]["ready"] == true;
+                seen.push((
+                    ev["type"].as_str().unwrap().to_string(),
+                    o["metadata"]["name"].as_str().unwrap().to_string(),
+                    o["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                ));
+                if ready && seen.last().unwrap().1 != victim {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(T, read)
+        .await
+        .expect("the replacement became Ready on the watch");
+    let kinds: Vec<(&str, bool)> = seen
+        .iter()
+        .map(|(t, n, _)| (t.as_str(), *n == victim))
+        .collect();
+    let pos = |k: (&str, bool)| kinds.iter().position(|x| *x == k);
+    let (m, d, a) = (
+        pos(("MODIFIED", true)).expect("MODIFIED (terminating)"),
+        pos(("DELETED", true)).expect("DELETED"),
+        pos(("ADDED", false)).expect("ADDED replacement"),
+    );
+    assert!(m < d && d < a, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].2 < w[1].2),
+        "resource versions not increasing: {seen:?}"
+    );
+    c.stop().await;
+}
