@@ -8,6 +8,10 @@
 //! is DELETED and a new pod (new name, new uid) is ADDED, Pending until the worker's next
 //! generation runs, then Ready (`pod_ready` in the sim's ground truth).
 //!
+//! Readiness ignores the network: a cut-off worker's pod stays Ready, as a real pod whose
+//! readiness probe (from its own node's kubelet) still passes while a NetworkPolicy drops the
+//! traffic from everywhere else.
+//!
 //! NetworkPolicies: a policy in `default` whose `podSelector` selects a worker's pod and whose
 //! Ingress rules admit nothing (none, or only `from` peers — the router is not a pod) cuts that
 //! worker off. Egress-only policies change nothing in the sim: answers go back on connections
@@ -267,7 +271,8 @@ impl Store {
         let workers = self.control.workers();
         let now = Utc::now();
         let mut records: Vec<(&'static str, usize, String)> = Vec::new();
-        let mut cuts: Vec<(usize, bool)> = Vec::new();
+        // (worker, cut, a transition rather than a re-application)
+        let mut cuts: Vec<(usize, bool, bool)> = Vec::new();
         {
             let mut inner = self.lock();
             let inner = &mut *inner;
@@ -325,7 +330,7 @@ impl Store {
                     .collect();
                 let want = !selecting.is_empty();
                 if want != inner.applied_cut[i] {
-                    cuts.push((i, want));
+                    cuts.push((i, want, true));
                     let (kind, detail) = if want {
                         (
                             "policy_applied",
@@ -348,13 +353,17 @@ impl Store {
                     inner.applied_cut[i] = want;
                 } else if want && !w.cut_off {
                     // The worker came back (a restart) without the cut: the policy still holds.
-                    cuts.push((i, true));
+                    cuts.push((i, true, false));
                 }
             }
         }
-        for (i, cut) in cuts {
+        for (i, cut, transition) in cuts {
             if let Err(e) = self.control.set_cut_off(i, cut) {
-                tracing::warn!("kube api: cannot set worker {i} cut_off={cut}: {e}");
+                if transition {
+                    tracing::warn!("kube api: cannot set worker {i} cut_off={cut}: {e}");
+                } else {
+                    tracing::debug!("kube api: cannot set worker {i} cut_off={cut}: {e}");
+                }
             }
         }
         for (kind, i, detail) in records {
