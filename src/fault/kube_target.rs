@@ -33,6 +33,20 @@ pub enum KubeTargetError {
 pub struct KubeTarget {
     pub client: kube::Client,
     pub namespace: String,
+    /// How it was reached, for the ledger (so `faultline recover` can reconnect).
+    pub spec: KubeSpec,
+}
+
+/// Where a cluster is: a kubeconfig path and context. Paths only, never credentials, so it may
+/// be written to the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KubeSpec {
+    pub kubeconfig: std::path::PathBuf,
+    #[serde(default)]
+    pub context: Option<String>,
+    /// The namespace to use instead of the context's, if any.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 impl fmt::Debug for KubeTarget {
@@ -70,7 +84,25 @@ impl KubeTarget {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(KubeTarget { client, namespace })
+        Ok(KubeTarget {
+            client,
+            namespace,
+            spec: KubeSpec {
+                kubeconfig: path.to_path_buf(),
+                context: context.map(str::to_string),
+                namespace: None,
+            },
+        })
+    }
+
+    /// Connects as `spec` says, with its namespace override applied.
+    pub async fn connect(spec: &KubeSpec) -> Result<KubeTarget, KubeTargetError> {
+        let mut t = KubeTarget::from_kubeconfig(&spec.kubeconfig, spec.context.as_deref()).await?;
+        if let Some(ns) = &spec.namespace {
+            t.namespace = ns.clone();
+            t.spec.namespace = Some(ns.clone());
+        }
+        Ok(t)
     }
 
     /// The namespace a fault acts in: its own, else this target's.
