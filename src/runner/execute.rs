@@ -40,7 +40,7 @@ pub enum RunError {
     #[error("preflight of fault {id:?} failed: {source}")]
     Preflight {
         id: String,
-        source: crate::fault::FaultError,
+        source: Box<crate::fault::FaultError>,
     },
     #[error(transparent)]
     Engine(#[from] crate::load::engine::EngineError),
@@ -382,7 +382,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
             .await
             .map_err(|source| RunError::Preflight {
                 id: f.id.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
 
