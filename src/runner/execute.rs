@@ -756,8 +756,11 @@ async fn drive_fault(
     if f.duration.is_some() {
         let end = f.end().as_secs_f64();
         let completed = sleep_until_or_abort(shared, end).await;
+        // The fault clears when its restore begins (the first thing a restore does is undo the
+        // change; cancelling dead-man timers and bookkeeping come after).
+        let restore_started = shared.now_s();
         match shared.restore(&f.id).await {
-            Ok(()) => r.cleared_s = Some(shared.now_s()),
+            Ok(()) => r.cleared_s = Some(restore_started),
             Err(e) => {
                 r.status = FaultStatus::Invalid;
                 r.reason = Some(format!("restore failed, left for `faultline recover`: {e}"));
