@@ -6,6 +6,7 @@ mod client;
 mod fault;
 mod kube;
 mod load;
+mod netns;
 mod runner;
 mod spec;
 mod sshd;
