@@ -463,3 +463,38 @@ faults:
     assert!(policies(&sim.kubeconfig).is_empty(), "the policy is gone");
     assert!(Ledger::at(ledger_path).outstanding().unwrap().is_empty());
 }
+
+#[test]
+fn sigkill_mid_load_spike_then_recover_cleans_the_ledger() {
+    // The spike lived in the killed process, so nothing is left on any target; the ledger
+    // entry still must not block the next run.
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(
+        dir.path(),
+        "spike.yaml",
+        &spike_experiment(2.0, "").replace("duration: 4s", "duration: 8s"),
+    );
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let ledger = Ledger::at(ledger_path.clone());
+    let mut child = start_run(dir.path(), &exp, &ledger_path);
+    assert!(wait_for(Duration::from_secs(20), || ledger
+        .outstanding()
+        .is_ok_and(|o| o.len() == 1)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["recover", "--ledger", ledger_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("restored"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(ledger.outstanding().unwrap().is_empty());
+}
