@@ -41,7 +41,7 @@ enum Command {
     /// Restore a fault by id (or --all) from the ledger.
     Restore(faults::RestoreArgs),
     /// Restore whatever the ledger still holds (after a crash or SIGKILL).
-    Recover(faults::LedgerArgs),
+    Recover(faults::RecoverArgs),
     /// Keep OpenAI-compatible streaming load on an endpoint (or the embedded sim) and measure it.
     Load(Box<load::LoadArgs>),
     /// Run the simulated LLM serving cluster on a socket.

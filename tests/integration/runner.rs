@@ -498,3 +498,47 @@ fn sigkill_mid_load_spike_then_recover_cleans_the_ledger() {
     );
     assert!(ledger.outstanding().unwrap().is_empty());
 }
+
+#[test]
+fn recover_with_kubeconfig_sweeps_expired_faultline_policies_even_without_a_ledger() {
+    use faultline::fault::network_partition::{self, Direction, Params};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = StandaloneSim::start(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let t = faultline::fault::kube_target::KubeTarget::from_kubeconfig(&sim.kubeconfig, None)
+            .await
+            .unwrap();
+        let p = Params {
+            namespace: None,
+            selector: "worker=0".into(),
+            direction: Direction::Ingress,
+        };
+        let undo = network_partition::Undo {
+            namespace: "default".into(),
+            name: network_partition::policy_name("lost-run", "cut"),
+            selector: "worker=0".into(),
+            direction: Direction::Ingress,
+        };
+        let expired = chrono::Utc::now() - chrono::Duration::seconds(5);
+        let policy = network_partition::policy(&p, &undo, "lost-run", "cut", expired).unwrap();
+        let api: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+            kube::Api::namespaced(t.client.clone(), "default");
+        api.create(&Default::default(), &policy).await.unwrap();
+    });
+    assert_eq!(policies(&sim.kubeconfig).len(), 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["recover", "--ledger"])
+        .arg(dir.path().join("empty-ledger.jsonl"))
+        .arg("--kubeconfig")
+        .arg(&sim.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted expired NetworkPolicy"));
+    assert!(policies(&sim.kubeconfig).is_empty());
+}
