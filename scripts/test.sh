@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 
 need=()
 # Parts the integration tests use for real; a test never silently skips because one is missing.
-# (Later tiers add: iptables, prometheus, chromium.)
+# (Later tiers add: iptables, chromium.)
 # Fault tests: a real sshd on 127.0.0.1 (tests/integration/sshd.rs), the ssh client and
 # ssh-keygen; the dead-man switch uses setsid/nohup (util-linux, coreutils) on the node.
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v setsid >/dev/null 2>&1 || need+=(util-linux)
+# Bottleneck analysis: a real Prometheus scraping the sim (tests/integration/prometheus.rs).
+[ -x /usr/bin/prometheus ] || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod fault;
 mod load;
+mod prometheus;
 mod runner;
 mod spec;
 mod sshd;
