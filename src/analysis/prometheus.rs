@@ -74,7 +74,10 @@ impl PromClient {
         };
         let url = reqwest::Url::parse(base_url).map_err(|e| bad(e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(bad(format!("scheme '{}' is not http or https", url.scheme())));
+            return Err(bad(format!(
+                "scheme '{}' is not http or https",
+                url.scheme()
+            )));
         }
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -161,17 +164,17 @@ fn unix(t: DateTime<Utc>) -> String {
     format!("{:.3}", t.timestamp_millis() as f64 / 1000.0)
 }
 
-/// reqwest's top-level message hides the cause ("error sending request"); the chain says
-/// "connection refused".
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
+/// reqwest's top-level message hides the cause ("error sending request for url …") and its
+/// middle layers repeat the URL; the innermost cause says "Connection refused".
+fn error_chain(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {TIMEOUT:?}");
     }
-    msg
+    let mut root: &dyn std::error::Error = e;
+    while let Some(s) = root.source() {
+        root = s;
+    }
+    root.to_string()
 }
 
 /// What was wrong with an answer, before the URL and the query are attached.
@@ -357,12 +360,18 @@ mod tests {
 
     #[test]
     fn api_error_names_the_url_and_the_query() {
-        let p = parse_response(422, r#"{"status":"error","errorType":"execution","error":"boom"}"#)
-            .unwrap_err();
+        let p = parse_response(
+            422,
+            r#"{"status":"error","errorType":"execution","error":"boom"}"#,
+        )
+        .unwrap_err();
         let msg = p
             .into_error("http://127.0.0.1:9/api/v1/query_range".into(), "sum(x)")
             .to_string();
-        assert!(msg.contains("http://127.0.0.1:9/api/v1/query_range"), "{msg}");
+        assert!(
+            msg.contains("http://127.0.0.1:9/api/v1/query_range"),
+            "{msg}"
+        );
         assert!(msg.contains("'sum(x)'"), "{msg}");
         assert!(msg.contains("execution: boom"), "{msg}");
     }

@@ -15,10 +15,10 @@ pub struct BottleneckArgs {
     #[arg(long, env = "FAULTLINE_PROMETHEUS")]
     pub prometheus: String,
     /// Start of the window: RFC 3339 (2025-01-31T12:00:00Z) or relative to now (-5m).
-    #[arg(long, default_value = "-5m")]
+    #[arg(long, default_value = "-5m", allow_hyphen_values = true)]
     pub from: String,
     /// End of the window: RFC 3339, relative (-30s) or `now`.
-    #[arg(long, default_value = "now")]
+    #[arg(long, default_value = "now", allow_hyphen_values = true)]
     pub to: String,
     /// Signals file (YAML or JSON, `signals: [{name, query, saturated_at}]`) instead of the
     /// built-in vLLM + DCGM signals.
@@ -52,6 +52,13 @@ pub fn run(args: BottleneckArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = super::runtime()?;
     let report = rt.block_on(bottleneck::analyze(&args.prometheus, window, &signals))?;
+    if report.signals.iter().all(|s| s.status == Status::Error) {
+        bail!(
+            "every query to {} failed; the first: {}",
+            report.prometheus,
+            report.signals[0].detail.as_deref().unwrap_or("?")
+        );
+    }
     if let Some(dir) = &args.out {
         let path = report.write(dir)?;
         eprintln!("wrote {}", path.display());
@@ -60,13 +67,6 @@ pub fn run(args: BottleneckArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render(&report));
-    }
-    if report.signals.iter().all(|s| s.status == Status::Error) {
-        bail!(
-            "every query to {} failed (first: {})",
-            report.prometheus,
-            report.signals[0].detail.as_deref().unwrap_or("?")
-        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -96,8 +96,12 @@ fn render(r: &BottleneckReport) -> String {
     let _ = writeln!(
         out,
         "bottleneck analysis {} → {} ({secs} s, step {} s, p{:.0} of each signal) from {}",
-        r.window.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        r.window.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        r.window
+            .start
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        r.window
+            .end
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         r.step_s,
         r.quantile * 100.0,
         r.prometheus
@@ -142,7 +146,10 @@ fn render(r: &BottleneckReport) -> String {
     }
     let _ = match &r.primary {
         Some(p) => writeln!(out, "primary bottleneck: {p}"),
-        None => writeln!(out, "primary bottleneck: none (no signal had non-zero data)"),
+        None => writeln!(
+            out,
+            "primary bottleneck: none (no signal had non-zero data)"
+        ),
     };
     out
 }
@@ -209,9 +216,17 @@ mod tests {
         let r = bottleneck::report("http://p".into(), window, Duration::from_secs(1), results);
         let text = render(&r);
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[1].contains("kv") && lines[1].contains("100%") && lines[1].contains("primary"));
-        assert!(lines[2].contains("gpu") && lines[2].contains(" 50%"), "{text}");
-        assert!(lines[3].contains("nvlink") && lines[3].contains("missing"), "{text}");
+        assert!(
+            lines[1].contains("kv") && lines[1].contains("100%") && lines[1].contains("primary")
+        );
+        assert!(
+            lines[2].contains("gpu") && lines[2].contains(" 50%"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("nvlink") && lines[3].contains("missing"),
+            "{text}"
+        );
         assert_eq!(lines[4], "primary bottleneck: kv");
     }
 }

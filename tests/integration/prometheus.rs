@@ -107,7 +107,12 @@ fn log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
 }
 
-async fn wait_ready(child: &mut Child, url: &str, dir: &Path, within: Duration) -> Result<(), String> {
+async fn wait_ready(
+    child: &mut Child,
+    url: &str,
+    dir: &Path,
+    within: Duration,
+) -> Result<(), String> {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
@@ -298,7 +303,10 @@ async fn idle_cluster_reads_zero_not_missing_and_has_no_primary() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("nvlink") && stdout.contains("missing"), "{stdout}");
+    assert!(
+        stdout.contains("nvlink") && stdout.contains("missing"),
+        "{stdout}"
+    );
     assert!(stdout.contains("primary bottleneck: none"), "{stdout}");
     let written: BottleneckReport = serde_json::from_slice(
         &std::fs::read(out_dir.path().join(bottleneck::BOTTLENECK_FILE)).unwrap(),
@@ -323,8 +331,14 @@ async fn bad_promql_is_an_api_error_naming_the_url_and_the_query() {
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, PromError::Api { ref error_type, .. } if error_type == "bad_data"), "{msg}");
-    assert!(msg.contains(&format!("{}/api/v1/query_range", prom.url)), "{msg}");
+    assert!(
+        matches!(err, PromError::Api { ref error_type, .. } if error_type == "bad_data"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{}/api/v1/query_range", prom.url)),
+        "{msg}"
+    );
     assert!(msg.contains("'sum(vllm:num_requests_waiting'"), "{msg}");
 
     // In the analysis, that signal is an error; the others are unaffected.
@@ -342,7 +356,13 @@ async fn bad_promql_is_an_api_error_naming_the_url_and_the_query() {
     .unwrap();
     sim.shutdown().await;
     assert_eq!(report.signals[0].status, Status::Error);
-    assert!(report.signals[0].detail.as_deref().unwrap().contains("'max('"));
+    assert!(
+        report.signals[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("'max('")
+    );
     assert_eq!(report.signal("queue_depth").unwrap().status, Status::Ok);
     assert!(!report.ranking.contains(&signals[0].name));
 }
