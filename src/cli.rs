@@ -5,6 +5,7 @@
 //! run or a run error; 3 aborted (stop condition or signal).
 
 mod bench;
+mod bottleneck;
 mod experiment;
 mod faults;
 mod load;
@@ -51,6 +52,8 @@ enum Command {
     /// The sim's nvidia-smi: query and set the compute mode of simulated GPUs.
     #[command(name = "nvidia-smi")]
     NvidiaSmi(nvsmi::NvsmiArgs),
+    /// Which resource ran out first over a window, from the cluster's Prometheus metrics.
+    Bottleneck(bottleneck::BottleneckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::EngineBench(args) => bench::run(args),
         Command::NvidiaSmi(args) => nvsmi::run(args),
+        Command::Bottleneck(args) => bottleneck::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,9 @@
 //! Turning recorded requests into numbers: per-second windows of HDR histograms that merge
 //! exactly into any time range (or across load-generator shards), and the run summary.
 
+pub mod bottleneck;
 pub mod hist;
 pub mod phases;
+pub mod prometheus;
 pub mod summary;
 pub mod window;

@@ -7,6 +7,7 @@ mod fault;
 mod kube;
 mod load;
 mod netns;
+mod prometheus;
 mod runner;
 mod spec;
 mod sshd;
