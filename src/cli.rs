@@ -9,6 +9,7 @@ mod experiment;
 mod faults;
 mod load;
 mod nvsmi;
+mod report;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +45,8 @@ enum Command {
     Recover(faults::LedgerArgs),
     /// Keep OpenAI-compatible streaming load on an endpoint (or the embedded sim) and measure it.
     Load(Box<load::LoadArgs>),
+    /// Build report.html, summary.md and junit.xml from a results folder.
+    Report(report::ReportArgs),
     /// Run the simulated LLM serving cluster on a socket.
     Sim(sim::SimArgs),
     /// Measure the load engine's own ceiling against the sim's zero-latency mode.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => faults::restore(args),
         Command::Recover(args) => faults::recover(args),
         Command::Load(args) => load::run(*args),
+        Command::Report(args) => report::run(args),
         Command::Sim(args) => sim::run(args),
         Command::EngineBench(args) => bench::run(args),
         Command::NvidiaSmi(args) => nvsmi::run(args),
