@@ -140,15 +140,21 @@ pub struct BenchPhase {
     pub seconds: Option<f64>,
 }
 
-/// A number without trailing zeros: 12 → "12", 12.5 → "12.5", 0.126 → "0.13".
+/// A number without trailing zeros, to 3 significant digits below 10: 12 → "12",
+/// 12.5 → "12.5", 0.1256 → "0.126", 0.001 → "0.001".
 pub fn num(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
+    if !v.is_finite() {
+        return v.to_string();
     }
+    if (v - v.round()).abs() < 1e-9 {
+        return format!("{v:.0}");
+    }
+    if v.abs() >= 10.0 {
+        return format!("{v:.1}");
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{v:.decimals$}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
@@ -172,6 +178,8 @@ mod tests {
     fn num_drops_trailing_zeros() {
         assert_eq!(num(12.0), "12");
         assert_eq!(num(12.5), "12.5");
-        assert_eq!(num(0.126), "0.13");
+        assert_eq!(num(0.1256), "0.126");
+        assert_eq!(num(0.001), "0.001");
+        assert_eq!(num(2.5), "2.5");
     }
 }

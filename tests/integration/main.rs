@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod fault;
 mod load;
+mod report;
 mod runner;
 mod spec;
 mod sshd;
