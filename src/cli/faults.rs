@@ -135,10 +135,13 @@ fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
         given.insert(name.to_string(), hs);
     }
     for name in spec.host_names() {
-        if !given.contains_key(&name) {
-            if name == "local" {
-                given.insert(name, HostSpec::Local);
-            } else {
+        match given.entry(name) {
+            std::collections::btree_map::Entry::Occupied(_) => {}
+            std::collections::btree_map::Entry::Vacant(e) if e.key() == "local" => {
+                e.insert(HostSpec::Local);
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let name = e.key();
                 bail!(
                     "the fault acts on host '{name}'; say how to reach it with --host {name}=ssh:USER@HOST"
                 );

@@ -24,7 +24,7 @@ pub const HEIGHT: u32 = 330;
 
 pub const INK: RGBColor = RGBColor(31, 41, 55);
 pub const MUTED: RGBColor = RGBColor(120, 128, 140);
-pub const GRID: RGBColor = RGBColor(234, 236, 240);
+pub const GRID: RGBColor = RGBColor(232, 234, 238);
 pub const AXIS: RGBColor = RGBColor(200, 204, 210);
 pub const BLUE: RGBColor = RGBColor(37, 99, 235);
 pub const ORANGE: RGBColor = RGBColor(234, 88, 12);

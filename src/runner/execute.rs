@@ -544,6 +544,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
 
 /// `sim-events.jsonl`: what really happened in the embedded sim (worker failed, router stopped
 /// routing to it, ...), with `t_s` on the load's clock, to check measured times against.
+#[allow(clippy::result_large_err)] // RunError carries the fault's error by value, as elsewhere here.
 fn write_ground_truth(
     events: &[sim::SimEvent],
     offset_s: f64,
@@ -560,6 +561,7 @@ fn write_ground_truth(
     std::fs::write(&path, text).map_err(|source| RunError::Write { path, source })
 }
 
+#[allow(clippy::result_large_err)] // as above
 fn write_outputs(result: &RunResult, opts: &RunOptions) -> Result<(), RunError> {
     let write = |name: &str, bytes: Vec<u8>| {
         let path = opts.out_dir.join(name);

@@ -48,7 +48,7 @@ pub fn bottleneck(title: &str, bars: &[Bar]) -> Result<String, ChartError> {
             .y_label_formatter(&label)
             .y_labels(n)
             .disable_y_mesh()
-            .light_line_style(GRID)
+            .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .axis_style(AXIS)
             .label_style(label_style())

@@ -57,7 +57,9 @@ pub fn hockey(
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc("TTFT (ms)")
-            .light_line_style(GRID)
+            .x_label_formatter(&|v| crate::report::inputs::num(*v))
+            .y_label_formatter(&|v| crate::report::inputs::num(*v))
+            .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .axis_style(AXIS)
             .label_style(label_style())
@@ -108,7 +110,7 @@ pub fn hockey(
                 .legend(|(x, y)| Circle::new((x + 9, y), 5, ORANGE.stroke_width(2)));
             chart
                 .draw_series(std::iter::once(Text::new(
-                    "saturation".to_string(),
+                    "    saturation".to_string(),
                     (p.x, y),
                     (FONT, 13).into_font().color(&INK),
                 )))

@@ -64,7 +64,7 @@ impl YFormat {
         match self {
             YFormat::Percent => format!("{:.0}%", v * 100.0),
             YFormat::Number if v >= 1000.0 => format!("{:.1}k", v / 1000.0),
-            YFormat::Number => format!("{v:.0}"),
+            YFormat::Number => crate::report::inputs::num(v),
         }
     }
 }
@@ -111,8 +111,8 @@ pub fn timeline(
             .x_desc("time since start (s)")
             .y_desc(y_desc)
             .y_label_formatter(&|v| y_format.fmt(*v))
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .light_line_style(GRID)
+            .x_label_formatter(&|v| crate::report::inputs::num(*v))
+            .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .axis_style(AXIS)
             .label_style(label_style())
