@@ -5,6 +5,7 @@
 //! a locked-down network. So the CSS is inlined, the charts are inline SVG, and there are no
 //! scripts, fonts or images from anywhere; every piece of text from the results is escaped.
 
+mod capacity;
 mod figures;
 mod tables;
 
@@ -189,14 +190,14 @@ pub fn render(r: &Results) -> String {
         }
         _ => {
             if let Some(b) = &r.bench {
-                body.push_str(&tables::bench(b));
+                body.push_str(&capacity::bench(b));
             }
             if let Some(sla) = &r.sla {
-                body.push_str(&tables::sla(sla));
+                body.push_str(&capacity::sla(sla));
             }
             if let Some(ramp) = &r.ramp {
                 body.push_str(&figures::ramp(ramp));
-                body.push_str(&tables::ramp_steps(ramp));
+                body.push_str(&capacity::ramp_steps(ramp));
             }
             if r.kind == Kind::Load || !r.windows.is_empty() {
                 body.push_str(&figures::over_time(r));
@@ -207,7 +208,7 @@ pub fn render(r: &Results) -> String {
         body.push_str(&figures::bottleneck(b));
     }
     if let Some(c) = &r.cost {
-        body.push_str(&tables::cost(c));
+        body.push_str(&capacity::cost(c));
     }
     if let Some(s) = &r.summary {
         body.push_str(&tables::load_summary(s, r.run_info.as_ref()));
