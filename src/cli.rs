@@ -10,6 +10,7 @@ mod experiment;
 mod faults;
 mod load;
 mod nvsmi;
+mod report;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,8 @@ enum Command {
     Recover(faults::RecoverArgs),
     /// Keep OpenAI-compatible streaming load on an endpoint (or the embedded sim) and measure it.
     Load(Box<load::LoadArgs>),
+    /// Build report.html, summary.md and junit.xml from a results folder.
+    Report(report::ReportArgs),
     /// Run the simulated LLM serving cluster on a socket.
     Sim(sim::SimArgs),
     /// Measure the load engine's own ceiling against the sim's zero-latency mode.
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => faults::restore(args),
         Command::Recover(args) => faults::recover(args),
         Command::Load(args) => load::run(*args),
+        Command::Report(args) => report::run(args),
         Command::Sim(args) => sim::run(args),
         Command::EngineBench(args) => bench::run(args),
         Command::NvidiaSmi(args) => nvsmi::run(args),

@@ -8,6 +8,7 @@ mod kube;
 mod load;
 mod netns;
 mod prometheus;
+mod report;
 mod runner;
 mod spec;
 mod sshd;
