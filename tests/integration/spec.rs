@@ -89,10 +89,10 @@ fn game_day_runs_the_faults_one_after_another() {
         starts,
         [
             ("gpu-lockout-1".to_string(), 30),
-            ("gpu-lockout-2".into(), 75),
-            ("pod-kill-one".into(), 120),
-            ("network-partition-worker-0".into(), 145),
-            ("load-spike-2x".into(), 190),
+            ("gpu-lockout-2".into(), 80),
+            ("pod-kill-one".into(), 130),
+            ("network-partition-worker-0".into(), 165),
+            ("load-spike-2x".into(), 215),
         ]
     );
     assert!(exp.load.schedule.duration().as_secs() <= 300);
