@@ -65,7 +65,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // The HTML report and JUnit XML come with every run; a failure to draw them is reported but
     // does not change the run's verdict (`faultline report DIR` rebuilds them).
     if let Err(e) = crate::report::build::build(&out_dir, None) {
-        eprintln!("warning: cannot build the report in {}: {e}", out_dir.display());
+        eprintln!(
+            "warning: cannot build the report in {}: {e}",
+            out_dir.display()
+        );
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);

@@ -84,18 +84,14 @@ fn expand_home(p: &Option<PathBuf>) -> Option<PathBuf> {
     }
 }
 
-fn host_spec(h: &spec::Host) -> HostSpec {
+fn host_spec(h: &HostSpec) -> HostSpec {
     match h {
-        spec::Host::Local => HostSpec::Local,
-        spec::Host::Ssh(s) => {
-            let mut out = SshSpec::new(s.host.clone());
-            out.user = s.user.clone();
-            out.port = s.port;
-            out.identity_file = expand_home(&s.identity_file);
-            out.known_hosts = expand_home(&s.known_hosts);
-            out.strict_host_key_checking = s.strict_host_key_checking;
-            HostSpec::Ssh(out)
-        }
+        HostSpec::Ssh(s) => HostSpec::Ssh(SshSpec {
+            identity_file: expand_home(&s.identity_file),
+            known_hosts: expand_home(&s.known_hosts),
+            ..s.clone()
+        }),
+        local => local.clone(),
     }
 }
 
@@ -110,7 +106,7 @@ fn bind_to_sim(exp: &Experiment, state_dir: &std::path::Path) -> Experiment {
             let all_local = p
                 .targets
                 .iter()
-                .all(|t| matches!(exp.hosts.get(&t.host), Some(spec::Host::Local)));
+                .all(|t| matches!(exp.hosts.get(&t.host), Some(HostSpec::Local)));
             if all_local && p.nvidia_smi.trim() == "faultline nvidia-smi" {
                 p.nvidia_smi = crate::fault::exec::shell_quote(&wrapper.to_string_lossy());
             }
@@ -405,12 +401,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
     let cfg = AnalysisConfig {
         window_s: exp.analysis.window.as_secs_f64(),
         recovery_windows: exp.analysis.recovery_windows as usize,
-        tolerance: phases::Tolerance {
-            error_rate: exp.analysis.tolerance.error_rate,
-            ttft_p50: exp.analysis.tolerance.ttft_p50,
-            ttft_p99: exp.analysis.tolerance.ttft_p99,
-            throughput: exp.analysis.tolerance.throughput,
-        },
+        tolerance: exp.analysis.tolerance.clone(),
     };
     let signals = shared
         .signals

@@ -165,24 +165,7 @@ pub struct Analysis {
 }
 
 /// The baseline band: error rate absolute, the others relative to `pre`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tolerance {
-    pub error_rate: f64,
-    pub ttft_p50: f64,
-    pub ttft_p99: f64,
-    pub throughput: f64,
-}
-
-impl Default for Tolerance {
-    fn default() -> Self {
-        Tolerance {
-            error_rate: 0.01,
-            ttft_p50: 0.25,
-            ttft_p99: 0.5,
-            throughput: 0.15,
-        }
-    }
-}
+pub use crate::analysis::phases::Tolerance;
 
 /// A fault definition file (`faults/*.yaml`): a kind, its parameters, a name and a description.
 #[derive(Debug, Clone, PartialEq)]

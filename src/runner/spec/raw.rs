@@ -77,37 +77,8 @@ pub enum ApiKind {
     Chat,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum HostSpec {
-    /// Commands run on this machine.
-    Local,
-    Ssh(SshSpec),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshSpec {
-    #[serde(default)]
-    pub user: Option<String>,
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    #[serde(default)]
-    pub identity_file: Option<PathBuf>,
-    #[serde(default)]
-    pub known_hosts: Option<PathBuf>,
-    /// `false` is the explicit opt-out; the default refuses unknown host keys.
-    #[serde(default = "yes")]
-    pub strict_host_key_checking: bool,
-}
-
-fn default_port() -> u16 {
-    22
-}
-fn yes() -> bool {
-    true
-}
+/// Hosts are parsed straight into the fault layer's own type (it is what the ledger records).
+pub use crate::fault::exec::{HostSpec, SshSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,4 +275,8 @@ pub struct ToleranceSpec {
     pub ttft_p99: Option<f64>,
     #[serde(default)]
     pub throughput: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
 }
