@@ -48,7 +48,7 @@ impl Default for Tolerance {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnalysisConfig {
     pub window_s: f64,
-    /// Consecutive in-band windows that count as recovered.
+    /// Consecutive windows that, taken together, must be in the band to count as recovered.
     pub recovery_windows: usize,
     pub tolerance: Tolerance,
 }
@@ -97,7 +97,8 @@ pub enum Detection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Recovery {
-    /// Seconds from `recovery_from_s` to the first of N consecutive in-band windows.
+    /// Seconds from `recovery_from_s` to the first window from which N consecutive windows,
+    /// taken together, are in the baseline band.
     Recovered { after_s: f64 },
     /// Not back in the band within this many seconds (to the end of the observation).
     NotRecovered { within_s: f64 },
@@ -279,19 +280,24 @@ fn recover(
         .iter()
         .filter(|w| w.start_s >= t.recovery_from_s - 1e-9 && w.start_s + w.len_s <= end_s + 1e-9)
         .collect();
+    // The N windows from a candidate start are judged together (their histograms merged), so
+    // that a low request rate's per-window noise (one slow request is a window's p99) neither
+    // hides a recovery nor fakes one.
     let n = cfg.recovery_windows.max(1);
-    let mut run = 0;
-    for (i, w) in after.iter().enumerate() {
-        if in_band(w, pre, &cfg.tolerance) {
-            run += 1;
-            if run == n {
-                let first = after[i + 1 - n];
-                return Recovery::Recovered {
-                    after_s: (first.start_s - t.recovery_from_s).max(0.0),
-                };
-            }
-        } else {
-            run = 0;
+    for k in 0..after.len().saturating_sub(n - 1) {
+        let block = &after[k..k + n];
+        let mut merged = Window {
+            start_s: block[0].start_s,
+            len_s: block.iter().map(|w| w.len_s).sum(),
+            ..Window::default()
+        };
+        for w in block {
+            merged.merge(w);
+        }
+        if block.iter().all(|w| w.requests > 0) && in_band(&merged, pre, &cfg.tolerance) {
+            return Recovery::Recovered {
+                after_s: (block[0].start_s - t.recovery_from_s).max(0.0),
+            };
         }
     }
     Recovery::NotRecovered {

@@ -413,6 +413,14 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    // The baseline ends before the first fault by the time a request takes (end-to-end p99 of
+    // the requests before it; at most half the stretch), so that requests still in flight when
+    // the fault hit, which it broke, do not count as the healthy baseline.
+    let baseline_end = {
+        let before = crate::analysis::window::Window::merge_range(&windows, warmup_s, first_at);
+        let guard = before.e2e.quantile_ms(0.99).unwrap_or(0.0) / 1000.0;
+        (first_at - guard.min((first_at - warmup_s) / 2.0)).max(warmup_s)
+    };
     let mut results = shared
         .results
         .lock()
@@ -434,7 +442,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         if let Some(t) = exp.analysis.recovery_timeout {
             end = end.min(timing.recovery_from_s + t.as_secs_f64());
         }
-        let pre = (warmup_s, first_at.max(warmup_s));
+        let pre = (warmup_s, baseline_end);
         let a = phases::analyze(&windows, &timing, pre, end.min(load_end), &cfg, &signals);
         r.checks = result::check(&exp.criteria, &a);
         if r.status == FaultStatus::Pass && r.checks.iter().any(|c| !c.passed) {
