@@ -1,7 +1,10 @@
 //! Turning recorded requests into numbers: per-second windows of HDR histograms that merge
 //! exactly into any time range (or across load-generator shards), and the run summary.
 
+pub mod cost;
 pub mod hist;
 pub mod phases;
+pub mod saturation;
+pub mod sla;
 pub mod summary;
 pub mod window;

@@ -3,7 +3,10 @@
 //! [`spec`] turns experiment and fault-definition files into checked values before anything
 //! runs; the driving loop builds on those.
 
+pub mod bench;
 pub mod execute;
 pub mod probes;
+pub mod ramp;
 pub mod result;
+pub mod sla;
 pub mod spec;
