@@ -135,14 +135,13 @@ fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
         given.insert(name.to_string(), hs);
     }
     for name in spec.host_names() {
-        if !given.contains_key(&name) {
-            if name == "local" {
-                given.insert(name, HostSpec::Local);
-            } else {
+        if let std::collections::btree_map::Entry::Vacant(slot) = given.entry(name.clone()) {
+            if name != "local" {
                 bail!(
                     "the fault acts on host '{name}'; say how to reach it with --host {name}=ssh:USER@HOST"
                 );
             }
+            slot.insert(HostSpec::Local);
         }
     }
     Ok(Hosts::new(given))

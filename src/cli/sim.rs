@@ -21,6 +21,16 @@ pub struct SimArgs {
     /// No delays at all: for measuring the client itself.
     #[arg(long)]
     pub zero_latency: bool,
+    /// Where the Kubernetes-compatible API for the sim's pods and NetworkPolicies listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub kube_listen: SocketAddr,
+    /// Where to write its kubeconfig (default: the sim's state directory).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The sim's state directory (GPU state, nvidia-smi wrapper, ground-truth events);
+    /// default: a fresh temporary directory, removed on exit.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -37,14 +47,45 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     if args.zero_latency {
         cfg = cfg.zero_latency();
     }
+    if args.state_dir.is_some() {
+        cfg.state_dir = args.state_dir.clone();
+    }
     let rt = super::runtime()?;
     rt.block_on(async move {
         let handle = sim::start(cfg, args.listen)
             .await
             .with_context(|| format!("cannot start the sim on {}", args.listen))?;
-        // Scripts read this line to find the port.
+        let kubeconfig = args
+            .kubeconfig
+            .clone()
+            .unwrap_or_else(|| handle.state_dir().join("kubeconfig"));
+        let kube = if args.zero_latency {
+            None
+        } else {
+            Some(
+                sim::kube::serve(handle.control(), args.kube_listen, &kubeconfig)
+                    .await
+                    .context("cannot start the sim's Kubernetes API")?,
+            )
+        };
+        // Scripts read the first line to find the port.
         println!("listening on http://{}", handle.addr);
-        tokio::signal::ctrl_c().await?;
+        println!("state dir {}", handle.state_dir().display());
+        if let Some(k) = &kube {
+            println!(
+                "kubeconfig {} (API on http://{})",
+                k.kubeconfig.display(),
+                k.addr
+            );
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        if let Some(k) = kube {
+            k.shutdown().await;
+        }
         handle.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })

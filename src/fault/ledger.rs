@@ -63,6 +63,9 @@ pub struct Entry {
     pub kind: String,
     pub spec: FaultSpec,
     pub hosts: BTreeMap<String, HostSpec>,
+    /// The cluster, for Kubernetes kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<crate::fault::kube_target::KubeSpec>,
     pub undo: Undo,
     pub deadline: DateTime<Utc>,
     pub injected_at: DateTime<Utc>,
@@ -82,6 +85,12 @@ impl Entry {
             kind: spec.kind().to_string(),
             spec: spec.clone(),
             hosts: ctx.hosts.subset(&spec.host_names())?,
+            kube: match spec {
+                FaultSpec::PodKill(_) | FaultSpec::NetworkPartition(_) => {
+                    ctx.kube.as_ref().map(|k| k.spec.clone())
+                }
+                _ => None,
+            },
             undo: undo.clone(),
             deadline: ctx.deadline,
             injected_at: Utc::now(),
@@ -365,6 +374,17 @@ pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverRe
             entry.deadline,
         );
         ctx.command_timeout = opts.command_timeout;
+        if let Some(k) = &entry.kube {
+            match crate::fault::kube_target::KubeTarget::connect(k).await {
+                Ok(t) => ctx.kube = Some(t),
+                Err(e) => {
+                    report
+                        .failed
+                        .push(not(format!("cannot reach the cluster: {e}")));
+                    continue;
+                }
+            }
+        }
         // Past the dead-man's time and no longer in effect: the node restored it by itself.
         let deadman_fired = entry
             .spec
@@ -449,6 +469,7 @@ mod tests {
             kind: "load-spike".into(),
             spec: FaultSpec::LoadSpike(load_spike::Params { multiplier: 2.0 }),
             hosts: BTreeMap::new(),
+            kube: None,
             undo: serde_json::json!({"previous": 1.0}),
             deadline: Utc::now(),
             injected_at: Utc::now(),

@@ -15,6 +15,7 @@
 pub mod deadman;
 pub mod exec;
 pub mod gpu_lockout;
+pub mod kube_target;
 pub mod ledger;
 pub mod load_spike;
 pub mod network_partition;
@@ -87,8 +88,8 @@ pub struct FaultContext {
     pub hosts: Arc<Hosts>,
     /// The load engine's knobs (`load-spike`).
     pub control: Arc<Control>,
-    /// The Kubernetes client (`pod-kill`, `network-partition`); not built yet.
-    pub kube: Option<Kube>,
+    /// The Kubernetes client and default namespace (`pod-kill`, `network-partition`).
+    pub kube: Option<kube_target::KubeTarget>,
     /// When the fault is meant to be over; dead-man switches fire after it plus their margin.
     pub deadline: DateTime<Utc>,
     /// Upper bound for each remote command.
@@ -107,12 +108,6 @@ impl FaultContext {
             command_timeout: Duration::from_secs(30),
         }
     }
-}
-
-/// Placeholder for the Kubernetes client that `pod-kill` and `network-partition` will use.
-#[derive(Clone, Debug)]
-pub struct Kube {
-    _private: (),
 }
 
 /// The outcome of `verify` when it did not fail.
@@ -145,8 +140,15 @@ pub enum FaultError {
     SshCommand(#[from] ssh_command::Error),
     #[error(transparent)]
     LoadSpike(#[from] load_spike::Error),
-    #[error("fault kind {kind:?} is not yet supported")]
-    NotYetSupported { kind: &'static str },
+    #[error(transparent)]
+    PodKill(#[from] pod_kill::Error),
+    #[error(transparent)]
+    NetworkPartition(#[from] network_partition::Error),
+    #[error("fault {fault_id:?} ({kind}) needs a Kubernetes cluster: add a `kubernetes` section")]
+    NoKubernetes {
+        fault_id: String,
+        kind: &'static str,
+    },
     #[error("undo data of fault {fault_id:?} ({kind}) is unreadable: {source}")]
     BadUndo {
         fault_id: String,
@@ -174,7 +176,10 @@ impl FaultSpec {
             FaultSpec::GpuLockout(p) => Ok(gpu_lockout::preflight(p, ctx).await?),
             FaultSpec::SshCommand(p) => Ok(ssh_command::preflight(p, ctx).await?),
             FaultSpec::LoadSpike(p) => Ok(load_spike::preflight(p, ctx).await?),
-            other => Err(FaultError::NotYetSupported { kind: other.kind() }),
+            FaultSpec::PodKill(p) => Ok(pod_kill::preflight(p, ctx, self.kube(ctx)?).await?),
+            FaultSpec::NetworkPartition(p) => {
+                Ok(network_partition::preflight(p, ctx, self.kube(ctx)?).await?)
+            }
         }
     }
 
@@ -184,7 +189,10 @@ impl FaultSpec {
             FaultSpec::GpuLockout(p) => to_value(gpu_lockout::prepare(p, ctx).await?),
             FaultSpec::SshCommand(p) => to_value(ssh_command::prepare(p, ctx).await?),
             FaultSpec::LoadSpike(p) => to_value(load_spike::prepare(p, ctx).await?),
-            other => return Err(FaultError::NotYetSupported { kind: other.kind() }),
+            FaultSpec::PodKill(p) => to_value(pod_kill::prepare(p, ctx, self.kube(ctx)?).await?),
+            FaultSpec::NetworkPartition(p) => {
+                to_value(network_partition::prepare(p, ctx, self.kube(ctx)?).await?)
+            }
         };
         Ok(undo)
     }
@@ -203,7 +211,15 @@ impl FaultSpec {
             FaultSpec::LoadSpike(p) => {
                 Ok(load_spike::inject(p, ctx, &self.undo(ctx, undo)?).await?)
             }
-            other => Err(FaultError::NotYetSupported { kind: other.kind() }),
+            FaultSpec::PodKill(p) => {
+                Ok(pod_kill::inject(p, ctx, self.kube(ctx)?, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::NetworkPartition(p) => {
+                Ok(
+                    network_partition::inject(p, ctx, self.kube(ctx)?, &self.undo(ctx, undo)?)
+                        .await?,
+                )
+            }
         }
     }
 
@@ -223,7 +239,15 @@ impl FaultSpec {
             FaultSpec::LoadSpike(p) => {
                 Ok(load_spike::verify(p, ctx, &self.undo(ctx, undo)?).await?)
             }
-            other => Err(FaultError::NotYetSupported { kind: other.kind() }),
+            FaultSpec::PodKill(p) => {
+                Ok(pod_kill::verify(p, ctx, self.kube(ctx)?, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::NetworkPartition(p) => {
+                Ok(
+                    network_partition::verify(p, ctx, self.kube(ctx)?, &self.undo(ctx, undo)?)
+                        .await?,
+                )
+            }
         }
     }
 
@@ -240,7 +264,15 @@ impl FaultSpec {
             FaultSpec::LoadSpike(p) => {
                 Ok(load_spike::restore(p, ctx, &self.undo(ctx, undo)?).await?)
             }
-            other => Err(FaultError::NotYetSupported { kind: other.kind() }),
+            FaultSpec::PodKill(p) => {
+                Ok(pod_kill::restore(p, ctx, self.kube(ctx)?, &self.undo(ctx, undo)?).await?)
+            }
+            FaultSpec::NetworkPartition(p) => {
+                Ok(
+                    network_partition::restore(p, ctx, self.kube(ctx)?, &self.undo(ctx, undo)?)
+                        .await?,
+                )
+            }
         }
     }
 
@@ -252,6 +284,13 @@ impl FaultSpec {
             _ => return None,
         };
         Some(deadline + chrono::Duration::from_std(margin).ok()?)
+    }
+
+    fn kube<'a>(&self, ctx: &'a FaultContext) -> Result<&'a kube_target::KubeTarget, FaultError> {
+        ctx.kube.as_ref().ok_or(FaultError::NoKubernetes {
+            fault_id: ctx.fault_id.clone(),
+            kind: self.kind(),
+        })
     }
 
     fn undo<T: serde::de::DeserializeOwned>(

@@ -5,8 +5,9 @@
 
 use crate::analysis::phases::{self, AnalysisConfig, FaultTiming, Signal};
 use crate::fault::exec::{HostSpec, Hosts, SshSpec};
+use crate::fault::kube_target::{KubeSpec, KubeTarget};
 use crate::fault::ledger::{Entry, Ledger};
-use crate::fault::{FaultContext, FaultSpec, Restoration, Undo};
+use crate::fault::{FaultContext, FaultSpec, Restoration, Undo, pod_kill};
 use crate::load::client::{Api, ApiKey, Client, ClientConfig};
 use crate::load::engine::{self, Control, EngineConfig};
 use crate::load::recorder::{Progress, read_windows};
@@ -39,7 +40,7 @@ pub enum RunError {
     #[error("preflight of fault {id:?} failed: {source}")]
     Preflight {
         id: String,
-        source: crate::fault::FaultError,
+        source: Box<crate::fault::FaultError>,
     },
     #[error(transparent)]
     Engine(#[from] crate::load::engine::EngineError),
@@ -48,6 +49,8 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot reach the Kubernetes cluster: {0}")]
+    Kube(String),
     #[error("cannot read the recorded windows: {0}")]
     Windows(String),
     #[error("the run panicked: {0}")]
@@ -83,6 +86,7 @@ struct Shared {
     abort: CancellationToken,
     abort_reason: Mutex<Option<String>>,
     ledger: Ledger,
+    kube: Option<KubeTarget>,
 }
 
 impl Shared {
@@ -319,12 +323,54 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
             .map(|(k, v)| (k.clone(), host_spec(v)))
             .collect(),
     ));
+    // The cluster: the embedded sim's Kubernetes API, or a kubeconfig.
+    let mut kube_api = None;
+    let kube = match &exp.kubernetes {
+        None => None,
+        Some(k) => {
+            let kubeconfig = match (&k.kubeconfig, &sim) {
+                (spec::Kubeconfig::Sim, Some(s)) => {
+                    let api = sim::kube::serve(
+                        s.control(),
+                        "127.0.0.1:0".parse().expect("valid"),
+                        &opts.out_dir.join("kubeconfig"),
+                    )
+                    .await
+                    .map_err(|e| RunError::Kube(e.to_string()))?;
+                    let path = api.kubeconfig.clone();
+                    kube_api = Some(api);
+                    path
+                }
+                (spec::Kubeconfig::Sim, None) => {
+                    return Err(RunError::Kube(
+                        "`kubeconfig: sim` needs the embedded sim as the target".into(),
+                    ));
+                }
+                (spec::Kubeconfig::Path(p), _) => p.clone(),
+                (spec::Kubeconfig::Default, _) => std::env::var_os("KUBECONFIG")
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"))
+                    })
+                    .ok_or_else(|| RunError::Kube("no KUBECONFIG and no HOME".into()))?,
+            };
+            let target = KubeTarget::connect(&KubeSpec {
+                kubeconfig,
+                context: k.context.clone(),
+                namespace: Some(k.namespace.clone()),
+            })
+            .await
+            .map_err(|e| RunError::Kube(e.to_string()))?;
+            Some(target)
+        }
+    };
     let control = Arc::new(Control::default());
     let context = |f: &ScheduledFault, deadline_from_now: Duration| {
         let deadline = Utc::now()
             + chrono::Duration::from_std(deadline_from_now).unwrap_or(chrono::Duration::zero());
         let mut ctx = FaultContext::new(&opts.run_id, &f.id, hosts.clone(), deadline);
         ctx.control = control.clone();
+        ctx.kube = kube.clone();
         ctx
     };
 
@@ -336,7 +382,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
             .await
             .map_err(|source| RunError::Preflight {
                 id: f.id.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
 
@@ -354,6 +400,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         abort: CancellationToken::new(),
         abort_reason: Mutex::new(None),
         ledger: opts.ledger.clone(),
+        kube: kube.clone(),
     });
     shared.event(
         "load_start",
@@ -436,6 +483,9 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
     shared.abort.cancel();
     shared.restore_all().await;
     signals_task.abort();
+    if let Some(api) = kube_api {
+        api.shutdown().await;
+    }
     if let (Some(s), Some(offset)) = (sim, sim_offset_s) {
         write_ground_truth(&s.control().events(), offset, opts)?;
         s.shutdown().await;
@@ -641,6 +691,7 @@ async fn drive_fault(
         Utc::now() + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero()),
     );
     ctx.control = shared.control.clone();
+    ctx.kube = shared.kube.clone();
     let ctx = Arc::new(ctx);
     let undo = match f.spec.prepare(&ctx).await {
         Ok(u) => u,
@@ -717,9 +768,29 @@ async fn drive_fault(
             r.reason = Some("the run was aborted during this fault".into());
         }
     } else {
-        // One-shot: nothing to hold; restore bookkeeping right away.
+        // One-shot: nothing to hold; restore bookkeeping right away. A pod kill is cleared when
+        // the replacements are Ready.
         let _ = shared.restore(&f.id).await;
         r.cleared_s = r.effective_s;
+        if let (FaultSpec::PodKill(_), Some(kube)) = (&f.spec, &shared.kube)
+            && let Ok(u) = serde_json::from_value::<pod_kill::Undo>(undo.clone())
+        {
+            let limit = exp
+                .load
+                .schedule
+                .duration()
+                .saturating_sub(Duration::from_secs_f64(shared.now_s()));
+            tokio::select! {
+                res = pod_kill::wait_recovered(kube, &u, limit) => match res {
+                    Ok(_) => {
+                        r.cleared_s = Some(shared.now_s());
+                        shared.event("replacements_ready", Some(&f.id), "as many pods Ready as before the kill");
+                    }
+                    Err(e) => shared.event("replacements_not_ready", Some(&f.id), e.to_string()),
+                },
+                _ = shared.abort.cancelled() => {}
+            }
+        }
     }
     shared.set_result(r);
 }
@@ -836,7 +907,7 @@ async fn run_probe(shared: &Shared, probe: &spec::Probe, hosts: &Arc<Hosts>) {
             _ = tick.tick() => {}
             _ = shared.abort.cancelled() => return,
         }
-        let res = probes::check(probe, hosts, &http).await;
+        let res = probes::check(probe, hosts, shared.kube.as_ref(), &http).await;
         let ok = res.is_ok();
         if last_ok != Some(ok) {
             let detail = match &res {

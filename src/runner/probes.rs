@@ -2,7 +2,10 @@
 //! detection probe's first failure after a fault took effect is a detection signal.
 
 use crate::fault::exec::Hosts;
+use crate::fault::kube_target::KubeTarget;
+use crate::fault::pod_kill;
 use crate::runner::spec::{Probe, ProbeCheck};
+use k8s_openapi::api::core::v1::Pod;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +13,7 @@ use std::time::Duration;
 pub async fn check(
     probe: &Probe,
     hosts: &Arc<Hosts>,
+    kube: Option<&KubeTarget>,
     http: &reqwest::Client,
 ) -> Result<String, String> {
     let timeout = probe.every.max(Duration::from_secs(1));
@@ -66,9 +70,21 @@ pub async fn check(
                 ))
             }
         }
-        ProbeCheck::KubeReady(k) => Err(format!(
-            "kube_ready probe on {:?} is not supported by this build",
-            k.selector
-        )),
+        ProbeCheck::KubeReady(k) => {
+            let target = kube.ok_or("kube_ready needs a kubernetes section")?;
+            let ns = target.namespace_for(k.namespace.as_deref());
+            let api: kube::Api<Pod> = kube::Api::namespaced(target.client.clone(), ns);
+            let pods = api
+                .list(&kube::api::ListParams::default().labels(&k.selector))
+                .await
+                .map_err(|e| format!("list pods {:?} in {ns}: {e}", k.selector))?;
+            let total = pods.items.len();
+            let ready = pods.items.iter().filter(|p| pod_kill::is_ready(p)).count();
+            if total > 0 && ready == total {
+                Ok(format!("{ready}/{total} Ready"))
+            } else {
+                Err(format!("{ready}/{total} pods {:?} Ready", k.selector))
+            }
+        }
     }
 }

@@ -30,6 +30,7 @@ mod events;
 mod health;
 #[cfg(test)]
 mod http_tests;
+pub mod kube;
 mod metrics;
 pub mod nvsmi;
 mod sse;

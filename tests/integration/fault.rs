@@ -526,7 +526,7 @@ async fn load_spike_multiplies_the_rate_and_restores_the_previous_one() {
 }
 
 #[tokio::test]
-async fn pod_kill_and_network_partition_say_not_yet_supported() {
+async fn kube_faults_without_a_cluster_are_refused_in_preflight() {
     let c = ctx(
         "kube",
         Arc::new(Hosts::default()),
@@ -535,7 +535,7 @@ async fn pod_kill_and_network_partition_say_not_yet_supported() {
     let spec: FaultSpec =
         serde_json::from_str(r#"{"kind":"pod-kill","selector":"app=vllm"}"#).unwrap();
     let e = spec.preflight(&c).await.unwrap_err().to_string();
-    assert!(e.contains("\"pod-kill\" is not yet supported"), "{e}");
+    assert!(e.contains("needs a Kubernetes cluster"), "{e}");
 }
 
 #[tokio::test]

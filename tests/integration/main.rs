@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod fault;
+mod kube;
 mod load;
 mod runner;
 mod spec;

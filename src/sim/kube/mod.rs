@@ -1,0 +1,203 @@
+//! A Kubernetes-compatible API for the sim's pods and NetworkPolicies.
+//!
+//! Why: `pod-kill` and `network-partition` act through the Kubernetes API, and the only way to
+//! rehearse and test them on one laptop, with the same code that runs against a real cluster,
+//! is an API server that real clients (`kubectl`, the `kube` crate) accept. This is a small one:
+//! plain HTTP on loopback, no auth (any token), namespace `default` only, two resources.
+//!
+//! - one pod per sim worker, `sim-llm-<worker>-<suffix>`, labels `app=sim-llm`,
+//!   `worker=<n>`, `role=worker`; deleting it kills the worker after the grace period and a
+//!   replacement with a new name comes up (see `state.rs` for the exact pod life cycle);
+//! - NetworkPolicies (`networking.k8s.io/v1`): create, get, list, delete; a deny-ingress policy
+//!   selecting a worker's pod cuts that worker off (its requests hang, the router's health
+//!   checks take it out); deleting the last such policy restores it;
+//! - list with label and field selectors, watch (`?watch=true`) with resource versions,
+//!   `Table` output for `kubectl get`, errors as `Status` objects.
+//!
+//! Ground-truth events recorded in the sim: `pod_deleted`, `pod_ready`, `policy_applied`,
+//! `policy_removed`.
+
+mod objects;
+mod routes;
+mod selector;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::sim::SimControl;
+
+pub use selector::Selector;
+pub use state::{NAMESPACE, POD_GRACE_S};
+
+/// The context, cluster and user name in the written kubeconfig.
+pub const CONTEXT: &str = "faultline-sim";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeApiError {
+    #[error("cannot listen on \"{addr}\": {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write kubeconfig {path:?}: {source}")]
+    WriteKubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running API server. Dropping it stops it too (without waiting); prefer `shutdown`.
+pub struct KubeApiHandle {
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl KubeApiHandle {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server (open watches end) and the controller, and waits for them.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for mut t in std::mem::take(&mut self.tasks) {
+            if tokio::time::timeout(Duration::from_secs(5), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Drop for KubeApiHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Serves the API on `listen` (port 0 picks one) and writes a kubeconfig for it to
+/// `kubeconfig_path` (context `faultline-sim`, namespace `default`, a dummy token).
+pub async fn serve(
+    control: SimControl,
+    listen: SocketAddr,
+    kubeconfig_path: &Path,
+) -> Result<KubeApiHandle, KubeApiError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| KubeApiError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| KubeApiError::Bind {
+        addr: listen,
+        source,
+    })?;
+    write_kubeconfig(kubeconfig_path, addr)?;
+
+    let (stop, stop_rx) = watch::channel(false);
+    let store = state::Store::new(control.clone());
+
+    // The controller: follow the sim's events (and poll, in case one is missed).
+    let controller = {
+        let store = store.clone();
+        let mut events = control.subscribe();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = until_stopped(&mut stop) => return,
+                    ev = events.recv() => {
+                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
+                            // The sim is gone; keep serving what we last saw until stopped.
+                            until_stopped(&mut stop).await;
+                            return;
+                        }
+                    }
+                    _ = tick.tick() => {}
+                }
+                store.reconcile();
+            }
+        })
+    };
+
+    let app = routes::router(Arc::new(routes::AppState {
+        store,
+        server: addr.to_string(),
+        stop: stop_rx.clone(),
+    }));
+    let mut server_stop = stop_rx;
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::warn!("kube api server stopped: {e}");
+        }
+    });
+    Ok(KubeApiHandle {
+        addr,
+        kubeconfig: kubeconfig_path.to_path_buf(),
+        stop,
+        tasks: vec![controller, server],
+    })
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.is_ok();
+}
+
+fn write_kubeconfig(path: &Path, addr: SocketAddr) -> Result<(), KubeApiError> {
+    let text = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: {CONTEXT}
+  cluster:
+    server: http://{addr}
+users:
+- name: {CONTEXT}
+  user:
+    token: faultline-sim-token
+contexts:
+- name: {CONTEXT}
+  context:
+    cluster: {CONTEXT}
+    user: {CONTEXT}
+    namespace: {NAMESPACE}
+current-context: {CONTEXT}
+preferences: {{}}
+"
+    );
+    let err = |source| KubeApiError::WriteKubeconfig {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)?;
+    Ok(())
+}
