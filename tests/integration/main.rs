@@ -7,6 +7,7 @@ mod fault;
 mod kube;
 mod load;
 mod runner;
+mod saturation;
 mod spec;
 mod sshd;
 mod truth;
