@@ -5,6 +5,7 @@
 //! run or a run error; 3 aborted (stop condition or signal).
 
 mod bench;
+mod bottleneck;
 mod cost;
 mod engine_bench;
 mod experiment;
@@ -12,6 +13,7 @@ mod faults;
 mod load;
 mod nvsmi;
 mod ramp;
+mod report;
 mod sim;
 mod sla;
 
@@ -45,7 +47,7 @@ enum Command {
     /// Restore a fault by id (or --all) from the ledger.
     Restore(faults::RestoreArgs),
     /// Restore whatever the ledger still holds (after a crash or SIGKILL).
-    Recover(faults::LedgerArgs),
+    Recover(faults::RecoverArgs),
     /// Keep OpenAI-compatible streaming load on an endpoint (or the embedded sim) and measure it.
     Load(Box<load::LoadArgs>),
     /// Ramp the load step by step until the cluster saturates; recommend an operating point.
@@ -57,6 +59,8 @@ enum Command {
     Cost(cost::CostArgs),
     /// The whole benchmark: warm-up, baseline, ramp, SLA at the recommended point, cost.
     Bench(Box<bench::BenchArgs>),
+    /// Build report.html, summary.md and junit.xml from a results folder.
+    Report(report::ReportArgs),
     /// Run the simulated LLM serving cluster on a socket.
     Sim(sim::SimArgs),
     /// Measure the load engine's own ceiling against the sim's zero-latency mode.
@@ -64,6 +68,8 @@ enum Command {
     /// The sim's nvidia-smi: query and set the compute mode of simulated GPUs.
     #[command(name = "nvidia-smi")]
     NvidiaSmi(nvsmi::NvsmiArgs),
+    /// Which resource ran out first over a window, from the cluster's Prometheus metrics.
+    Bottleneck(bottleneck::BottleneckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -88,9 +94,11 @@ pub fn main() -> ExitCode {
         Command::Sla(args) => sla::run(*args),
         Command::Cost(args) => cost::run(args),
         Command::Bench(args) => bench::run(*args),
+        Command::Report(args) => report::run(args),
         Command::Sim(args) => sim::run(args),
         Command::EngineBench(args) => engine_bench::run(args),
         Command::NvidiaSmi(args) => nvsmi::run(args),
+        Command::Bottleneck(args) => bottleneck::run(args),
     };
     match result {
         Ok(code) => code,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub struct FaultTiming {
     /// The fault took effect (inject verified).
     pub effective_s: f64,
-    /// The fault was cleared (restored; for one-shot faults such as a pod kill, the moment the
+    /// The fault was cleared (its restore began; for one-shot faults such as a pod kill, the moment the
     /// replacements were Ready, or the effective time when that was not observed).
     pub cleared_s: f64,
     /// Recovery is measured from here: the clearing, or the injection for one-shot faults.
@@ -226,9 +226,13 @@ fn detect(
         .min_by(|a, b| a.t_s.total_cmp(&b.t_s))
         .map(|s| (s.t_s - t.effective_s, s.source.clone()));
     let limit = pre.error_rate.unwrap_or(0.0) + cfg.tolerance.error_rate;
+    // Only windows that lie wholly inside the fault's active time: a request that succeeded
+    // after the restore began says nothing about the system routing around the fault.
     let during: Vec<&Window> = windows
         .iter()
-        .filter(|w| w.start_s + w.len_s > t.effective_s && w.start_s < t.cleared_s)
+        .filter(|w| {
+            w.start_s + w.len_s > t.effective_s && w.start_s + w.len_s <= t.cleared_s + 1e-9
+        })
         .collect();
     let failing = |w: &Window| w.error_rate().is_some_and(|r| r > limit);
     let client = match during.iter().rposition(|w| failing(w)) {
@@ -438,6 +442,28 @@ mod tests {
             &AnalysisConfig::default(),
             &[],
         );
+        assert_eq!(a.detection, Detection::NotDetected);
+    }
+
+    #[test]
+    fn successes_after_the_restore_began_are_not_detection() {
+        // Failing until the restore at 50.5 s; window 50 succeeds, but it ends after the
+        // restore began, so it does not show the system routing around the fault.
+        let ws: Vec<Window> = (0..60)
+            .map(|i| {
+                if (30..50).contains(&i) {
+                    window(i, 20, 5, 100)
+                } else {
+                    window(i, 20, 0, 100)
+                }
+            })
+            .collect();
+        let t = FaultTiming {
+            effective_s: 30.0,
+            cleared_s: 50.5,
+            recovery_from_s: 50.5,
+        };
+        let a = analyze(&ws, &t, (10.0, 30.0), 60.0, &AnalysisConfig::default(), &[]);
         assert_eq!(a.detection, Detection::NotDetected);
     }
 

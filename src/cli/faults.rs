@@ -4,8 +4,9 @@
 
 use super::experiment::ledger_at;
 use crate::fault::exec::{HostSpec, Hosts, SshSpec};
+use crate::fault::kube_target::KubeTarget;
 use crate::fault::ledger::{self, Entry, RecoverOptions};
-use crate::fault::{FaultContext, FaultSpec, Restoration};
+use crate::fault::{FaultContext, FaultSpec, Restoration, network_partition};
 use crate::runner::spec;
 use anyhow::{Context, bail};
 use clap::Args;
@@ -53,6 +54,19 @@ pub struct InjectArgs {
 pub struct LedgerArgs {
     #[arg(long)]
     pub ledger: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// Also sweep this cluster for faultline NetworkPolicies whose deadline annotation has
+    /// passed (for when the ledger itself was lost), and delete them.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context for --kubeconfig.
+    #[arg(long, requires = "kubeconfig")]
+    pub context: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -255,11 +269,38 @@ fn report(r: &ledger::RecoverReport) -> ExitCode {
     }
 }
 
-pub fn recover(args: LedgerArgs) -> anyhow::Result<ExitCode> {
+pub fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
     let ledger = ledger_at(&args.ledger);
     let rt = super::runtime()?;
     let r = rt.block_on(ledger::recover(&ledger, &RecoverOptions::default()))?;
-    Ok(report(&r))
+    let mut code = report(&r);
+    if let Some(path) = &args.kubeconfig {
+        let swept = rt.block_on(async {
+            let kube = KubeTarget::from_kubeconfig(path, args.context.as_deref()).await?;
+            let expired =
+                network_partition::expired_policies(&kube.client, chrono::Utc::now()).await?;
+            let mut failed = 0;
+            for p in &expired {
+                match network_partition::delete_expired(&kube, p).await {
+                    Ok(()) => println!(
+                        "deleted expired NetworkPolicy {}/{} (deadline {})",
+                        p.namespace,
+                        p.name,
+                        p.deadline.to_rfc3339()
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        println!("NOT deleted {}/{}: {e}", p.namespace, p.name);
+                    }
+                }
+            }
+            anyhow::Ok(failed)
+        })?;
+        if swept > 0 {
+            code = ExitCode::from(2);
+        }
+    }
+    Ok(code)
 }
 
 pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {

@@ -1,4 +1,12 @@
-//! Reports for people and machines: the terminal tables, `summary.md`.
+//! Reports for people and machines: the terminal tables, `summary.md`, the self-contained
+//! `report.html` with charts, and `junit.xml` for CI.
 
+pub mod build;
+pub mod charts;
+pub mod html;
+pub mod inputs;
+pub mod junit;
+pub mod load_dir;
 pub mod markdown;
+pub mod markdown_dirs;
 pub mod table;

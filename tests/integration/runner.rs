@@ -292,3 +292,253 @@ fn ctrl_c_mid_fault_restores_and_exits_aborted() {
             .unwrap();
     assert_eq!(result.status, Status::Aborted);
 }
+
+#[test]
+fn sigkill_mid_ssh_command_then_recover_runs_the_restore_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("injected");
+    let exp = format!(
+        r#"name: cmd
+target:
+  sim: {{preset: small}}
+  api: completions
+hosts:
+  local: local
+load:
+  rate: 4
+  arrival: constant
+  workload: fixed:32:4
+  duration: 30s
+warmup: 1s
+faults:
+  - id: touch
+    fault:
+      kind: ssh-command
+      hosts: [local]
+      inject: "touch '{flag}'"
+      verify: "test -f '{flag}'"
+      restore: "rm -f '{flag}'"
+    at: 2s
+    duration: 20s
+"#,
+        flag = flag.display()
+    );
+    let exp = write(dir.path(), "cmd.yaml", &exp);
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let mut child = start_run(dir.path(), &exp, &ledger_path);
+    assert!(
+        wait_for(Duration::from_secs(20), || flag.exists()),
+        "injected"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(flag.exists(), "left behind by the kill");
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["recover", "--ledger", ledger_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!flag.exists(), "the restore command ran");
+    assert!(Ledger::at(ledger_path).outstanding().unwrap().is_empty());
+}
+
+/// A standalone sim (its own process, so it outlives the runner) with its Kubernetes API.
+struct StandaloneSim {
+    child: std::process::Child,
+    url: String,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl StandaloneSim {
+    fn start(dir: &Path) -> StandaloneSim {
+        use std::io::BufRead;
+        let kubeconfig = dir.join("sim-kubeconfig");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args([
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--preset",
+                "small",
+                "--kubeconfig",
+            ])
+            .arg(&kubeconfig)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let url = first.strip_prefix("listening on ").unwrap().to_string();
+        // Keep reading so the pipe never fills.
+        std::thread::spawn(move || for _ in lines {});
+        assert!(wait_for(Duration::from_secs(10), || kubeconfig.exists()));
+        StandaloneSim {
+            child,
+            url,
+            kubeconfig,
+        }
+    }
+}
+
+impl Drop for StandaloneSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn policies(kubeconfig: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let t = faultline::fault::kube_target::KubeTarget::from_kubeconfig(kubeconfig, None)
+            .await
+            .unwrap();
+        let api: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+            kube::Api::namespaced(t.client.clone(), "default");
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect()
+    })
+}
+
+#[test]
+fn sigkill_mid_network_partition_then_recover_deletes_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = StandaloneSim::start(dir.path());
+    let exp = format!(
+        r#"name: partition
+target:
+  endpoint: {url}
+  model: sim-small
+  api: completions
+  timeout: 2s
+kubernetes:
+  kubeconfig: "{kc}"
+  namespace: default
+load:
+  rate: 4
+  arrival: constant
+  workload: fixed:32:4
+  duration: 30s
+warmup: 1s
+faults:
+  - id: cut
+    fault: {{kind: network-partition, selector: "worker=0", direction: ingress}}
+    at: 2s
+    duration: 20s
+"#,
+        url = sim.url,
+        kc = sim.kubeconfig.display()
+    );
+    let exp = write(dir.path(), "partition.yaml", &exp);
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let mut child = start_run(dir.path(), &exp, &ledger_path);
+    assert!(
+        wait_for(Duration::from_secs(20), || !policies(&sim.kubeconfig)
+            .is_empty()),
+        "the policy was created"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = policies(&sim.kubeconfig);
+    assert_eq!(left.len(), 1, "left behind by the kill: {left:?}");
+    assert!(left[0].starts_with("faultline-"), "{left:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["recover", "--ledger", ledger_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(policies(&sim.kubeconfig).is_empty(), "the policy is gone");
+    assert!(Ledger::at(ledger_path).outstanding().unwrap().is_empty());
+}
+
+#[test]
+fn sigkill_mid_load_spike_then_recover_cleans_the_ledger() {
+    // The spike lived in the killed process, so nothing is left on any target; the ledger
+    // entry still must not block the next run.
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(
+        dir.path(),
+        "spike.yaml",
+        &spike_experiment(2.0, "").replace("duration: 4s", "duration: 8s"),
+    );
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let ledger = Ledger::at(ledger_path.clone());
+    let mut child = start_run(dir.path(), &exp, &ledger_path);
+    assert!(wait_for(Duration::from_secs(20), || ledger
+        .outstanding()
+        .is_ok_and(|o| o.len() == 1)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["recover", "--ledger", ledger_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("restored"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(ledger.outstanding().unwrap().is_empty());
+}
+
+#[test]
+fn recover_with_kubeconfig_sweeps_expired_faultline_policies_even_without_a_ledger() {
+    use faultline::fault::network_partition::{self, Direction, Params};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = StandaloneSim::start(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let t = faultline::fault::kube_target::KubeTarget::from_kubeconfig(&sim.kubeconfig, None)
+            .await
+            .unwrap();
+        let p = Params {
+            namespace: None,
+            selector: "worker=0".into(),
+            direction: Direction::Ingress,
+        };
+        let undo = network_partition::Undo {
+            namespace: "default".into(),
+            name: network_partition::policy_name("lost-run", "cut"),
+            selector: "worker=0".into(),
+            direction: Direction::Ingress,
+        };
+        let expired = chrono::Utc::now() - chrono::Duration::seconds(5);
+        let policy = network_partition::policy(&p, &undo, "lost-run", "cut", expired).unwrap();
+        let api: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+            kube::Api::namespaced(t.client.clone(), "default");
+        api.create(&Default::default(), &policy).await.unwrap();
+    });
+    assert_eq!(policies(&sim.kubeconfig).len(), 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["recover", "--ledger"])
+        .arg(dir.path().join("empty-ledger.jsonl"))
+        .arg("--kubeconfig")
+        .arg(&sim.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted expired NetworkPolicy"));
+    assert!(policies(&sim.kubeconfig).is_empty());
+}

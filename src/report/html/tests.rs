@@ -1,0 +1,186 @@
+use super::*;
+use crate::analysis::summary::Summary;
+use crate::analysis::window::Window;
+use crate::report::inputs::{
+    Bottleneck, BottleneckSignal, Cost, CostRow, Ramp, RampStep, Saturation, Sla, SlaCheck,
+};
+
+fn summary(rate: f64) -> Summary {
+    let mut s = Summary::new(&Window::default(), 10.0, Some(rate));
+    s.ttft_ms.p50 = Some(100.0 * rate);
+    s.ttft_ms.p99 = Some(150.0 * rate * rate);
+    s.achieved_rate = rate;
+    s
+}
+
+fn everything() -> Results {
+    let info: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        r#"{"endpoint": "http://10.0.0.1:8000/v1", "model": "<script>alert(1)</script>"}"#,
+    )
+    .unwrap();
+    Results {
+        dir: "results/bench-<1>&".into(),
+        kind: Kind::Bench,
+        run: None,
+        summary: Some(summary(4.0)),
+        windows: vec![],
+        ramp: Some(Ramp {
+            steps: (1..=4)
+                .map(|i| RampStep {
+                    rate: Some(i as f64 * 2.0),
+                    summary: Some(summary(i as f64 * 2.0)),
+                    ..RampStep::default()
+                })
+                .collect(),
+            saturation: Some(Saturation {
+                step: Some(3),
+                rate: Some(8.0),
+                reason: "ttft_p99".into(),
+                detail: "p99 > 3x".into(),
+            }),
+            recommended_rate: Some(5.6),
+            ..Ramp::default()
+        }),
+        sla: Some(Sla {
+            rate: Some(4.0),
+            checks: vec![
+                SlaCheck {
+                    metric: "ttft_p99_ms".into(),
+                    limit: Some(500.0),
+                    actual: Some(2400.0),
+                    passed: false,
+                },
+                SlaCheck {
+                    metric: "error_rate".into(),
+                    limit: Some(0.01),
+                    actual: None,
+                    passed: false,
+                },
+            ],
+            ..Sla::default()
+        }),
+        cost: Some(Cost {
+            rows: vec![CostRow {
+                name: "4xH100 <tp4>".into(),
+                gpus: Some(4.0),
+                cost_per_million_output_tokens: Some(1.234),
+                ..CostRow::default()
+            }],
+        }),
+        bottleneck: Some(Bottleneck {
+            signals: vec![
+                BottleneckSignal {
+                    name: "kv_cache".into(),
+                    status: "missing".into(),
+                    ..BottleneckSignal::default()
+                },
+                BottleneckSignal {
+                    name: "gpu_util".into(),
+                    status: "ok".into(),
+                    saturation: Some(0.98),
+                    ..BottleneckSignal::default()
+                },
+            ],
+            primary: Some("gpu_util".into()),
+            ranking: vec!["gpu_util".into()],
+        }),
+        bench: None,
+        run_info: Some(info),
+    }
+}
+
+/// Is byte offset `at` inside a tag (`<...>`) rather than in text?
+fn inside_tag(html: &str, at: usize) -> bool {
+    let before = &html[..at];
+    match (before.rfind('<'), before.rfind('>')) {
+        (Some(lt), Some(gt)) => lt > gt,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+#[test]
+fn html_references_no_url_outside_text() {
+    let html = render(&everything());
+    for scheme in ["http://", "https://"] {
+        for (at, _) in html.match_indices(scheme) {
+            assert!(
+                !inside_tag(&html, at),
+                "a URL in markup at {at}: {}",
+                &html[at.saturating_sub(80)..at + 40]
+            );
+        }
+    }
+    // The endpoint is shown, as text.
+    assert!(html.contains("http://10.0.0.1:8000/v1"));
+    for bad in [
+        "<script", "<link", "<img", "@import", "url(", " src=", " href=",
+    ] {
+        assert!(!html.contains(bad), "found {bad}");
+    }
+}
+
+#[test]
+fn text_from_the_results_is_escaped() {
+    let html = render(&everything());
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("4xH100 &lt;tp4&gt;"));
+    assert!(html.contains("bench-&lt;1&gt;&amp;"));
+}
+
+#[test]
+fn sla_table_says_pass_or_fail_per_metric_and_no_data_for_missing_numbers() {
+    let html = render(&everything());
+    let sla = html
+        .split("<table id=\"sla\">")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(sla.matches(">FAIL<").count(), 2);
+    assert!(sla.contains("no data"));
+    assert!(html.contains("id=\"verdict\" class=\"verdict fail\">SLA FAIL<"));
+}
+
+#[test]
+fn ramp_bench_report_has_its_charts_and_the_missing_signal_is_no_data() {
+    let html = render(&everything());
+    for id in [
+        "chart-hockey",
+        "chart-ttft-steps",
+        "chart-itl-steps",
+        "chart-bottleneck",
+    ] {
+        let fig = html
+            .split(&format!("<figure id=\"{id}\">"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{id} missing"));
+        let fig = fig.split("</figure>").next().unwrap();
+        assert!(fig.starts_with("<svg"), "{id}: {fig}");
+    }
+    let bars = html
+        .split("<figure id=\"chart-bottleneck\">")
+        .nth(1)
+        .unwrap()
+        .split("</figure>")
+        .next()
+        .unwrap();
+    assert!(bars.contains("no data"));
+}
+
+#[test]
+fn a_load_folder_without_windows_renders_no_data_charts() {
+    let mut r = everything();
+    r.kind = Kind::Load;
+    r.ramp = None;
+    r.sla = None;
+    r.bottleneck = None;
+    r.cost = None;
+    let html = render(&r);
+    let fig = html
+        .split("<figure id=\"chart-throughput\">")
+        .nth(1)
+        .unwrap();
+    assert!(fig.split("</figure>").next().unwrap().contains("no data"));
+}

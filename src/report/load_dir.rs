@@ -1,0 +1,206 @@
+//! Reads a results folder back into one value the reports render from.
+//!
+//! Why one loader for every kind of folder: `faultline load`, `run`, `ramp`, `sla` and `bench`
+//! all leave different subsets of the same files, and a report is rebuilt later, maybe by a
+//! newer faultline. So the loader reads whatever is present (also in the `ramp/`, `sla/` and
+//! `baseline/` subfolders a bench writes), decides what kind of run it was from the files, and
+//! fails only when nothing it knows is there or a file that is there is broken.
+
+use super::inputs::{Bench, Bottleneck, Cost, Ramp, Sla};
+use crate::analysis::summary::Summary;
+use crate::analysis::window::WindowStats;
+use crate::load::recorder::{WINDOWS_FILE, read_windows};
+use crate::runner::result::RunResult;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadDirError {
+    #[error("'{0}' is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot read windows: {0}")]
+    Windows(String),
+    #[error(
+        "no results in '{0}' (expected result.json, bench.json, ramp.json, sla.json or summary.json)"
+    )]
+    Empty(PathBuf),
+}
+
+/// What produced the folder, which decides the report's headline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Experiment,
+    Bench,
+    Ramp,
+    Sla,
+    Load,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Experiment => "experiment",
+            Kind::Bench => "bench",
+            Kind::Ramp => "ramp",
+            Kind::Sla => "SLA check",
+            Kind::Load => "load run",
+        }
+    }
+}
+
+/// Everything found in a results folder.
+#[derive(Clone, Debug)]
+pub struct Results {
+    pub dir: PathBuf,
+    pub kind: Kind,
+    pub run: Option<RunResult>,
+    /// The load's summary (for a bench: the baseline's).
+    pub summary: Option<Summary>,
+    /// Per-window digests of the load, in time order.
+    pub windows: Vec<WindowStats>,
+    pub ramp: Option<Ramp>,
+    pub sla: Option<Sla>,
+    pub cost: Option<Cost>,
+    pub bottleneck: Option<Bottleneck>,
+    pub bench: Option<Bench>,
+    /// `run.json` as written (what was asked for), shown as key/value pairs.
+    pub run_info: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Results {
+    /// A name for the report's title: the experiment's name, else the folder's.
+    pub fn title(&self) -> String {
+        if let Some(r) = &self.run {
+            return r.experiment.clone();
+        }
+        self.dir
+            .canonicalize()
+            .unwrap_or_else(|_| self.dir.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.dir.display().to_string())
+    }
+}
+
+/// The first of `candidates` (relative to `dir`) that exists.
+fn find(dir: &Path, candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(|c| dir.join(c)).find(|p| p.is_file())
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadDirError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadDirError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| LoadDirError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn opt_json<T: DeserializeOwned>(
+    dir: &Path,
+    candidates: &[&str],
+) -> Result<Option<T>, LoadDirError> {
+    find(dir, candidates).map(|p| read_json(&p)).transpose()
+}
+
+/// Reads the results folder `dir`.
+pub fn load(dir: &Path) -> Result<Results, LoadDirError> {
+    if !dir.is_dir() {
+        return Err(LoadDirError::NotADirectory(dir.to_path_buf()));
+    }
+    let run: Option<RunResult> = opt_json(dir, &["result.json"])?;
+    let bench: Option<Bench> = opt_json(dir, &["bench.json"])?;
+    let ramp: Option<Ramp> = opt_json(dir, &["ramp.json", "ramp/ramp.json"])?;
+    let sla: Option<Sla> = opt_json(dir, &["sla.json", "sla/sla.json"])?;
+    let cost: Option<Cost> = opt_json(dir, &["cost.json", "ramp/cost.json"])?;
+    let bottleneck: Option<Bottleneck> =
+        opt_json(dir, &["bottleneck.json", "ramp/bottleneck.json"])?;
+    let summary: Option<Summary> = opt_json(dir, &["summary.json", "baseline/summary.json"])?;
+    let run_info = opt_json(dir, &["run.json", "baseline/run.json"])?;
+    let windows = match find(dir, &[WINDOWS_FILE, &format!("baseline/{WINDOWS_FILE}")]) {
+        Some(p) => read_windows(&p)
+            .map_err(LoadDirError::Windows)?
+            .iter()
+            .map(|w| w.stats())
+            .collect(),
+        None => Vec::new(),
+    };
+    let kind = if run.is_some() {
+        Kind::Experiment
+    } else if bench.is_some() {
+        Kind::Bench
+    } else if ramp.is_some() {
+        Kind::Ramp
+    } else if sla.is_some() {
+        Kind::Sla
+    } else if summary.is_some() || !windows.is_empty() {
+        Kind::Load
+    } else {
+        return Err(LoadDirError::Empty(dir.to_path_buf()));
+    };
+    // An experiment's result carries the load summary too; prefer the file, fall back to it.
+    let summary = summary.or_else(|| run.as_ref().map(|r| r.load.clone()));
+    Ok(Results {
+        dir: dir.to_path_buf(),
+        kind,
+        run,
+        summary,
+        windows,
+        ramp,
+        sla,
+        cost,
+        bottleneck,
+        bench,
+        run_info,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_folder_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(dir.path()).unwrap_err();
+        assert!(matches!(e, LoadDirError::Empty(_)), "{e}");
+    }
+
+    #[test]
+    fn a_bench_folder_reads_its_subfolders() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ramp")).unwrap();
+        std::fs::create_dir_all(dir.path().join("sla")).unwrap();
+        std::fs::write(dir.path().join("bench.json"), r#"{"profile": "quick"}"#).unwrap();
+        std::fs::write(dir.path().join("ramp/ramp.json"), r#"{"steps": []}"#).unwrap();
+        std::fs::write(
+            dir.path().join("sla/sla.json"),
+            r#"{"checks": [{"metric": "ttft_p99_ms", "limit": 500, "actual": null, "passed": false}]}"#,
+        )
+        .unwrap();
+        let r = load(dir.path()).unwrap();
+        assert_eq!(r.kind, Kind::Bench);
+        assert!(r.ramp.is_some());
+        assert_eq!(r.sla.unwrap().checks[0].actual, None);
+    }
+
+    #[test]
+    fn a_broken_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sla.json"), "{not json").unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("sla.json"), "{e}");
+    }
+}

@@ -1,0 +1,178 @@
+//! One fault's life during a run: wait for its time, check the steady state, prepare, write the
+//! ledger, inject, verify, hold, restore.
+
+use crate::fault::exec::Hosts;
+use crate::fault::ledger::Entry;
+use crate::fault::{FaultContext, FaultSpec, pod_kill};
+use crate::runner::result::{FaultResult, FaultStatus};
+use crate::runner::shared::{Active, Shared};
+use crate::runner::spec::{self, Experiment, ScheduledFault};
+use crate::runner::watch::steady_state_problem;
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) async fn sleep_until_or_abort(shared: &Shared, at_s: f64) -> bool {
+    let at = shared.start + Duration::from_secs_f64(at_s.max(0.0));
+    tokio::select! {
+        _ = tokio::time::sleep_until(at.into()) => true,
+        _ = shared.abort.cancelled() => false,
+    }
+}
+
+/// One fault's life: wait, check steady state, prepare, ledger, inject, verify, wait, restore.
+pub(crate) async fn drive_fault(
+    shared: &Shared,
+    exp: &Experiment,
+    f: &ScheduledFault,
+    hosts: Arc<Hosts>,
+    run_id: &str,
+) {
+    let mut r = FaultResult {
+        id: f.id.clone(),
+        kind: f.spec.kind().to_string(),
+        action: spec::describe_fault(f, exp),
+        status: FaultStatus::Aborted,
+        reason: None,
+        scheduled_at_s: f.at.as_secs_f64(),
+        effective_s: None,
+        cleared_s: None,
+        verification: None,
+        analysis: None,
+        checks: vec![],
+    };
+    shared.set_result(r.clone());
+    if !sleep_until_or_abort(shared, f.at.as_secs_f64()).await {
+        r.reason = Some("the run was aborted before this fault".into());
+        shared.set_result(r);
+        return;
+    }
+    if let Some(ss) = &exp.steady_state
+        && let Some(problem) = steady_state_problem(shared, ss)
+    {
+        shared.event(
+            "skipped",
+            Some(&f.id),
+            format!("steady state does not hold: {problem}"),
+        );
+        r.status = FaultStatus::Skipped;
+        r.reason = Some(format!(
+            "not injected: the system was not in its steady state ({problem})"
+        ));
+        shared.set_result(r);
+        return;
+    }
+    let window = f.duration.unwrap_or(Duration::from_secs(60));
+    let mut ctx = FaultContext::new(
+        run_id,
+        &f.id,
+        hosts,
+        Utc::now() + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero()),
+    );
+    ctx.control = shared.control.clone();
+    ctx.kube = shared.kube.clone();
+    let ctx = Arc::new(ctx);
+    let undo = match f.spec.prepare(&ctx).await {
+        Ok(u) => u,
+        Err(e) => {
+            r.status = FaultStatus::Invalid;
+            r.reason = Some(format!("prepare failed: {e}"));
+            shared.event("inject_failed", Some(&f.id), e.to_string());
+            shared.set_result(r);
+            return;
+        }
+    };
+    // On disk before anything changes.
+    let entry = match Entry::new(&ctx, &f.spec, &undo) {
+        Ok(e) => e,
+        Err(e) => {
+            r.status = FaultStatus::Invalid;
+            r.reason = Some(format!("cannot describe the fault for the ledger: {e}"));
+            shared.set_result(r);
+            return;
+        }
+    };
+    if let Err(e) = shared.ledger.record_inject(&entry) {
+        r.status = FaultStatus::Invalid;
+        r.reason = Some(format!(
+            "not injected: the ledger could not be written: {e}"
+        ));
+        shared.set_result(r);
+        return;
+    }
+    shared.active.lock().await.push(Active {
+        id: f.id.clone(),
+        spec: f.spec.clone(),
+        ctx: ctx.clone(),
+        undo: undo.clone(),
+    });
+    shared.event("inject", Some(&f.id), r.action.clone());
+    if let Err(e) = f.spec.inject(&ctx, &undo).await {
+        r.status = FaultStatus::Invalid;
+        r.reason = Some(format!("inject failed: {e}"));
+        shared.event("inject_failed", Some(&f.id), e.to_string());
+        let _ = shared.restore(&f.id).await;
+        shared.set_result(r);
+        return;
+    }
+    match f.spec.verify(&ctx, &undo).await {
+        Ok(v) => {
+            r.effective_s = Some(shared.now_s());
+            shared.event("effective", Some(&f.id), format!("{v:?}"));
+            r.verification = Some(v);
+        }
+        Err(e) => {
+            r.status = FaultStatus::Invalid;
+            r.reason = Some(format!("the fault did not take effect: {e}"));
+            shared.event("verify_failed", Some(&f.id), e.to_string());
+            let _ = shared.restore(&f.id).await;
+            shared.set_result(r);
+            return;
+        }
+    }
+    r.status = FaultStatus::Pass;
+    shared.set_result(r.clone());
+    if f.duration.is_some() {
+        let end = f.end().as_secs_f64();
+        let completed = sleep_until_or_abort(shared, end).await;
+        // The fault clears when its restore begins (the first thing a restore does is undo the
+        // change; cancelling dead-man timers and bookkeeping come after).
+        let restore_started = shared.now_s();
+        match shared.restore(&f.id).await {
+            Ok(()) => r.cleared_s = Some(restore_started),
+            Err(e) => {
+                r.status = FaultStatus::Invalid;
+                r.reason = Some(format!("restore failed, left for `faultline recover`: {e}"));
+            }
+        }
+        if !completed {
+            r.status = FaultStatus::Aborted;
+            r.reason = Some("the run was aborted during this fault".into());
+        }
+    } else {
+        // One-shot: nothing to hold; restore bookkeeping right away. A pod kill is cleared when
+        // the replacements are Ready.
+        let _ = shared.restore(&f.id).await;
+        r.cleared_s = r.effective_s;
+        if let (FaultSpec::PodKill(_), Some(kube)) = (&f.spec, &shared.kube)
+            && let Ok(u) = serde_json::from_value::<pod_kill::Undo>(undo.clone())
+        {
+            let limit = exp
+                .load
+                .schedule
+                .duration()
+                .saturating_sub(Duration::from_secs_f64(shared.now_s()));
+            tokio::select! {
+                res = pod_kill::wait_recovered(kube, &u, limit) => match res {
+                    Ok(_) => {
+                        r.cleared_s = Some(shared.now_s());
+                        shared.event("replacements_ready", Some(&f.id), "as many pods Ready as before the kill");
+                    }
+                    Err(e) => shared.event("replacements_not_ready", Some(&f.id), e.to_string()),
+                },
+                _ = shared.abort.cancelled() => {}
+            }
+        }
+    }
+    shared.set_result(r);
+}
