@@ -6,12 +6,16 @@
 
 mod bench;
 mod bottleneck;
+mod cost;
+mod engine_bench;
 mod experiment;
 mod faults;
 mod load;
 mod nvsmi;
+mod ramp;
 mod report;
 mod sim;
+mod sla;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -46,12 +50,21 @@ enum Command {
     Recover(faults::RecoverArgs),
     /// Keep OpenAI-compatible streaming load on an endpoint (or the embedded sim) and measure it.
     Load(Box<load::LoadArgs>),
+    /// Ramp the load step by step until the cluster saturates; recommend an operating point.
+    Ramp(Box<ramp::RampArgs>),
+    /// Hold a rate and check latency/error SLAs (exit 1 on violation); --find searches the
+    /// highest rate that meets them.
+    Sla(Box<sla::SlaArgs>),
+    /// Cost per million output tokens for one configuration or a file of them.
+    Cost(cost::CostArgs),
+    /// The whole benchmark: warm-up, baseline, ramp, SLA at the recommended point, cost.
+    Bench(Box<bench::BenchArgs>),
     /// Build report.html, summary.md and junit.xml from a results folder.
     Report(report::ReportArgs),
     /// Run the simulated LLM serving cluster on a socket.
     Sim(sim::SimArgs),
     /// Measure the load engine's own ceiling against the sim's zero-latency mode.
-    EngineBench(bench::BenchArgs),
+    EngineBench(engine_bench::BenchArgs),
     /// The sim's nvidia-smi: query and set the compute mode of simulated GPUs.
     #[command(name = "nvidia-smi")]
     NvidiaSmi(nvsmi::NvsmiArgs),
@@ -77,9 +90,13 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => faults::restore(args),
         Command::Recover(args) => faults::recover(args),
         Command::Load(args) => load::run(*args),
+        Command::Ramp(args) => ramp::run(*args),
+        Command::Sla(args) => sla::run(*args),
+        Command::Cost(args) => cost::run(args),
+        Command::Bench(args) => bench::run(*args),
         Command::Report(args) => report::run(args),
         Command::Sim(args) => sim::run(args),
-        Command::EngineBench(args) => bench::run(args),
+        Command::EngineBench(args) => engine_bench::run(args),
         Command::NvidiaSmi(args) => nvsmi::run(args),
         Command::Bottleneck(args) => bottleneck::run(args),
     };

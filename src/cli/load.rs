@@ -14,8 +14,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Args, Debug)]
-pub struct LoadArgs {
+/// Where the load goes: an endpoint, or the embedded sim when none is given. Flattened into
+/// every command that sends load, so `load`, `ramp`, `sla` and `bench` take the same flags.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
     /// Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000). Without it, the
     /// embedded simulated cluster is started in-process and loaded.
     #[arg(long)]
@@ -32,6 +34,30 @@ pub struct LoadArgs {
     /// Do not send `stream_options.include_usage` (tokens are then counted from the stream).
     #[arg(long)]
     pub no_usage: bool,
+    /// Per-request timeout (whole request).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Connect timeout.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Environment variable holding the API key (sent as a bearer token, never printed).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub api_key_env: String,
+    /// Extra request header, "Name: value" (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// Embedded sim preset (when no --endpoint is given).
+    #[arg(long, default_value = "h100x4-70b")]
+    pub sim_preset: String,
+    /// Embedded sim configuration file (JSON), instead of a preset.
+    #[arg(long)]
+    pub sim_config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Requests per second (open-loop modes). Default 20.
     #[arg(long)]
     pub rate: Option<f64>,
@@ -68,18 +94,6 @@ pub struct LoadArgs {
     /// Seed for arrivals and request contents (a run with the same seed is the same run).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Per-request timeout (whole request).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Connect timeout.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
-    /// Environment variable holding the API key (sent as a bearer token, never printed).
-    #[arg(long, default_value = "OPENAI_API_KEY")]
-    pub api_key_env: String,
-    /// Extra request header, "Name: value" (repeatable).
-    #[arg(long = "header")]
-    pub headers: Vec<String>,
     /// Results folder (default results/load-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -89,15 +103,9 @@ pub struct LoadArgs {
     /// Window length for the time series.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub window: Duration,
-    /// Embedded sim preset (when no --endpoint is given).
-    #[arg(long, default_value = "h100x4-70b")]
-    pub sim_preset: String,
-    /// Embedded sim configuration file (JSON), instead of a preset.
-    #[arg(long)]
-    pub sim_config: Option<PathBuf>,
 }
 
-fn parse_api(s: &str) -> Result<Api, String> {
+pub(crate) fn parse_api(s: &str) -> Result<Api, String> {
     s.parse::<Api>().map_err(|e| e.to_string())
 }
 
@@ -109,7 +117,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
+pub(crate) fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
     if !v.is_finite() || v <= 0.0 {
         bail!("invalid value '{v}' for --{name}: must be a positive number");
     }
@@ -170,8 +178,32 @@ impl LoadArgs {
             None => Workload::parse_mix(&self.workload)?,
         })
     }
+}
 
-    fn headers(&self) -> anyhow::Result<Vec<(String, String)>> {
+/// A connected target: the checked client configuration (model resolved) and the embedded sim
+/// when one was started. Shut the sim down with [`Connected::close`] when done.
+pub(crate) struct Connected {
+    pub cfg: ClientConfig,
+    pub sim: Option<sim::SimHandle>,
+    /// What was loaded, for run files: the endpoint or "embedded sim (<preset>)".
+    pub label: String,
+}
+
+impl Connected {
+    pub async fn close(self) {
+        if let Some(sim) = self.sim {
+            sim.shutdown().await;
+        }
+    }
+
+    /// A fresh client whose run clock starts now (one per engine run).
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(self.cfg.clone(), Instant::now())?)
+    }
+}
+
+impl TargetArgs {
+    pub(crate) fn headers(&self) -> anyhow::Result<Vec<(String, String)>> {
         self.headers
             .iter()
             .map(|h| match h.split_once(':') {
@@ -183,7 +215,8 @@ impl LoadArgs {
             .collect()
     }
 
-    fn sim_config(&self) -> anyhow::Result<SimConfig> {
+    /// The embedded sim's configuration (a file or a preset).
+    pub(crate) fn sim_config(&self) -> anyhow::Result<SimConfig> {
         match &self.sim_config {
             Some(path) => Ok(SimConfig::load(path)?),
             None => SimConfig::preset(&self.sim_preset).with_context(|| {
@@ -195,73 +228,107 @@ impl LoadArgs {
             }),
         }
     }
+
+    /// Checks the flags that need no network (headers, API key, sim config); call before
+    /// anything starts so a typo costs nothing.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        self.headers()?;
+        ApiKey::from_env(&self.api_key_env)?;
+        if self.endpoint.is_none() {
+            self.sim_config()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the embedded sim if no endpoint was given, checks the endpoint answers and
+    /// resolves the model name. Must run inside the tokio runtime.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Connected> {
+        let headers = self.headers()?;
+        let api_key = ApiKey::from_env(&self.api_key_env)?;
+        let sim = match &self.endpoint {
+            Some(_) => None,
+            None => Some(
+                sim::start(
+                    self.sim_config()?,
+                    "127.0.0.1:0".parse().expect("a valid address"),
+                )
+                .await
+                .context("cannot start the embedded sim")?,
+            ),
+        };
+        let (base_url, label) = match (&self.endpoint, &sim) {
+            (Some(url), _) => (url.clone(), url.clone()),
+            (None, Some(s)) => (
+                format!("http://{}", s.addr),
+                format!(
+                    "embedded sim ({})",
+                    self.sim_config
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| self.sim_preset.clone())
+                ),
+            ),
+            (None, None) => unreachable!("the sim starts when no endpoint is given"),
+        };
+        let mut cfg = ClientConfig {
+            base_url,
+            api: self.api,
+            model: self.model.clone().unwrap_or_default(),
+            stream: !self.no_stream,
+            include_usage: !self.no_usage,
+            api_key,
+            headers,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+        };
+        let checked = async {
+            let models = Client::new(cfg.clone(), Instant::now())?.check().await?;
+            if cfg.model.is_empty() {
+                cfg.model = models
+                    .first()
+                    .cloned()
+                    .with_context(|| format!("{} lists no models; pass --model", cfg.base_url))?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        let connected = Connected { cfg, sim, label };
+        if let Err(e) = checked {
+            connected.close().await;
+            return Err(e);
+        }
+        Ok(connected)
+    }
+}
+
+/// Ctrl-C stops dispatching on `control` (requests in flight finish).
+pub(crate) fn stop_on_ctrl_c(control: &Arc<Control>) {
+    let control = control.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping: no new requests; waiting for those in flight");
+            control.stop();
+        }
+    });
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     // Check everything the user gave before anything starts.
     let schedule = args.schedule()?;
     let workload = args.workload()?;
-    let headers = args.headers()?;
-    let api_key = ApiKey::from_env(&args.api_key_env)?;
+    args.target.check()?;
     let window_s = args.window.as_secs_f64();
     let seed = args.seed.unwrap_or_else(rand::random);
-    let out_dir = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results").join(format!(
-            "load-{}",
-            chrono::Local::now().format("%Y%m%d-%H%M%S")
-        ))
-    });
-    let sim_config = match args.endpoint {
-        Some(_) => None,
-        None => Some(args.sim_config()?),
-    };
+    let out_dir = args.out.clone().unwrap_or_else(|| default_out("load"));
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let sim = match sim_config {
-            Some(cfg) => Some(
-                sim::start(cfg, "127.0.0.1:0".parse().expect("a valid address"))
-                    .await
-                    .context("cannot start the embedded sim")?,
-            ),
-            None => None,
-        };
-        let base_url = match (&args.endpoint, &sim) {
-            (Some(url), _) => url.clone(),
-            (None, Some(s)) => format!("http://{}", s.addr),
-            (None, None) => unreachable!("the sim starts when no endpoint is given"),
-        };
-        let mut cfg = ClientConfig {
-            base_url,
-            api: args.api,
-            model: args.model.clone().unwrap_or_default(),
-            stream: !args.no_stream,
-            include_usage: !args.no_usage,
-            api_key,
-            headers,
-            timeout: args.timeout,
-            connect_timeout: args.connect_timeout,
-        };
-        let probe = Client::new(cfg.clone(), Instant::now())?;
-        let models = probe.check().await?;
-        if cfg.model.is_empty() {
-            cfg.model = models.first().cloned().with_context(|| {
-                format!("{} lists no models; pass --model", cfg.base_url)
-            })?;
-        }
+        let target = args.target.connect().await?;
         let control = Arc::new(Control::default());
-        {
-            let control = control.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("\nstopping: no new requests; waiting for those in flight");
-                    control.stop();
-                }
-            });
-        }
-        write_run_info(&out_dir, &args, &cfg, &schedule, seed)?;
+        stop_on_ctrl_c(&control);
+        write_run_info(&out_dir, &args, &target, &schedule, seed)?;
         let tty = std::io::stderr().is_terminal() && !args.json;
         let total_s = schedule.duration().as_secs_f64();
-        let client = Client::new(cfg, Instant::now())?;
+        let client = target.client()?;
         let engine_cfg = EngineConfig {
             schedule,
             workload,
@@ -283,13 +350,12 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         })
-        .await?;
+        .await;
         if tty {
             eprintln!();
         }
-        if let Some(sim) = sim {
-            sim.shutdown().await;
-        }
+        target.close().await;
+        let out = out?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&out.summary)?);
         } else {
@@ -300,25 +366,34 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `results/<kind>-<timestamp>`: the default results folder of a command.
+pub(crate) fn default_out(kind: &str) -> PathBuf {
+    PathBuf::from("results").join(format!(
+        "{kind}-{}",
+        chrono::Local::now().format("%Y%m%d-%H%M%S")
+    ))
+}
+
 /// `run.json`: what was asked for, so a run can be understood and repeated. No secrets.
 fn write_run_info(
     dir: &std::path::Path,
     args: &LoadArgs,
-    cfg: &ClientConfig,
+    target: &Connected,
     schedule: &Schedule,
     seed: u64,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cfg = &target.cfg;
     let info = serde_json::json!({
         "started_at": chrono::Local::now().to_rfc3339(),
-        "endpoint": args.endpoint.clone().unwrap_or_else(|| format!("embedded sim ({})", args.sim_preset)),
+        "endpoint": target.label,
         "model": cfg.model,
         "api": format!("{:?}", cfg.api).to_lowercase(),
         "stream": cfg.stream,
         "schedule": format!("{schedule:?}").chars().take(2000).collect::<String>(),
         "workload": args.corpus.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| args.workload.clone()),
         "seed": seed,
-        "timeout_s": args.timeout.as_secs_f64(),
+        "timeout_s": args.target.timeout.as_secs_f64(),
         "api_key_sent": cfg.api_key.is_some(),
     });
     let path = dir.join("run.json");

@@ -3,10 +3,13 @@
 //! [`spec`] turns experiment and fault-definition files into checked values before anything
 //! runs; the driving loop builds on those.
 
+pub mod bench;
 mod drive;
 pub mod execute;
 pub mod probes;
+pub mod ramp;
 pub mod result;
 mod shared;
+pub mod sla;
 pub mod spec;
 mod watch;

@@ -10,6 +10,7 @@ mod netns;
 mod prometheus;
 mod report;
 mod runner;
+mod saturation;
 mod spec;
 mod sshd;
 mod truth;

@@ -1,0 +1,248 @@
+//! SLA checks: does a sustained run meet the latency and error limits a service promised?
+//!
+//! The aggregate checks compare the run's percentiles with the limits, as the article does
+//! (TTFT p99, ITL p99, error rate, optionally e2e p99). Aggregates can hide that a *share* of
+//! users got a bad experience, so there is also **goodput**: the share of requests that met
+//! every per-request limit. A request is *good* when its outcome is ok, its TTFT ≤ the TTFT
+//! limit, its e2e ≤ the e2e limit (when one is set) and its **mean** inter-token latency ≤ the
+//! ITL limit. Mean, not max: the ITL limit is a p99 over all gaps, and a single slow gap (one
+//! scheduler hiccup in a 500-token answer) would make a request "bad" far more strictly than the
+//! aggregate check judges the run; the per-request mean is the request's streaming speed (what
+//! DistServe calls TPOT), which is what a reader of the stream notices. Requests with no gaps
+//! (one token) pass the ITL part.
+//!
+//! A metric with no data (no request produced a TTFT, ...) is a FAIL with `actual: null`:
+//! "nothing measured" must never read as "0 ms, passed".
+//!
+//! `--find` searches the highest rate meeting the SLA by bisection: [`Bisection`] holds the
+//! highest passing and lowest failing rates and proposes the next trial.
+
+use crate::analysis::summary::Summary;
+use crate::load::record::RequestRecord;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SlaError {
+    #[error("invalid value '{value}' for {name}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: f64,
+        reason: &'static str,
+    },
+}
+
+/// The promised limits. Latencies in milliseconds, rates as fractions (0.001 = 0.1%).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlaLimits {
+    pub ttft_p99_ms: f64,
+    pub itl_p99_ms: f64,
+    pub max_error_rate: f64,
+    pub e2e_p99_ms: Option<f64>,
+    /// Lowest acceptable share of good requests; `None` = goodput is not checked.
+    pub goodput_min: Option<f64>,
+}
+
+impl SlaLimits {
+    pub fn check(&self) -> Result<(), SlaError> {
+        let bad = |name, value, reason| {
+            Err(SlaError::Invalid {
+                name,
+                value,
+                reason,
+            })
+        };
+        for (name, v) in [
+            ("--ttft-p99", self.ttft_p99_ms),
+            ("--itl-p99", self.itl_p99_ms),
+            ("--e2e-p99", self.e2e_p99_ms.unwrap_or(1.0)),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(name, v, "must be a positive duration");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.max_error_rate) {
+            return bad("--max-error-rate", self.max_error_rate, "must be in [0, 1]");
+        }
+        if let Some(g) = self.goodput_min
+            && !(0.0..=1.0).contains(&g)
+        {
+            return bad("--goodput-min", g, "must be in [0, 1]");
+        }
+        Ok(())
+    }
+
+    /// Whether one request met every per-request limit (see the module docs).
+    pub fn is_good(&self, r: &RequestRecord) -> bool {
+        let ms = |us: u64| us as f64 / 1000.0;
+        r.outcome.is_ok()
+            && r.ttft_us.is_some_and(|t| ms(t) <= self.ttft_p99_ms)
+            && (r.itl_count == 0 || ms(r.itl_mean_us) <= self.itl_p99_ms)
+            && self.e2e_p99_ms.is_none_or(|l| ms(r.e2e_us) <= l)
+    }
+}
+
+/// The share of `records` that met every per-request limit; `None` when there were none.
+pub fn goodput<'a>(
+    limits: &SlaLimits,
+    records: impl IntoIterator<Item = &'a RequestRecord>,
+) -> Option<f64> {
+    let (mut n, mut good) = (0u64, 0u64);
+    for r in records {
+        n += 1;
+        good += u64::from(limits.is_good(r));
+    }
+    (n > 0).then(|| good as f64 / n as f64)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// `ttft_p99_ms`, `itl_p99_ms`, `error_rate`, `e2e_p99_ms` or `goodput`.
+    pub metric: String,
+    pub limit: f64,
+    pub actual: Option<f64>,
+    pub passed: bool,
+}
+
+/// Every configured check against a run's summary and goodput.
+pub fn evaluate(limits: &SlaLimits, summary: &Summary, goodput: Option<f64>) -> Vec<Check> {
+    let at_most = |metric: &str, limit: f64, actual: Option<f64>| Check {
+        metric: metric.into(),
+        limit,
+        actual,
+        passed: actual.is_some_and(|a| a <= limit),
+    };
+    let mut checks = vec![
+        at_most("ttft_p99_ms", limits.ttft_p99_ms, summary.ttft_ms.p99),
+        at_most("itl_p99_ms", limits.itl_p99_ms, summary.itl_ms.p99),
+        at_most("error_rate", limits.max_error_rate, summary.error_rate),
+    ];
+    if let Some(l) = limits.e2e_p99_ms {
+        checks.push(at_most("e2e_p99_ms", l, summary.e2e_ms.p99));
+    }
+    if let Some(min) = limits.goodput_min {
+        checks.push(Check {
+            metric: "goodput".into(),
+            limit: min,
+            actual: goodput,
+            passed: goodput.is_some_and(|g| g >= min),
+        });
+    }
+    checks
+}
+
+pub fn failed_metrics(checks: &[Check]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.metric.clone())
+        .collect()
+}
+
+/// One trial of `--find`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    pub rate: f64,
+    pub duration_s: f64,
+    pub passed: bool,
+    pub failed_metrics: Vec<String>,
+    pub checks: Vec<Check>,
+    pub out_dir: String,
+}
+
+/// `sla.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlaResult {
+    pub rate: f64,
+    pub duration_s: f64,
+    pub limits: SlaLimits,
+    pub checks: Vec<Check>,
+    pub passed: bool,
+    pub failed_metrics: Vec<String>,
+    pub summary: Summary,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<Trial>,
+    pub max_rate_meeting_sla: Option<f64>,
+}
+
+/// Bisection over rate for the highest rate that meets the SLA. The search first tries both
+/// ends (`from` failing means no rate in range meets it; `to` passing means the answer is at
+/// least `to`), then halves the gap until it is within `precision` (relative to the passing
+/// rate) or `max_trials` ran.
+#[derive(Clone, Debug)]
+pub struct Bisection {
+    from: f64,
+    to: f64,
+    precision: f64,
+    max_trials: usize,
+    pass: Option<f64>,
+    fail: Option<f64>,
+    trials: usize,
+}
+
+impl Bisection {
+    pub fn new(from: f64, to: f64, precision: f64, max_trials: usize) -> Result<Self, SlaError> {
+        if !(from.is_finite() && from > 0.0) {
+            return Err(SlaError::Invalid {
+                name: "--find-from",
+                value: from,
+                reason: "must be positive",
+            });
+        }
+        if !(to.is_finite() && to > from) {
+            return Err(SlaError::Invalid {
+                name: "--find-to",
+                value: to,
+                reason: "must be above --find-from",
+            });
+        }
+        if !(precision > 0.0 && precision < 1.0) {
+            return Err(SlaError::Invalid {
+                name: "--precision",
+                value: precision,
+                reason: "must be in (0, 1), a fraction of the rate",
+            });
+        }
+        Ok(Bisection {
+            from,
+            to,
+            precision,
+            max_trials: max_trials.max(2),
+            pass: None,
+            fail: None,
+            trials: 0,
+        })
+    }
+
+    /// The next rate to try, or `None` when the search is over.
+    pub fn next(&self) -> Option<f64> {
+        if self.trials >= self.max_trials {
+            return None;
+        }
+        match (self.pass, self.fail) {
+            (None, None) => Some(self.from),
+            (None, Some(_)) => None, // the lowest rate already failed
+            (Some(p), None) if p >= self.to => None,
+            (Some(_), None) => Some(self.to),
+            (Some(p), Some(f)) if (f - p) / p <= self.precision => None,
+            (Some(p), Some(f)) => Some((p + f) / 2.0),
+        }
+    }
+
+    pub fn record(&mut self, rate: f64, passed: bool) {
+        self.trials += 1;
+        if passed {
+            self.pass = Some(self.pass.map_or(rate, |p| p.max(rate)));
+        } else {
+            self.fail = Some(self.fail.map_or(rate, |f| f.min(rate)));
+        }
+    }
+
+    /// The highest rate that passed.
+    pub fn best(&self) -> Option<f64> {
+        self.pass
+    }
+}
+
+#[cfg(test)]
+#[path = "sla_tests.rs"]
+mod tests;
