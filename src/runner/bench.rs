@@ -129,11 +129,29 @@ pub struct BenchOutput {
     pub cost: Option<CostTable>,
 }
 
-/// TODO(bottleneck): the bottleneck analysis (`crate::analysis::bottleneck`, built on another
-/// branch) plugs in here: given the ramp (its steps' time ranges) and the Prometheus URL, say
-/// which component saturated first. Its report is stored as `bench.json`'s `bottleneck`.
-pub fn after_ramp(_ramp: &RampResult, _prometheus: Option<&str>) -> Option<serde_json::Value> {
-    None
+/// Which component saturated first during the ramp, from Prometheus (when one was given):
+/// writes `bottleneck.json` into `dir` and returns the report for `bench.json`. A Prometheus
+/// that cannot be asked is a note, not a failed bench: the load numbers stand on their own.
+pub async fn after_ramp(
+    window: crate::analysis::bottleneck::Window,
+    prometheus: Option<&str>,
+    dir: &std::path::Path,
+    notes: &mut Vec<String>,
+) -> Option<serde_json::Value> {
+    use crate::analysis::bottleneck;
+    let url = prometheus?;
+    match bottleneck::analyze(url, window, &bottleneck::default_signals()).await {
+        Ok(report) => {
+            if let Err(e) = report.write(dir) {
+                notes.push(format!("bottleneck analysis not written: {e}"));
+            }
+            serde_json::to_value(&report).ok()
+        }
+        Err(e) => {
+            notes.push(format!("no bottleneck analysis: {e}"));
+            None
+        }
+    }
 }
 
 pub async fn run(
@@ -197,6 +215,7 @@ pub async fn run(
 
     // 3. Ramp.
     on_event(BenchEvent::PhaseStarted { name: "ramp" });
+    let ramp_started = chrono::Utc::now();
     let t = Instant::now();
     let ramp_plan = RampPlan {
         loads: ramp::rate_steps(p.ramp_from, p.ramp_to, p.ramp_step)?,
@@ -235,7 +254,17 @@ pub async fn run(
     })
     .await?;
     timed("ramp", t, &mut on_event);
-    let bottleneck = after_ramp(&ramp, plan.prometheus.as_deref());
+    let ramp_window = crate::analysis::bottleneck::Window {
+        start: ramp_started,
+        end: chrono::Utc::now(),
+    };
+    let bottleneck = after_ramp(
+        ramp_window,
+        plan.prometheus.as_deref(),
+        &plan.out_dir,
+        &mut notes,
+    )
+    .await;
     if ramp.recommended_is_extrapolated {
         notes.push(format!(
             "the ramp never saturated up to {} req/s; the SLA rate is {:.0}% of the highest tested rate",
@@ -380,9 +409,42 @@ async fn engine_phase(
 mod tests {
     use super::*;
 
-    #[test]
-    fn after_ramp_hook_reports_nothing_until_wired() {
-        let r = crate::analysis::saturation::analyze(vec![], Criteria::default(), 0.7, false);
-        assert_eq!(after_ramp(&r, None), None);
+    #[tokio::test]
+    async fn without_prometheus_there_is_no_bottleneck_and_no_note() {
+        let now = chrono::Utc::now();
+        let window = crate::analysis::bottleneck::Window {
+            start: now - chrono::Duration::seconds(60),
+            end: now,
+        };
+        let mut notes = vec![];
+        let dir = std::env::temp_dir();
+        assert_eq!(after_ramp(window, None, &dir, &mut notes).await, None);
+        assert!(notes.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_prometheus_gives_signals_in_error_and_no_primary() {
+        let now = chrono::Utc::now();
+        let window = crate::analysis::bottleneck::Window {
+            start: now - chrono::Duration::seconds(60),
+            end: now,
+        };
+        let mut notes = vec![];
+        let dir = tempfile_dir();
+        let got = after_ramp(window, Some("http://127.0.0.1:9"), &dir, &mut notes)
+            .await
+            .expect("a report, with every signal in error");
+        assert!(got["primary"].is_null(), "{got}");
+        let signals = got["signals"].as_array().unwrap();
+        assert!(!signals.is_empty());
+        assert!(signals.iter().all(|s| s["status"] == "error"), "{got}");
+        assert!(dir.join("bottleneck.json").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("faultline-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 }
