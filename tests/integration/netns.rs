@@ -417,7 +417,18 @@ analysis:
     );
 
     // Before and after: clean.
-    assert_eq!(a.pre.requests, 16, "4 req/s over windows 2–5");
+    // The baseline is the warm-up's end to the fault, less the requests' end-to-end p99 (whole
+    // windows): 4 req/s over each of its windows.
+    assert!(
+        a.pre.from_s == 2.0 && a.pre.to_s <= 6.0 && a.pre.to_s >= 4.0,
+        "{:?}",
+        (a.pre.from_s, a.pre.to_s)
+    );
+    assert_eq!(
+        a.pre.requests as f64,
+        4.0 * (a.pre.to_s - a.pre.from_s),
+        "4 req/s over the baseline's windows"
+    );
     assert_eq!(a.pre.errors, 0, "pre");
     assert!(a.recovery.requests >= 24, "{} after", a.recovery.requests);
     assert_eq!(a.recovery.errors, 0, "recovery");
