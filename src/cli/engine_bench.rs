@@ -64,7 +64,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the sim process")?;
     let sim_pid = child.id().to_string();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().context("sim has no stdout")?).read_line(&mut line)?;
+    let mut out = BufReader::new(child.stdout.take().context("sim has no stdout")?);
+    out.read_line(&mut line)?;
+    // Keep draining what the sim prints after its address, so it never writes into a closed
+    // pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let Some(url) = line
         .trim()
         .strip_prefix("listening on ")

@@ -3,6 +3,7 @@
 use crate::sim::{self, SimConfig};
 use anyhow::Context;
 use clap::Args;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,16 +69,20 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                     .context("cannot start the sim's Kubernetes API")?,
             )
         };
-        // Scripts read the first line to find the port.
-        println!("listening on http://{}", handle.addr);
-        println!("state dir {}", handle.state_dir().display());
+        // Scripts read the first line to find the port. A reader that went away is not a
+        // reason to stop serving, so write errors are ignored.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "listening on http://{}", handle.addr);
+        let _ = writeln!(out, "state dir {}", handle.state_dir().display());
         if let Some(k) = &kube {
-            println!(
+            let _ = writeln!(
+                out,
                 "kubeconfig {} (API on http://{})",
                 k.kubeconfig.display(),
                 k.addr
             );
         }
+        let _ = out.flush();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
