@@ -6,8 +6,8 @@ use chrono::Utc;
 use faultline::analysis::bottleneck::{self, BottleneckReport, Status, Window};
 use faultline::analysis::prometheus::{PromClient, PromError};
 use faultline::load::client::{Api, Client, ClientConfig};
-use faultline::load::engine::{self, Control, EngineConfig};
-use faultline::load::schedule::{ArrivalProcess, RateShape, Schedule};
+use faultline::load::engine::Control;
+use faultline::load::schedule::ArrivalProcess;
 use faultline::load::workload::Workload;
 use faultline::sim::{self, SimConfig, SimHandle};
 use std::net::{SocketAddr, TcpListener};
@@ -194,30 +194,39 @@ fn assert_in_range(report: &BottleneckReport) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn saturating_load_names_kv_cache_or_queue_primary_and_unexposed_nvlink_missing() {
+async fn ramp_to_saturation_names_kv_cache_or_queue_primary_and_unexposed_nvlink_missing() {
+    use faultline::runner::ramp::{self, RampPlan, StepLoad};
     let (sim, prom) = sim_and_prometheus().await;
     let dir = tempfile::tempdir().unwrap();
     let start = Utc::now();
-    // ~40 req/s is the preset's saturation point: 70 req/s fills the KV cache and the queue.
-    let out = engine::run(
-        EngineConfig {
-            schedule: Schedule::Open {
-                shape: RateShape::Fixed(70.0),
-                process: ArrivalProcess::Poisson,
-                duration: Duration::from_secs(25),
-                max_in_flight: None,
-            },
+    // A ramp while Prometheus scrapes: ~40 req/s is the preset's saturation point, so the last
+    // step (70 req/s) fills the KV cache and the queue.
+    let cfg = client_for(sim.addr).config().clone();
+    let ramp = ramp::run(
+        RampPlan {
+            loads: vec![
+                StepLoad::Rate(20.0),
+                StepLoad::Rate(45.0),
+                StepLoad::Rate(70.0),
+            ],
+            step_duration: Duration::from_secs(9),
+            arrival: ArrivalProcess::Poisson,
             workload: Workload::default_mix(),
             seed: 7,
             window_s: 1.0,
+            criteria: Default::default(),
+            fraction: 0.7,
+            early_stop: false,
             out_dir: dir.path().to_path_buf(),
         },
-        client_for(sim.addr),
+        &cfg,
         Arc::new(Control::default()),
-        |_, _| {},
+        |_| {},
     )
     .await
     .unwrap();
+    assert!(ramp.saturation.is_some(), "the ramp saturated the sim");
+    let last = &ramp.steps.last().unwrap().summary;
     let end = Utc::now();
     // The last second's scrape lands.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -231,15 +240,17 @@ async fn saturating_load_names_kv_cache_or_queue_primary_and_unexposed_nvlink_mi
     sim.shutdown().await;
     eprintln!(
         "load: {} requests, {} errors, {:.1} req/s achieved",
-        out.summary.requests, out.summary.errors, out.summary.achieved_rate
+        last.requests, last.errors, last.achieved_rate
     );
     print(&report);
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
 
     assert!(
-        out.summary.errors > 0,
+        last.errors > 0,
         "70 req/s should overload the sim (queue timeouts); is the load reaching it?"
     );
+    // The ramp's steps are what the window covered.
+    assert_eq!(ramp.steps.len(), 3);
     for name in ["kv_cache", "queue_depth", "gpu_compute", "gpu_memory_bw"] {
         let s = report.signal(name).unwrap();
         assert_eq!(s.status, Status::Ok, "{name}: {:?}", s.detail);
