@@ -94,6 +94,26 @@ fn y_range(max: f64) -> std::ops::Range<f64> {
     0.0..top
 }
 
+/// Draws the series legend in the house style, at `position`.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    title: &str,
+) -> Result<(), ChartError>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(AXIS)
+        .label_font((FONT, 12).into_font().color(&MUTED))
+        .draw()
+        .map_err(draw_err(title))
+}
+
 fn caption_style() -> TextStyle<'static> {
     (FONT, 18).into_font().color(&INK)
 }

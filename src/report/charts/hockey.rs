@@ -4,8 +4,8 @@
 //! we take" without reading the table.
 
 use super::{
-    AXIS, BLUE, ChartError, FONT, GRID, HEIGHT, INK, MUTED, ORANGE, PURPLE, RED_, WIDTH,
-    caption_style, draw_err, finish, label_style, no_data, y_range,
+    AXIS, BLUE, ChartError, FONT, GRID, HEIGHT, INK, ORANGE, PURPLE, RED_, WIDTH, caption_style,
+    draw_err, finish, label_style, legend, no_data, y_range,
 };
 use plotters::prelude::*;
 
@@ -116,14 +116,7 @@ pub fn hockey(
                 )))
                 .map_err(&err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(AXIS)
-            .label_font((FONT, 12).into_font().color(&MUTED))
-            .draw()
-            .map_err(&err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, title)?;
         root.present().map_err(&err)?;
     }
     Ok(finish(svg, title))

@@ -2,8 +2,8 @@
 //! away from the median as the load grows, which the hockey stick's two lines only hint at.
 
 use super::{
-    AXIS, BLUE, ChartError, FONT, GRID, HEIGHT, MUTED, ORANGE, RED_, WIDTH, caption_style,
-    draw_err, finish, label_style, no_data, y_range,
+    AXIS, BLUE, ChartError, GRID, HEIGHT, ORANGE, RED_, WIDTH, caption_style, draw_err, finish,
+    label_style, legend, no_data, y_range,
 };
 use plotters::prelude::*;
 
@@ -68,14 +68,7 @@ pub fn step_percentiles(
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(&err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(AXIS)
-            .label_font((FONT, 12).into_font().color(&MUTED))
-            .draw()
-            .map_err(&err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, title)?;
         root.present().map_err(&err)?;
     }
     Ok(finish(svg, title))

@@ -3,8 +3,8 @@
 //! fault bit, how hard, and when the system came back.
 
 use super::{
-    AXIS, BLUE, ChartError, FONT, GREEN, GRID, HEIGHT, INK, MUTED, ORANGE, RED_, WIDTH,
-    caption_style, draw_err, finish, label_style, no_data, y_range,
+    AXIS, BLUE, ChartError, FONT, GREEN, GRID, HEIGHT, INK, ORANGE, RED_, WIDTH, caption_style,
+    draw_err, finish, label_style, legend, no_data, y_range,
 };
 use plotters::prelude::*;
 
@@ -181,14 +181,7 @@ pub fn timeline(
                     .map_err(&err)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(AXIS)
-            .label_font((FONT, 12).into_font().color(&MUTED))
-            .draw()
-            .map_err(&err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, title)?;
         root.present().map_err(&err)?;
     }
     Ok(finish(svg, title))
