@@ -52,10 +52,7 @@ fn draw_err<E: std::fmt::Display>(chart: &str) -> impl Fn(E) -> ChartError + '_ 
 /// `xmlns` attribute (a URL, though never fetched) is dropped, and the chart gets a class and
 /// an accessible name.
 fn finish(svg: String, title: &str) -> String {
-    let title = title
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('"', "&quot;");
+    let title = super::html::esc(title);
     svg.replacen(
         " xmlns=\"http://www.w3.org/2000/svg\"",
         &format!(" class=\"chart\" role=\"img\" aria-label=\"{title}\""),
