@@ -123,3 +123,78 @@ fn api_key_never_reaches_output_or_results() {
     }
     assert!(!all.contains(secret), "the API key leaked");
 }
+
+#[test]
+fn inject_by_hand_stays_until_restored_and_is_listed_by_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("on");
+    let ledger = dir.path().join("ledger.jsonl");
+    let ledger = ledger.to_str().unwrap();
+    let sets = [
+        "hosts=[local]".to_string(),
+        format!("inject=touch '{}'", flag.display()),
+        format!("verify=test -f '{}'", flag.display()),
+        format!("restore=rm -f '{}'", flag.display()),
+    ];
+    let mut args = vec!["inject", "ssh-command", "--ledger", ledger];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let (code, out, err) = faultline(&args);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_string();
+    assert!(id.starts_with("ssh-command-"), "{out}");
+    assert!(flag.exists(), "in effect");
+
+    let (code, out, _) = faultline(&["status", "--ledger", ledger]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id), "{out}");
+
+    let (code, out, err) = faultline(&["restore", &id, "--ledger", ledger]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("restored"), "{out}");
+    assert!(!flag.exists(), "restored");
+    let (_, out, _) = faultline(&["status", "--ledger", ledger]);
+    assert!(out.contains("no faults in effect"), "{out}");
+}
+
+#[test]
+fn inject_with_for_restores_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("on");
+    let ledger = dir.path().join("ledger.jsonl");
+    let sets = [
+        "hosts=[local]".to_string(),
+        format!("inject=touch '{}'", flag.display()),
+        format!("restore=rm -f '{}'", flag.display()),
+    ];
+    let mut args = vec![
+        "inject",
+        "ssh-command",
+        "--for",
+        "1s",
+        "--ledger",
+        ledger.to_str().unwrap(),
+    ];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let (code, _, err) = faultline(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("restored"), "{err}");
+    assert!(!flag.exists());
+    let (_, out, _) = faultline(&["status", "--ledger", ledger.to_str().unwrap()]);
+    assert!(out.contains("no faults in effect"), "{out}");
+}
+
+#[test]
+fn inject_names_a_host_it_cannot_reach() {
+    let (code, _, err) = faultline(&[
+        "inject",
+        "gpu-lockout",
+        "--set",
+        "targets=[{host: node-7, gpus: [2]}]",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--host node-7=ssh:"), "{err}");
+}
