@@ -444,7 +444,13 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         }
         let pre = (warmup_s, baseline_end);
         let a = phases::analyze(&windows, &timing, pre, end.min(load_end), &cfg, &signals);
-        r.checks = result::check(&exp.criteria, &a);
+        let criteria = exp
+            .timeline
+            .iter()
+            .find(|f| f.id == r.id)
+            .and_then(|f| f.criteria.as_ref())
+            .unwrap_or(&exp.criteria);
+        r.checks = result::check(criteria, &a);
         if r.status == FaultStatus::Pass && r.checks.iter().any(|c| !c.passed) {
             r.status = FaultStatus::Failed;
         }

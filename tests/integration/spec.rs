@@ -96,6 +96,25 @@ fn game_day_runs_the_faults_one_after_another() {
         ]
     );
     assert!(exp.load.schedule.duration().as_secs() <= 300);
+    // A fault's own criteria replace the experiment's for it, and only for it.
+    assert!(exp.criteria.max_detection.is_some());
+    let spike = exp
+        .timeline
+        .iter()
+        .find(|f| f.id == "load-spike-2x")
+        .unwrap();
+    let own = spike
+        .criteria
+        .as_ref()
+        .expect("the spike has its own criteria");
+    assert_eq!(own.max_detection, None);
+    assert_eq!(own.max_error_rate_during, Some(0.2));
+    assert!(
+        exp.timeline
+            .iter()
+            .filter(|f| f.id != "load-spike-2x")
+            .all(|f| f.criteria.is_none())
+    );
 }
 
 #[test]

@@ -81,13 +81,7 @@ pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
     let criteria = spec
         .criteria
         .as_ref()
-        .map(|c| Criteria {
-            max_detection: c.max_detection.map(|d| d.0),
-            max_recovery: c.max_recovery.map(|d| d.0),
-            max_error_rate_during: c.max_error_rate_during,
-            max_ttft_p99_increase: c.max_ttft_p99_increase,
-            must_recover: c.must_recover,
-        })
+        .map(criteria_from)
         .unwrap_or(Criteria {
             max_detection: None,
             max_recovery: None,
@@ -335,4 +329,15 @@ fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
         workload,
         seed: l.seed,
     })
+}
+
+/// The checked form of a `criteria` section (the experiment's, or a fault entry's own).
+pub(super) fn criteria_from(c: &super::raw::CriteriaSpec) -> Criteria {
+    Criteria {
+        max_detection: c.max_detection.map(|d| d.0),
+        max_recovery: c.max_recovery.map(|d| d.0),
+        max_error_rate_during: c.max_error_rate_during,
+        max_ttft_p99_increase: c.max_ttft_p99_increase,
+        must_recover: c.must_recover,
+    }
 }

@@ -92,6 +92,8 @@ pub struct ScheduledFault {
     pub at: Duration,
     /// The fault's window; `None` for one-shot kinds (pod-kill) given without one.
     pub duration: Option<Duration>,
+    /// This fault's own sign-off criteria, replacing the experiment's.
+    pub criteria: Option<Criteria>,
     pub source: FaultSource,
 }
 

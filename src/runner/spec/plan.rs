@@ -240,20 +240,12 @@ pub fn plan(exp: &Experiment) -> String {
             }
         };
     }
-    let c = &exp.criteria;
-    let _ = writeln!(o, "\ncriteria:");
-    let opt = |d: Option<Duration>| d.map_or("-".to_string(), |d| hd(d).to_string());
-    let _ = writeln!(
-        o,
-        "  detection ≤ {}, recovery ≤ {}, error rate during ≤ {}, TTFT p99 increase ≤ {}, must recover: {}",
-        opt(c.max_detection),
-        opt(c.max_recovery),
-        c.max_error_rate_during
-            .map_or("-".into(), |x| x.to_string()),
-        c.max_ttft_p99_increase
-            .map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
-        c.must_recover
-    );
+    let _ = writeln!(o, "\ncriteria:\n  {}", criteria_line(&exp.criteria));
+    for f in &exp.timeline {
+        if let Some(c) = &f.criteria {
+            let _ = writeln!(o, "  for '{}' instead: {}", f.id, criteria_line(c));
+        }
+    }
     let a = &exp.analysis;
     let _ = writeln!(
         o,
@@ -268,4 +260,18 @@ pub fn plan(exp: &Experiment) -> String {
             .map_or("end of load".to_string(), |d| hd(d).to_string())
     );
     o
+}
+
+fn criteria_line(c: &super::model::Criteria) -> String {
+    let opt = |d: Option<Duration>| d.map_or("-".to_string(), |d| hd(d).to_string());
+    format!(
+        "detection ≤ {}, recovery ≤ {}, error rate during ≤ {}, TTFT p99 increase ≤ {}, must recover: {}",
+        opt(c.max_detection),
+        opt(c.max_recovery),
+        c.max_error_rate_during
+            .map_or("-".into(), |x| x.to_string()),
+        c.max_ttft_p99_increase
+            .map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+        c.must_recover
+    )
 }

@@ -149,6 +149,10 @@ pub struct FaultEntrySpec {
     pub duration: Option<Dur>,
     #[serde(default)]
     pub repeat: Option<RepeatSpec>,
+    /// Replaces the experiment's sign-off criteria for this fault (e.g. no detection limit for
+    /// a load spike, which is not a failure to detect).
+    #[serde(default)]
+    pub criteria: Option<CriteriaSpec>,
 }
 
 #[derive(Debug, Deserialize)]

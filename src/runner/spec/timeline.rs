@@ -63,6 +63,7 @@ struct Resolved {
     id: String,
     spec: FaultSpec,
     definition: Option<(String, PathBuf)>,
+    criteria: Option<super::model::Criteria>,
 }
 
 fn resolve(
@@ -138,6 +139,7 @@ fn resolve(
         id,
         spec,
         definition,
+        criteria: e.criteria.as_ref().map(super::check::criteria_from),
     })
 }
 
@@ -283,6 +285,7 @@ pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
                 spec: r.spec.clone(),
                 at: occ,
                 duration,
+                criteria: r.criteria.clone(),
                 source: FaultSource {
                     entry: doc.locate(&[Seg::key("faults"), Seg::Index(r.index)]),
                     definition: r.definition.clone(),
