@@ -61,8 +61,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Which OpenAI endpoint to speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which OpenAI endpoint to speak (`completions` or `chat` in files and flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Api {
     /// `/v1/completions` with a `prompt`.
     Completions,

@@ -8,13 +8,13 @@ use crate::fault::exec::{HostSpec, Hosts, SshSpec};
 use crate::fault::kube_target::{KubeSpec, KubeTarget};
 use crate::fault::ledger::Ledger;
 use crate::fault::{FaultContext, FaultSpec};
-use crate::load::client::{Api, ApiKey, Client, ClientConfig};
+use crate::load::client::{ApiKey, Client, ClientConfig};
 use crate::load::engine::{self, Control, EngineConfig};
 use crate::load::recorder::{Progress, read_windows};
 use crate::runner::drive::drive_fault;
 use crate::runner::result::{self, FaultStatus, RunResult, Status};
 use crate::runner::shared::Shared;
-use crate::runner::spec::{self, ApiKind, Experiment, ScheduledFault, Target};
+use crate::runner::spec::{self, Experiment, ScheduledFault, Target};
 use crate::runner::watch::{run_probe, watch_stop_conditions};
 use crate::sim;
 use chrono::Utc;
@@ -66,13 +66,6 @@ pub struct RunOptions {
     /// The faultline binary the embedded sim's `nvidia-smi` wrapper calls (default: this
     /// executable; tests point it at the built binary).
     pub faultline_bin: Option<PathBuf>,
-}
-
-fn api_of(kind: &ApiKind) -> Api {
-    match kind {
-        ApiKind::Completions => Api::Completions,
-        ApiKind::Chat => Api::Chat,
-    }
 }
 
 /// `~/...` as the shell would expand it (ssh does not expand it in `-i` arguments).
@@ -155,7 +148,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
                 Some(handle),
                 url,
                 config.model.clone(),
-                api_of(api),
+                *api,
                 *timeout,
                 None,
             )
@@ -172,7 +165,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
                 Some(var) => ApiKey::from_env(var)?,
                 None => None,
             };
-            (None, url.clone(), model.clone(), api_of(api), *timeout, key)
+            (None, url.clone(), model.clone(), *api, *timeout, key)
         }
     };
     let bound;

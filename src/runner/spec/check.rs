@@ -113,7 +113,8 @@ pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
 
 fn target(t: &TargetSpec, doc: &Doc) -> Result<Target, SpecError> {
     let at = |k: &[&str]| doc.locate(&keys(k));
-    let api = t.api.unwrap_or_default();
+    // Experiments default to chat: it is what serving teams put in front of users.
+    let api = t.api.unwrap_or(super::raw::Api::Chat);
     let timeout = t.timeout.map(|d| d.0);
     match (&t.sim, &t.endpoint) {
         (Some(_), Some(_)) => Err(SpecError::invalid(

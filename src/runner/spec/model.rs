@@ -13,7 +13,7 @@ use crate::sim::SimConfig;
 
 use super::error::Location;
 pub use super::raw::{
-    ApiKind, CommandProbe, HostSpec as Host, HttpProbe, KubeReadyProbe, PrometheusProbe, Sequence,
+    Api, CommandProbe, HostSpec as Host, HttpProbe, KubeReadyProbe, PrometheusProbe, Sequence,
     SshSpec,
 };
 
@@ -45,13 +45,13 @@ pub enum Target {
     Sim {
         preset: String,
         config: SimConfig,
-        api: ApiKind,
+        api: Api,
         timeout: Option<Duration>,
     },
     Endpoint {
         url: String,
         model: String,
-        api: ApiKind,
+        api: Api,
         timeout: Option<Duration>,
         /// Name of the environment variable holding the API key (read at run time).
         api_key_env: Option<String>,

@@ -60,7 +60,7 @@ pub struct TargetSpec {
     #[serde(default)]
     pub model: Option<String>,
     #[serde(default)]
-    pub api: Option<ApiKind>,
+    pub api: Option<Api>,
     #[serde(default)]
     pub timeout: Option<Dur>,
     #[serde(default)]
@@ -69,13 +69,8 @@ pub struct TargetSpec {
     pub headers: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApiKind {
-    Completions,
-    #[default]
-    Chat,
-}
+/// The API is parsed straight into the client's own type.
+pub use crate::load::client::Api;
 
 /// Hosts are parsed straight into the fault layer's own type (it is what the ledger records).
 pub use crate::fault::exec::{HostSpec, SshSpec};
