@@ -7,6 +7,7 @@ use crate::analysis::saturation::{Criteria, RampResult, Reason};
 use crate::load::engine::Control;
 use crate::load::schedule::ArrivalProcess;
 use crate::load::workload::Workload;
+use crate::report::fmt::ms;
 use crate::runner::ramp::{self, RampEvent, RampPlan, StepLoad};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -234,11 +235,6 @@ pub(crate) async fn run_ramp(
     })
     .await?;
     Ok(result)
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.0} ms"))
-        .unwrap_or_else(|| "-".into())
 }
 
 pub(crate) fn reason_name(r: Reason) -> &'static str {

@@ -1,13 +1,9 @@
 //! `summary.md`: the experiment's result for people, readable on GitHub or in a launch review.
 
+use crate::report::fmt::{ms, pct};
 use crate::report::table::{FAILURE_HEADER, failure_row};
 use crate::runner::result::RunResult;
 use std::fmt::Write;
-
-fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.0} ms"))
-        .unwrap_or_else(|| "-".into())
-}
 
 pub fn experiment(r: &RunResult) -> String {
     let mut out = String::new();
@@ -22,10 +18,7 @@ pub fn experiment(r: &RunResult) -> String {
         r.started_at,
         r.load.requests,
         r.load.achieved_rate,
-        r.load
-            .error_rate
-            .map(|e| format!("{:.2}%", e * 100.0))
-            .unwrap_or_else(|| "-".into()),
+        pct(r.load.error_rate),
         ms(r.load.ttft_ms.p50),
         ms(r.load.ttft_ms.p99),
         r.load.output_tok_s,
@@ -58,9 +51,7 @@ pub fn experiment(r: &RunResult) -> String {
                     p.from_s,
                     p.to_s,
                     p.requests,
-                    p.error_rate
-                        .map(|e| format!("{:.2}%", e * 100.0))
-                        .unwrap_or_else(|| "-".into()),
+                    pct(p.error_rate),
                     ms(p.ttft_ms.p50),
                     ms(p.ttft_ms.p99),
                     ms(p.itl_ms.p99),

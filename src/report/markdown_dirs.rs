@@ -4,17 +4,8 @@
 use super::inputs::num;
 use super::load_dir::Results;
 use super::table::summary_table;
+use crate::report::fmt::{ms, pct};
 use std::fmt::Write;
-
-fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.0} ms"))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn pct(v: Option<f64>) -> String {
-    v.map(|v| format!("{:.2}%", v * 100.0))
-        .unwrap_or_else(|| "-".into())
-}
 
 /// Markdown cells must not break the table.
 fn cell(s: &str) -> String {

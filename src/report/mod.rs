@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod charts;
+pub mod fmt;
 pub mod html;
 pub mod inputs;
 pub mod junit;
