@@ -391,22 +391,14 @@ pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverRe
             .deadman_at(entry.deadline)
             .is_some_and(|at| Utc::now() > at)
             && entry.spec.verify(&ctx, &entry.undo).await.is_err();
-        let mut wait = opts.backoff;
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            match entry.spec.restore(&ctx, &entry.undo).await {
-                Ok(()) => break Ok(()),
-                Err(e) if attempt >= opts.attempts.max(1) => break Err(e),
-                Err(e) => {
-                    tracing::warn!(fault = %entry.fault_id, attempt, error = %e, "restore failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-            }
-        };
+        let outcome = entry
+            .spec
+            .restore_with_retries(&ctx, &entry.undo, opts.attempts, opts.backoff, |n, e| {
+                tracing::warn!(fault = %entry.fault_id, attempt = n, error = %e, "restore failed");
+            })
+            .await;
         match outcome {
-            Ok(()) => {
+            Ok(attempts) => {
                 let how = if deadman_fired {
                     Restoration::Deadman
                 } else {
@@ -418,12 +410,13 @@ pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverRe
                     fault_id: entry.fault_id.clone(),
                     kind: entry.kind.clone(),
                     how,
-                    attempts: attempt,
+                    attempts,
                 });
             }
-            Err(e) => report
-                .failed
-                .push(not(format!("{e} (after {attempt} attempts)"))),
+            Err(e) => report.failed.push(not(format!(
+                "{e} (after {} attempts)",
+                opts.attempts.max(1)
+            ))),
         }
     }
     Ok(report)

@@ -276,6 +276,35 @@ impl FaultSpec {
         }
     }
 
+    /// [`FaultSpec::restore`], tried up to `attempts` times with a wait that doubles from
+    /// `first_wait`; `on_failure` hears each failed try (attempt number from 1). Returns how many
+    /// tries it took. The runner and `faultline recover` both restore through this.
+    pub async fn restore_with_retries(
+        &self,
+        ctx: &FaultContext,
+        undo: &Undo,
+        attempts: u32,
+        first_wait: Duration,
+        mut on_failure: impl FnMut(u32, &FaultError),
+    ) -> Result<u32, FaultError> {
+        let mut wait = first_wait;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.restore(ctx, undo).await {
+                Ok(()) => return Ok(attempt),
+                Err(e) => {
+                    on_failure(attempt, &e);
+                    if attempt >= attempts.max(1) {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+    }
+
     /// When the node-side dead-man switch fires (`None`: this kind has none).
     pub fn deadman_at(&self, deadline: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let margin = match self {

@@ -76,32 +76,26 @@ impl Shared {
             return Ok(());
         };
         let a = &active[pos];
-        let mut last = String::new();
-        for attempt in 0..4u32 {
-            match a.spec.restore(&a.ctx, &a.undo).await {
-                Ok(()) => {
-                    if let Err(e) =
-                        self.ledger
-                            .record_done(&a.ctx.run_id, &a.id, Restoration::Normal)
-                    {
-                        tracing::error!("cannot mark {id} done in the ledger: {e}");
-                    }
-                    self.event("restored", Some(id), format!("{} restored", a.spec.kind()));
-                    active.remove(pos);
-                    return Ok(());
+        let tried = a
+            .spec
+            .restore_with_retries(&a.ctx, &a.undo, 4, Duration::from_millis(500), |n, e| {
+                self.event("restore_failed", Some(id), format!("attempt {n}: {e}"));
+            })
+            .await;
+        match tried {
+            Ok(_) => {
+                if let Err(e) = self
+                    .ledger
+                    .record_done(&a.ctx.run_id, &a.id, Restoration::Normal)
+                {
+                    tracing::error!("cannot mark {id} done in the ledger: {e}");
                 }
-                Err(e) => {
-                    last = e.to_string();
-                    self.event(
-                        "restore_failed",
-                        Some(id),
-                        format!("attempt {}: {last}", attempt + 1),
-                    );
-                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-                }
+                self.event("restored", Some(id), format!("{} restored", a.spec.kind()));
+                active.remove(pos);
+                Ok(())
             }
+            Err(e) => Err(e.to_string()),
         }
-        Err(last)
     }
 
     pub(crate) async fn restore_all(&self) {
