@@ -110,7 +110,7 @@ pub(crate) fn parse_api(s: &str) -> Result<Api, String> {
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = schedule::parse_duration(s).map_err(|e| format!("{e} (try 30s, 5m, 1h)"))?;
+    let d = schedule::parse_duration(s).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err(format!("'{s}': must be longer than zero"));
     }
