@@ -37,6 +37,7 @@ mod sse;
 mod state_dir;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 mod worker;
 
 use std::net::SocketAddr;
@@ -277,12 +278,8 @@ async fn setup(
         tasks.push(tokio::spawn(health::run(cluster.clone(), stop_rx.clone())));
     }
     let app = api::router(cluster.clone());
-    let mut server_stop = stop_rx;
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        });
-        if let Err(e) = serve.await {
+        if let Err(e) = tls::serve(listener, app, None, stop_rx).await {
             tracing::warn!("sim server stopped: {e}");
         }
     });

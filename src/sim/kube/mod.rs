@@ -138,12 +138,8 @@ pub async fn serve(
         server: addr.to_string(),
         stop: stop_rx.clone(),
     }));
-    let mut server_stop = stop_rx;
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
+        if let Err(e) = crate::sim::tls::serve(listener, app, None, stop_rx).await {
             tracing::warn!("kube api server stopped: {e}");
         }
     });
