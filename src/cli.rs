@@ -16,6 +16,7 @@ mod ramp;
 mod report;
 mod sim;
 mod sla;
+mod tls;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -271,6 +271,7 @@ pub fn step_for(window: &Window) -> Duration {
 /// or an empty window is an error.
 pub async fn analyze(
     prometheus_url: &str,
+    tls: &crate::tls::TlsOptions,
     window: Window,
     signals: &[Signal],
 ) -> Result<BottleneckReport, BottleneckError> {
@@ -280,7 +281,7 @@ pub async fn analyze(
             end: window.end,
         });
     }
-    let client = PromClient::new(prometheus_url)?;
+    let client = PromClient::new(prometheus_url, tls)?;
     let step = step_for(&window);
     let answers = futures_util::future::join_all(signals.iter().map(|s| {
         let client = &client;

@@ -7,6 +7,7 @@
 //! the URL and the query that failed. Sample values arrive as strings (`"NaN"`, `"+Inf"`
 //! included) and are parsed here, once, so callers only ever see `f64`.
 
+use crate::tls::TlsOptions;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -24,6 +25,11 @@ pub struct Series {
 pub enum PromError {
     #[error("invalid Prometheus URL '{url}': {reason}")]
     BadUrl { url: String, reason: String },
+    #[error("TLS settings for Prometheus at {url}: {source}")]
+    Tls {
+        url: String,
+        source: Box<crate::tls::TlsError>,
+    },
     #[error("cannot reach Prometheus at {url} for query '{query}': {reason}")]
     Http {
         url: String,
@@ -58,8 +64,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Bodies quoted in errors are cut to this many characters.
 const SNIPPET: usize = 300;
 
-/// A Prometheus server, by its base URL (`http://host:9090`, or with a path prefix for one
-/// behind a proxy).
+/// A Prometheus server, by its base URL (`http://host:9090`, `https://prom.example` with the
+/// TLS options it needs, or with a path prefix for one behind a proxy).
 #[derive(Debug, Clone)]
 pub struct PromClient {
     base: String,
@@ -67,7 +73,7 @@ pub struct PromClient {
 }
 
 impl PromClient {
-    pub fn new(base_url: &str) -> Result<PromClient, PromError> {
+    pub fn new(base_url: &str, tls: &TlsOptions) -> Result<PromClient, PromError> {
         let bad = |reason: String| PromError::BadUrl {
             url: base_url.to_string(),
             reason,
@@ -79,7 +85,11 @@ impl PromClient {
                 url.scheme()
             )));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder(tls)
+            .map_err(|source| PromError::Tls {
+                url: base_url.to_string(),
+                source: Box::new(source),
+            })?
             .no_proxy()
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -150,12 +160,13 @@ impl PromClient {
 /// A range query against the Prometheus at `base_url` (see [`PromClient::query_range`]).
 pub async fn query_range(
     base_url: &str,
+    tls: &TlsOptions,
     promql: &str,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     step: Duration,
 ) -> Result<Vec<Series>, PromError> {
-    PromClient::new(base_url)?
+    PromClient::new(base_url, tls)?
         .query_range(promql, start, end, step)
         .await
 }
@@ -169,6 +180,9 @@ fn unix(t: DateTime<Utc>) -> String {
 fn error_chain(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("no answer within {TIMEOUT:?}");
+    }
+    if let Some(why) = crate::tls::explain(e) {
+        return why;
     }
     let mut root: &dyn std::error::Error = e;
     while let Some(s) = root.source() {
@@ -413,8 +427,8 @@ mod tests {
 
     #[test]
     fn client_refuses_a_url_that_is_not_http() {
-        let e = PromClient::new("ftp://prom:9090").unwrap_err();
+        let e = PromClient::new("ftp://prom:9090", &TlsOptions::default()).unwrap_err();
         assert!(e.to_string().contains("'ftp://prom:9090'"), "{e}");
-        assert!(PromClient::new("not a url").is_err());
+        assert!(PromClient::new("not a url", &TlsOptions::default()).is_err());
     }
 }

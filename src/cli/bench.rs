@@ -46,7 +46,8 @@ pub struct BenchArgs {
     /// Price per GPU-hour (for cost).
     #[arg(long)]
     pub price: Option<f64>,
-    /// Prometheus base URL, for the bottleneck analysis.
+    /// Prometheus base URL, for the bottleneck analysis. An https:// Prometheus is reached with
+    /// the same TLS flags as the endpoint (--ca-cert takes a bundle: put both CAs in one file).
     #[arg(long)]
     pub prometheus: Option<String>,
     /// Results folder (default results/bench-<timestamp>).

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct BottleneckArgs {
-    /// Base URL of the Prometheus that scrapes the cluster (e.g. http://127.0.0.1:9090).
+    /// Base URL of the Prometheus that scrapes the cluster (e.g. http://127.0.0.1:9090, or
+    /// https://… with --ca-cert / --client-cert / --insecure as it needs).
     #[arg(long, env = "FAULTLINE_PROMETHEUS")]
     pub prometheus: String,
     /// Start of the window: RFC 3339 (2025-01-31T12:00:00Z) or relative to now (-5m).
@@ -30,6 +31,8 @@ pub struct BottleneckArgs {
     /// Write bottleneck.json into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
     /// Print the built-in signals as a signals file and exit.
     #[arg(long, exclusive = true)]
     pub print_default_signals: bool,
@@ -50,8 +53,14 @@ pub fn run(args: BottleneckArgs) -> anyhow::Result<ExitCode> {
         Some(path) => bottleneck::load_signals(path)?,
         None => bottleneck::default_signals(),
     };
+    let tls = args.tls.checked()?;
     let rt = super::runtime()?;
-    let report = rt.block_on(bottleneck::analyze(&args.prometheus, window, &signals))?;
+    let report = rt.block_on(bottleneck::analyze(
+        &args.prometheus,
+        &tls,
+        window,
+        &signals,
+    ))?;
     if report.signals.iter().all(|s| s.status == Status::Error) {
         bail!(
             "every query to {} failed; the first: {}",

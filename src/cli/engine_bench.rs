@@ -120,6 +120,7 @@ fn steps(args: &BenchArgs, rates: &[f64], url: &str, sim_pid: &str) -> anyhow::R
             headers: vec![],
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
+            tls: Default::default(),
         };
         let summary = rt.block_on(async {
             let probe = Client::new(cfg.clone(), Instant::now())?;

@@ -18,11 +18,13 @@ use std::time::{Duration, Instant};
 /// every command that sends load, so `load`, `ramp`, `sla` and `bench` take the same flags.
 #[derive(Args, Debug, Clone)]
 pub struct TargetArgs {
-    /// Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000). Without it, the
-    /// embedded simulated cluster is started in-process and loaded.
+    /// Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000 or
+    /// https://gateway.example/v1). Without it, the embedded simulated cluster is started
+    /// in-process and loaded.
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// Model name to request; default: the only/first model the endpoint lists.
+    /// Model name to request; default: the first model the endpoint lists at /v1/models. With
+    /// it, an endpoint that does not serve /v1/models is fine.
     #[arg(long)]
     pub model: Option<String>,
     /// Which API to call.
@@ -52,6 +54,8 @@ pub struct TargetArgs {
     /// Embedded sim configuration file (JSON), instead of a preset.
     #[arg(long)]
     pub sim_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -234,6 +238,7 @@ impl TargetArgs {
     pub(crate) fn check(&self) -> anyhow::Result<()> {
         self.headers()?;
         ApiKey::from_env(&self.api_key_env)?;
+        crate::tls::client_config(&self.tls.options())?;
         if self.endpoint.is_none() {
             self.sim_config()?;
         }
@@ -245,6 +250,7 @@ impl TargetArgs {
     pub(crate) async fn connect(&self) -> anyhow::Result<Connected> {
         let headers = self.headers()?;
         let api_key = ApiKey::from_env(&self.api_key_env)?;
+        let tls = self.tls.checked()?;
         let sim = match &self.endpoint {
             Some(_) => None,
             None => Some(
@@ -280,15 +286,12 @@ impl TargetArgs {
             headers,
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
+            tls,
         };
         let checked = async {
-            let models = Client::new(cfg.clone(), Instant::now())?.check().await?;
-            if cfg.model.is_empty() {
-                cfg.model = models
-                    .first()
-                    .cloned()
-                    .with_context(|| format!("{} lists no models; pass --model", cfg.base_url))?;
-            }
+            cfg.model = Client::new(cfg.clone(), Instant::now())?
+                .resolve_model()
+                .await?;
             anyhow::Ok(())
         }
         .await;
@@ -395,6 +398,9 @@ fn write_run_info(
         "seed": seed,
         "timeout_s": args.target.timeout.as_secs_f64(),
         "api_key_sent": cfg.api_key.is_some(),
+        // Paths and the insecure switch only, never key material.
+        "tls": cfg.tls,
+        "tls_insecure": cfg.tls.insecure,
     });
     let path = dir.join("run.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&info)?)

@@ -48,6 +48,7 @@
 use crate::load::record::{Outcome, RequestRecord, TokenSource};
 use crate::load::sse::{SseEvent, SseParser};
 use crate::load::workload::RequestSpec;
+use crate::tls::TlsOptions;
 use bytes::Bytes;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
@@ -124,6 +125,8 @@ pub enum ClientError {
     ZeroDuration { what: &'static str },
     #[error("cannot build the http client: {0}")]
     Build(String),
+    #[error("TLS settings: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("{url} answered http {code}: {snippet}")]
@@ -134,6 +137,12 @@ pub enum ClientError {
     },
     #[error("{url} returned an invalid model list: {reason}")]
     Models { url: String, reason: String },
+    #[error(
+        "{source}; this endpoint does not list its models: pass --model NAME (`model:` in a file)"
+    )]
+    NoModelList { source: Box<ClientError> },
+    #[error("{url} lists no models; pass --model NAME (`model:` in a file)")]
+    NoModels { url: String },
 }
 
 /// An API key. It prints as `***` and is only ever written into the `Authorization` header.
@@ -199,6 +208,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Budget for establishing the TCP connection.
     pub connect_timeout: Duration,
+    /// How to speak TLS to an `https://` base URL (CA, client certificate, `insecure`).
+    pub tls: TlsOptions,
 }
 
 impl ClientConfig {
@@ -214,6 +225,7 @@ impl ClientConfig {
             headers: Vec::new(),
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -235,6 +247,7 @@ impl fmt::Debug for ClientConfig {
             .field("headers", &headers)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -328,7 +341,7 @@ impl Client {
             headers.insert(AUTHORIZATION, key.header_value()?);
         }
 
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder(&cfg.tls)?
             .no_proxy()
             .retry(reqwest::retry::never())
             .default_headers(headers)
@@ -482,6 +495,41 @@ impl Client {
                 "no answer within {}",
                 fmt_duration(inner.cfg.timeout)
             ))),
+        }
+    }
+}
+
+impl Client {
+    /// The model to request: the configured one, else the first the endpoint lists.
+    ///
+    /// `GET …/v1/models` is tried either way: it shows before any load starts that the endpoint
+    /// can be reached (DNS, TCP, TLS), with a clear reason when it cannot. With a model
+    /// configured, an endpoint that does not serve the list (a gateway that only routes
+    /// completions: 404, 403, an HTML page…) is fine; only a refused API key (401) still stops,
+    /// because every request would carry the same key. Without a model, the error says to pass
+    /// one.
+    pub async fn resolve_model(&self) -> Result<String, ClientError> {
+        let model = &self.inner.cfg.model;
+        match self.check().await {
+            Ok(models) if model.is_empty() => {
+                models
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ClientError::NoModels {
+                        url: self.inner.models_url.to_string(),
+                    })
+            }
+            Ok(_) => Ok(model.clone()),
+            Err(e @ (ClientError::Status { .. } | ClientError::Models { .. }))
+                if model.is_empty() =>
+            {
+                Err(ClientError::NoModelList {
+                    source: Box::new(e),
+                })
+            }
+            Err(ClientError::Status { code, .. }) if code != 401 => Ok(model.clone()),
+            Err(ClientError::Models { .. }) => Ok(model.clone()),
+            Err(e) => Err(e),
         }
     }
 }
@@ -821,6 +869,14 @@ impl Failure {
 /// Classifies a transport error from reqwest (see the table in the module docs).
 fn classify(e: &reqwest::Error, m: &Measure, cfg: &ClientConfig) -> Failure {
     let root = root_message(e);
+    if let Some(why) = crate::tls::explain(e) {
+        // A handshake that failed is a connection that could not be made, whatever layer
+        // reported it; the reason (unknown CA, no client certificate…) is the message.
+        return Failure {
+            outcome: Outcome::ConnectError,
+            message: format!("connect error: {why}"),
+        };
+    }
     if e.is_connect() {
         let message = if e.is_timeout() {
             format!(
@@ -905,11 +961,14 @@ fn root_message(e: &(dyn StdError + 'static)) -> String {
     cur.to_string()
 }
 
-/// A short reason for a transport error: the I/O error kind when there is one
-/// ("connection refused"), else the innermost message.
+/// A short reason for a transport error: the TLS reason with its fix when the handshake failed,
+/// the I/O error kind when there is one ("connection refused"), else the innermost message.
 fn reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".to_owned();
+    }
+    if let Some(why) = crate::tls::explain(e) {
+        return why;
     }
     let mut source = e.source();
     while let Some(err) = source {

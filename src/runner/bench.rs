@@ -135,12 +135,13 @@ pub struct BenchOutput {
 pub async fn after_ramp(
     window: crate::analysis::bottleneck::Window,
     prometheus: Option<&str>,
+    tls: &crate::tls::TlsOptions,
     dir: &std::path::Path,
     notes: &mut Vec<String>,
 ) -> Option<serde_json::Value> {
     use crate::analysis::bottleneck;
     let url = prometheus?;
-    match bottleneck::analyze(url, window, &bottleneck::default_signals()).await {
+    match bottleneck::analyze(url, tls, window, &bottleneck::default_signals()).await {
         Ok(report) => {
             if let Err(e) = report.write(dir) {
                 notes.push(format!("bottleneck analysis not written: {e}"));
@@ -261,6 +262,7 @@ pub async fn run(
     let bottleneck = after_ramp(
         ramp_window,
         plan.prometheus.as_deref(),
+        &client_cfg.tls,
         &plan.out_dir,
         &mut notes,
     )
@@ -418,7 +420,10 @@ mod tests {
         };
         let mut notes = vec![];
         let dir = std::env::temp_dir();
-        assert_eq!(after_ramp(window, None, &dir, &mut notes).await, None);
+        assert_eq!(
+            after_ramp(window, None, &Default::default(), &dir, &mut notes).await,
+            None
+        );
         assert!(notes.is_empty());
     }
 
@@ -431,9 +436,15 @@ mod tests {
         };
         let mut notes = vec![];
         let dir = tempfile_dir();
-        let got = after_ramp(window, Some("http://127.0.0.1:9"), &dir, &mut notes)
-            .await
-            .expect("a report, with every signal in error");
+        let got = after_ramp(
+            window,
+            Some("http://127.0.0.1:9"),
+            &Default::default(),
+            &dir,
+            &mut notes,
+        )
+        .await
+        .expect("a report, with every signal in error");
         assert!(got["primary"].is_null(), "{got}");
         let signals = got["signals"].as_array().unwrap();
         assert!(!signals.is_empty());

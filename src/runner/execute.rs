@@ -176,12 +176,15 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         }
         None => original,
     };
-    let headers = match &exp.target {
-        Target::Endpoint { headers, .. } => headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        _ => vec![],
+    let (headers, tls) = match &exp.target {
+        Target::Endpoint { headers, tls, .. } => (
+            headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tls.clone(),
+        ),
+        _ => (vec![], Default::default()),
     };
     let client_cfg = ClientConfig {
         base_url,
@@ -193,9 +196,12 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         headers,
         timeout: timeout.unwrap_or(Duration::from_secs(30)),
         connect_timeout: Duration::from_secs(5),
+        tls,
     };
+    // Reachable (TLS included) before anything is injected; an endpoint without /v1/models is
+    // fine, the file names the model.
     Client::new(client_cfg.clone(), Instant::now())?
-        .check()
+        .resolve_model()
         .await?;
 
     let hosts = Arc::new(Hosts::new(

@@ -9,6 +9,32 @@ use k8s_openapi::api::core::v1::Pod;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The HTTP client of one probe, with the TLS options of its `http`/`prometheus` section.
+pub fn http_client(probe: &Probe) -> Result<reqwest::Client, String> {
+    let tls = match &probe.check {
+        ProbeCheck::Http(h) => h.tls.clone(),
+        ProbeCheck::Prometheus(p) => p.tls.clone(),
+        ProbeCheck::Command(_) | ProbeCheck::KubeReady(_) => Default::default(),
+    };
+    crate::tls::http_client_builder(&tls)
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Why a request failed: the TLS reason with its fix when the handshake failed, else reqwest's
+/// innermost cause.
+fn why(e: &reqwest::Error) -> String {
+    if let Some(tls) = crate::tls::explain(e) {
+        return tls;
+    }
+    let mut root: &dyn std::error::Error = e;
+    while let Some(s) = root.source() {
+        root = s;
+    }
+    root.to_string()
+}
+
 /// Runs one check; `Ok(detail)` = healthy, `Err(detail)` = failing.
 pub async fn check(
     probe: &Probe,
@@ -24,7 +50,7 @@ pub async fn check(
                 .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| format!("GET {}: {e}", h.url))?;
+                .map_err(|e| format!("GET {}: {}", h.url, why(&e)))?;
             let code = resp.status().as_u16();
             if code == h.expect_status {
                 Ok(format!("{code}"))
@@ -43,7 +69,7 @@ pub async fn check(
                 .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| format!("{url}: {e}"))?
+                .map_err(|e| format!("{url}: {}", why(&e)))?
                 .json()
                 .await
                 .map_err(|e| format!("{url}: {e}"))?;

@@ -110,7 +110,15 @@ fn describe_stop(c: &StopCondition) -> String {
 }
 
 pub(crate) async fn run_probe(shared: &Shared, probe: &spec::Probe, hosts: &Arc<Hosts>) {
-    let http = reqwest::Client::new();
+    let http = match probes::http_client(probe) {
+        Ok(c) => c,
+        Err(e) => {
+            // The TLS files were read and checked with the experiment; should they have changed
+            // since, the probe says so once instead of failing the run.
+            shared.event("probe_failed", None, format!("{}: {e}", probe.name));
+            return;
+        }
+    };
     let mut tick = tokio::time::interval(probe.every);
     let mut last_ok: Option<bool> = None;
     loop {

@@ -22,6 +22,7 @@ fn client_for(addr: std::net::SocketAddr, model: &str) -> Client {
             headers: vec![],
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
+            tls: Default::default(),
         },
         Instant::now(),
     )

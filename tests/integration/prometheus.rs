@@ -87,7 +87,7 @@ impl Prometheus {
 
     /// Waits until the sim's scrape target is up (its first scrape landed).
     pub async fn wait_target_up(&self) {
-        let client = PromClient::new(&self.url).unwrap();
+        let client = PromClient::new(&self.url, &Default::default()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(series) = client.query("up{job=\"sim\"}", Utc::now()).await
@@ -160,6 +160,7 @@ fn client_for(addr: SocketAddr) -> Client {
             headers: vec![],
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
+            tls: Default::default(),
         },
         Instant::now(),
     )
@@ -232,6 +233,7 @@ async fn ramp_to_saturation_names_kv_cache_or_queue_primary_and_unexposed_nvlink
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let report = bottleneck::analyze(
         &prom.url,
+        &Default::default(),
         Window { start, end },
         &bottleneck::default_signals(),
     )
@@ -279,6 +281,7 @@ async fn idle_cluster_reads_zero_not_missing_and_has_no_primary() {
     let end = Utc::now();
     let report = bottleneck::analyze(
         &prom.url,
+        &Default::default(),
         Window { start, end },
         &bottleneck::default_signals(),
     )
@@ -331,7 +334,7 @@ async fn idle_cluster_reads_zero_not_missing_and_has_no_primary() {
 async fn bad_promql_is_an_api_error_naming_the_url_and_the_query() {
     let (sim, prom) = sim_and_prometheus().await;
     let now = Utc::now();
-    let client = PromClient::new(&prom.url).unwrap();
+    let client = PromClient::new(&prom.url, &Default::default()).unwrap();
     let err = client
         .query_range(
             "sum(vllm:num_requests_waiting",
@@ -357,6 +360,7 @@ async fn bad_promql_is_an_api_error_naming_the_url_and_the_query() {
     signals[0].query = "max(".into();
     let report = bottleneck::analyze(
         &prom.url,
+        &Default::default(),
         Window {
             start: now - chrono::Duration::seconds(5),
             end: now,
@@ -384,6 +388,7 @@ async fn unreachable_prometheus_is_an_http_error_naming_the_url() {
     let now = Utc::now();
     let err = faultline::analysis::prometheus::query_range(
         &url,
+        &Default::default(),
         "up",
         now - chrono::Duration::seconds(5),
         now,

@@ -51,6 +51,7 @@ async fn ramp_finds_the_small_sims_capacity_within_ten_percent_and_stops_early()
         headers: vec![],
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(2),
+        tls: Default::default(),
     };
     Client::new(cfg.clone(), Instant::now())
         .unwrap()

@@ -36,6 +36,35 @@ pub fn relative(doc: &Doc, p: &Path) -> PathBuf {
     doc.path.parent().unwrap_or(Path::new(".")).join(p)
 }
 
+/// A `tls:` section at `at`: relative paths resolved against the file, then the files read and
+/// checked now (a CA file that is not PEM should stop the run before anything starts, with the
+/// key that names it).
+pub fn tls(t: &TlsOptions, doc: &Doc, at: &[Seg]) -> Result<TlsOptions, SpecError> {
+    use crate::tls::TlsError as E;
+    let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| relative(doc, p));
+    let opts = TlsOptions {
+        ca_cert: resolve(&t.ca_cert),
+        client_cert: resolve(&t.client_cert),
+        client_key: resolve(&t.client_key),
+        insecure: t.insecure,
+    };
+    crate::tls::client_config(&opts).map_err(|e| {
+        let key = match &e {
+            E::Read { what, .. } | E::Pem { what, .. } if what.starts_with("CA") => "ca_cert",
+            E::BadCa { .. } | E::NoRoots => "ca_cert",
+            E::Read { what, .. } | E::Pem { what, .. } if what.contains("key") => "client_key",
+            E::Read { .. } | E::Pem { .. } | E::ClientIdentity { .. } => "client_cert",
+            E::HalfClientIdentity | E::Config(_) => "",
+        };
+        let mut path = at.to_vec();
+        if !key.is_empty() {
+            path.push(Seg::key(key));
+        }
+        SpecError::invalid(doc.locate(&path), e.to_string())
+    })?;
+    Ok(opts)
+}
+
 pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
     let spec: ExperimentSpec = from_value(doc.root.to_json(), &Source::new(doc, vec![]))?;
     let mut errors = Vec::new();
@@ -127,10 +156,14 @@ fn target(t: &TargetSpec, doc: &Doc) -> Result<Target, SpecError> {
             context: "'target'".into(),
         }),
         (Some(sim), None) => {
-            if t.model.is_some() || t.api_key_env.is_some() || !t.headers.is_empty() {
+            if t.model.is_some()
+                || t.api_key_env.is_some()
+                || !t.headers.is_empty()
+                || t.tls.is_some()
+            {
                 return Err(SpecError::invalid(
                     at(&["target"]),
-                    "'model', 'api_key_env' and 'headers' apply to an endpoint target; the sim's model comes from its config",
+                    "'model', 'api_key_env', 'headers' and 'tls' apply to an endpoint target; the sim's model comes from its config",
                 ));
             }
             let mut overrides = sim.clone();
@@ -184,6 +217,10 @@ fn target(t: &TargetSpec, doc: &Doc) -> Result<Target, SpecError> {
                 key: "model".into(),
                 context: "'target' (the model name the endpoint serves)".into(),
             })?;
+            let tls = match &t.tls {
+                Some(opts) => tls(opts, doc, &keys(&["target", "tls"]))?,
+                None => TlsOptions::default(),
+            };
             Ok(Target::Endpoint {
                 url: url.clone(),
                 model,
@@ -191,6 +228,7 @@ fn target(t: &TargetSpec, doc: &Doc) -> Result<Target, SpecError> {
                 timeout,
                 api_key_env: t.api_key_env.clone(),
                 headers: t.headers.clone(),
+                tls,
             })
         }
     }

@@ -14,7 +14,7 @@ use crate::sim::SimConfig;
 use super::error::Location;
 pub use super::raw::{
     Api, CommandProbe, HostSpec as Host, HttpProbe, KubeReadyProbe, PrometheusProbe, Sequence,
-    SshSpec,
+    SshSpec, TlsOptions,
 };
 
 #[derive(Debug, Clone)]
@@ -56,6 +56,8 @@ pub enum Target {
         /// Name of the environment variable holding the API key (read at run time).
         api_key_env: Option<String>,
         headers: BTreeMap<String, String>,
+        /// Paths resolved against the experiment file and checked.
+        tls: TlsOptions,
     },
 }
 

@@ -67,7 +67,13 @@ pub struct TargetSpec {
     pub api_key_env: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How to speak TLS to an `https://` endpoint (paths relative to the file).
+    #[serde(default)]
+    pub tls: Option<TlsOptions>,
 }
+
+/// `tls:` keys are read straight into the TLS module's own type, the one the flags become.
+pub use crate::tls::TlsOptions;
 
 /// The API is parsed straight into the client's own type.
 pub use crate::load::client::Api;
@@ -182,6 +188,9 @@ pub struct HttpProbe {
     pub url: String,
     #[serde(default = "ok_status")]
     pub expect_status: u16,
+    /// For an `https://` URL; paths relative to the experiment file.
+    #[serde(default)]
+    pub tls: TlsOptions,
 }
 
 fn ok_status() -> u16 {
@@ -196,6 +205,9 @@ pub struct PrometheusProbe {
     /// Fails when the query's value is above it; without it, fails when the query is empty.
     #[serde(default)]
     pub threshold: Option<f64>,
+    /// For an `https://` Prometheus; paths relative to the experiment file.
+    #[serde(default)]
+    pub tls: TlsOptions,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -48,7 +48,19 @@ pub fn probes(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> 
             ));
             continue;
         }
-        let check = checks.into_iter().next().expect("one");
+        let mut check = checks.into_iter().next().expect("one");
+        let resolved = match &mut check {
+            ProbeCheck::Http(h) => Some((&mut h.tls, "http")),
+            ProbeCheck::Prometheus(q) => Some((&mut q.tls, "prometheus")),
+            _ => None,
+        };
+        if let Some((opts, kind)) = resolved {
+            let path = [base.clone(), keys(&[kind, "tls"])].concat();
+            match super::check::tls(opts, doc, &path) {
+                Ok(o) => *opts = o,
+                Err(e) => errors.push(e),
+            }
+        }
         match &check {
             ProbeCheck::Command(c) => {
                 if let Err(e) = timeline::check_host(
