@@ -114,6 +114,30 @@ pub fn http_client_builder(opts: &TlsOptions) -> Result<reqwest::ClientBuilder, 
     Ok(reqwest::Client::builder().tls_backend_preconfigured(client_config(opts)?))
 }
 
+/// Why `url` cannot be reached at the TLS layer, found by asking again over HTTP/1.1.
+///
+/// Under TLS 1.3 a server that requires a client certificate finishes the handshake and only
+/// then refuses with an alert. Over HTTP/2 that alert kills the connection task, and the request
+/// learns nothing but "channel closed"; over HTTP/1.1 the alert is what the response read
+/// returns. So when a request to an `https://` URL fails without a TLS reason, one more
+/// request over HTTP/1.1 says what the alert was. `None` when that one does not fail at TLS.
+pub async fn diagnose(url: &reqwest::Url, opts: &TlsOptions) -> Option<String> {
+    if url.scheme() != "https" {
+        return None;
+    }
+    let mut config = client_config(opts).ok()?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .http1_only()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let err = client.get(url.clone()).send().await.err()?;
+    explain(&err)
+}
+
 /// The system's roots plus every certificate in `extra`.
 fn root_store(extra: Option<&Path>) -> Result<rustls::RootCertStore, TlsError> {
     let mut store = rustls::RootCertStore::empty();

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Stop after the first step that misses the criteria.
     #[arg(long)]
     pub stop_at_ceiling: bool,
+    /// Over HTTPS: the sim serves TLS (`sim --tls`) and the client trusts its CA, so the
+    /// ceiling includes handshakes and encryption (HTTP/2 through ALPN).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 fn cpu_seconds_of(pid: &str) -> Option<f64> {
@@ -57,8 +61,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         })
         .collect::<anyhow::Result<_>>()?;
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .args(["sim", "--zero-latency", "--listen", "127.0.0.1:0"])
+    let tmp = std::env::temp_dir().join(format!("faultline-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let ca = tmp.join("sim-ca.pem");
+    let mut sim = Command::new(exe);
+    sim.args(["sim", "--zero-latency", "--listen", "127.0.0.1:0"]);
+    if args.tls {
+        sim.arg("--tls").arg("--tls-ca-out").arg(&ca);
+    }
+    let mut child = sim
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot start the sim process")?;
@@ -77,26 +88,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let _ = child.kill();
         bail!("the sim did not report its address (said {line:?})");
     };
-    let result = steps(&args, &rates, &url, &sim_pid);
+    let tls = crate::tls::TlsOptions {
+        ca_cert: args.tls.then_some(ca),
+        ..Default::default()
+    };
+    let result = steps(&args, &rates, &url, &tls, &sim_pid, &tmp);
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&tmp);
     result
 }
 
-fn steps(args: &BenchArgs, rates: &[f64], url: &str, sim_pid: &str) -> anyhow::Result<ExitCode> {
+fn steps(
+    args: &BenchArgs,
+    rates: &[f64],
+    url: &str,
+    tls: &crate::tls::TlsOptions,
+    sim_pid: &str,
+    tmp: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
     let rt = super::runtime()?;
-    let tmp = std::env::temp_dir().join(format!("faultline-bench-{}", std::process::id()));
     let workload = Workload::parse_mix(&format!("fixed:128:{}", args.tokens))?;
     println!(
-        "engine ceiling: {}-token streams from a zero-latency sim (separate process), {} s steps, {} cores",
+        "engine ceiling: {}-token streams from a zero-latency sim (separate process, {}), {} s steps, {} cores",
         args.tokens,
+        if args.tls { "HTTPS" } else { "plain HTTP" },
         args.step.as_secs(),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
     println!(
-        "{:>8} {:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11}",
+        "{:>8} {:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11} {:>10}",
         "target",
         "achieved",
         "errors",
@@ -106,7 +129,8 @@ fn steps(args: &BenchArgs, rates: &[f64], url: &str, sim_pid: &str) -> anyhow::R
         "tok/s",
         "client s",
         "sim s",
-        "CPU s/Mtok"
+        "CPU s/Mtok",
+        "CPU µs/req"
     );
     let mut ceiling: Option<(f64, f64, f64)> = None;
     for (i, &rate) in rates.iter().enumerate() {
@@ -120,7 +144,7 @@ fn steps(args: &BenchArgs, rates: &[f64], url: &str, sim_pid: &str) -> anyhow::R
             headers: vec![],
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
-            tls: Default::default(),
+            tls: tls.clone(),
         };
         let summary = rt.block_on(async {
             let probe = Client::new(cfg.clone(), Instant::now())?;
@@ -159,8 +183,13 @@ fn steps(args: &BenchArgs, rates: &[f64], url: &str, sim_pid: &str) -> anyhow::R
         } else {
             f64::NAN
         };
+        let per_req = if s.requests > 0 {
+            me * 1e6 / s.requests as f64
+        } else {
+            f64::NAN
+        };
         println!(
-            "{:>8.0} {:>9.0} {:>8} {:>9} {:>9} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>11.2}",
+            "{:>8.0} {:>9.0} {:>8} {:>9} {:>9} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>11.2} {:>10.0}",
             rate,
             s.achieved_rate,
             s.errors,
@@ -170,7 +199,8 @@ fn steps(args: &BenchArgs, rates: &[f64], url: &str, sim_pid: &str) -> anyhow::R
             s.output_tok_s,
             me,
             sim,
-            per_m
+            per_m,
+            per_req
         );
         let ok = s.errors == 0
             && s.achieved_rate >= 0.99 * rate
@@ -181,7 +211,6 @@ fn steps(args: &BenchArgs, rates: &[f64], url: &str, sim_pid: &str) -> anyhow::R
             break;
         }
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     match ceiling {
         Some((rate, tok_s, per_m)) => println!(
             "\nceiling: {rate:.0} req/s ({tok_s:.0} output tok/s ingested, {per_m:.2} client CPU-seconds per million tokens)"

@@ -32,6 +32,17 @@ pub struct SimArgs {
     /// default: a fresh temporary directory, removed on exit.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Serve the OpenAI API over HTTPS with a CA made at start; its certificate is written to
+    /// ca.pem in the state directory (and --tls-ca-out), for clients' --ca-cert.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: refuse clients without a certificate signed by the sim's CA (mutual TLS).
+    /// One is written beside the CA: client.pem and client-key.pem.
+    #[arg(long, requires = "tls")]
+    pub tls_client_auth: bool,
+    /// With --tls: also write the CA certificate here (the state directory may be temporary).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub tls_ca_out: Option<PathBuf>,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -53,7 +64,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let handle = sim::start(cfg, args.listen)
+        let tls = match (args.tls, args.tls_client_auth) {
+            (false, _) => sim::SimTls::Off,
+            (true, false) => sim::SimTls::On,
+            (true, true) => sim::SimTls::RequireClientCert,
+        };
+        let handle = sim::start_with_tls(cfg, args.listen, tls)
             .await
             .with_context(|| format!("cannot start the sim on {}", args.listen))?;
         let kubeconfig = args
@@ -69,11 +85,34 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                     .context("cannot start the sim's Kubernetes API")?,
             )
         };
+        // The files are in place before the first line announces the sim.
+        if let (Some(files), Some(copy)) = (handle.tls_files(), &args.tls_ca_out) {
+            std::fs::copy(&files.ca_cert, copy)
+                .with_context(|| format!("cannot write --tls-ca-out {}", copy.display()))?;
+        }
         // Scripts read the first line to find the port. A reader that went away is not a
         // reason to stop serving, so write errors are ignored.
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "listening on http://{}", handle.addr);
+        let _ = writeln!(out, "listening on {}", handle.url());
         let _ = writeln!(out, "state dir {}", handle.state_dir().display());
+        if let Some(files) = handle.tls_files() {
+            let _ = writeln!(
+                out,
+                "ca cert {}{}",
+                args.tls_ca_out.as_ref().unwrap_or(&files.ca_cert).display(),
+                if args.tls_client_auth {
+                    " (client certificates required)"
+                } else {
+                    ""
+                }
+            );
+            let _ = writeln!(
+                out,
+                "client cert {} key {}",
+                files.client_cert.display(),
+                files.client_key.display()
+            );
+        }
         if let Some(k) = &kube {
             let _ = writeln!(
                 out,

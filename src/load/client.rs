@@ -464,13 +464,25 @@ impl Client {
             reason,
         };
         let fetch = async {
-            let mut resp = inner
+            let resp = inner
                 .http
                 .get(inner.models_url.clone())
                 .header(ACCEPT, "application/json")
                 .send()
-                .await
-                .map_err(|e| unreachable(reason(&e)))?;
+                .await;
+            let mut resp = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut why = reason(&e);
+                    if crate::tls::explain(&e).is_none()
+                        && let Some(tls) =
+                            crate::tls::diagnose(&inner.models_url, &inner.cfg.tls).await
+                    {
+                        why = tls;
+                    }
+                    return Err(unreachable(why));
+                }
+            };
             let status = resp.status();
             let (body, _) = read_limited(&mut resp, MODELS_LIMIT)
                 .await

@@ -90,6 +90,50 @@ pub enum SimError {
     Spawn { source: std::io::Error },
     #[error("zero-latency mode has no worker processes to control")]
     ZeroLatency,
+    #[error("sim TLS: {0}")]
+    Tls(#[from] tls::SimTlsError),
+}
+
+/// How the sim serves its OpenAI API: plain HTTP, or HTTPS with a CA made at start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SimTls {
+    #[default]
+    Off,
+    /// HTTPS; clients need the CA (`ca.pem` in the state directory).
+    On,
+    /// HTTPS that refuses clients without a certificate signed by the CA (mutual TLS).
+    RequireClientCert,
+}
+
+/// What a client of an HTTPS sim needs, written into the sim's state directory: the CA to
+/// trust and a client certificate signed by it (`CN=faultline`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimTlsFiles {
+    pub ca_cert: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl SimTlsFiles {
+    fn create(
+        dir: &Path,
+        mode: SimTls,
+    ) -> Result<(SimTlsFiles, Arc<rustls::ServerConfig>), SimError> {
+        let ca = tls::SimCa::generate()?;
+        let files = SimTlsFiles {
+            ca_cert: dir.join("ca.pem"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client-key.pem"),
+        };
+        ca.write_cert(&files.ca_cert)?;
+        ca.issue_client("faultline", &[])?
+            .write(&files.client_cert, &files.client_key)?;
+        let auth = match mode {
+            SimTls::RequireClientCert => tls::ClientAuth::Required,
+            SimTls::On | SimTls::Off => tls::ClientAuth::Optional,
+        };
+        Ok((files, ca.server_config_with(auth)?))
+    }
 }
 
 /// Whether the router may send requests to a worker.
@@ -126,12 +170,22 @@ pub struct SimHandle {
     server: Option<JoinHandle<()>>,
     /// Remove the state directory on shutdown (it was a temporary one).
     remove_state_dir: bool,
+    /// Set when the API is served over HTTPS.
+    tls: Option<SimTlsFiles>,
 }
 
 impl SimHandle {
-    /// `http://ADDR` — the base URL (append `/v1/...`).
+    /// `http://ADDR` or `https://ADDR` — the base URL (append `/v1/...`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The CA and client certificate of an HTTPS sim; `None` for plain HTTP.
+    pub fn tls_files(&self) -> Option<&SimTlsFiles> {
+        self.tls.as_ref()
     }
 
     /// Number of workers.
@@ -198,6 +252,15 @@ impl Drop for SimHandle {
 
 /// Starts the sim on `listen` (port 0 picks a free port) and serves in background tasks.
 pub async fn start(config: SimConfig, listen: SocketAddr) -> Result<SimHandle, SimError> {
+    start_with_tls(config, listen, SimTls::Off).await
+}
+
+/// [`start`], serving the OpenAI API over HTTPS as `tls` says (see [`SimHandle::tls_files`]).
+pub async fn start_with_tls(
+    config: SimConfig,
+    listen: SocketAddr,
+    tls: SimTls,
+) -> Result<SimHandle, SimError> {
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -210,7 +273,7 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> Result<SimHandle, S
         source,
     })?;
     let (state_dir, temp) = state_dir::choose(&config, addr.port())?;
-    match setup(config, state_dir.clone(), listener, addr).await {
+    match setup(config, state_dir.clone(), listener, addr, tls).await {
         Ok(mut handle) => {
             handle.remove_state_dir = temp;
             Ok(handle)
@@ -229,7 +292,15 @@ async fn setup(
     dir: PathBuf,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    tls_mode: SimTls,
 ) -> Result<SimHandle, SimError> {
+    let (tls_files, server_tls) = match tls_mode {
+        SimTls::Off => (None, None),
+        mode => {
+            let (files, config) = SimTlsFiles::create(&dir, mode)?;
+            (Some(files), Some(config))
+        }
+    };
     let faultline = match &config.faultline_bin {
         Some(bin) => bin.clone(),
         None => std::env::current_exe().map_err(SimError::CurrentExe)?,
@@ -279,7 +350,7 @@ async fn setup(
     }
     let app = api::router(cluster.clone());
     let server = tokio::spawn(async move {
-        if let Err(e) = tls::serve(listener, app, None, stop_rx).await {
+        if let Err(e) = tls::serve(listener, app, server_tls, stop_rx).await {
             tracing::warn!("sim server stopped: {e}");
         }
     });
@@ -291,5 +362,6 @@ async fn setup(
         workers: tasks,
         server: Some(server),
         remove_state_dir: false,
+        tls: tls_files,
     })
 }

@@ -40,11 +40,45 @@ pub struct SimCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
+/// Whether a TLS server asks for a client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Not asked for.
+    None,
+    /// Asked for and verified when given; clients without one are served too.
+    Optional,
+    /// Required: no certificate signed by the CA, no connection.
+    Required,
+}
+
 /// A certificate with its private key, both PEM.
 #[derive(Clone)]
 pub struct IssuedPem {
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+impl IssuedPem {
+    /// Writes the certificate to `cert` and the key to `key` (readable by the owner only).
+    pub fn write(&self, cert: &Path, key: &Path) -> Result<(), SimTlsError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let write = |path: &Path, text: &str, mode: u32| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|source| SimTlsError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        };
+        write(cert, &self.cert_pem, 0o644)?;
+        write(key, &self.key_pem, 0o600)
+    }
 }
 
 impl std::fmt::Debug for SimCa {
@@ -131,6 +165,20 @@ impl SimCa {
         &self,
         client_auth: bool,
     ) -> Result<Arc<rustls::ServerConfig>, SimTlsError> {
+        self.server_config_with(if client_auth {
+            ClientAuth::Optional
+        } else {
+            ClientAuth::None
+        })
+    }
+
+    /// [`SimCa::server_config`] with the client-certificate policy spelled out: `Required`
+    /// refuses the handshake of a client without a certificate signed by this CA (a gateway
+    /// with mutual TLS).
+    pub fn server_config_with(
+        &self,
+        client_auth: ClientAuth,
+    ) -> Result<Arc<rustls::ServerConfig>, SimTlsError> {
         let provider = crate::tls::provider();
         let server = self.issue_server()?;
         let key_pair = KeyPair::from_pem(&server.key_pem)?;
@@ -142,7 +190,7 @@ impl SimCa {
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| SimTlsError::Config(e.to_string()))?;
-        let builder = if client_auth {
+        let builder = if client_auth != ClientAuth::None {
             let mut roots = rustls::RootCertStore::empty();
             roots
                 .add(self.cert_der())
@@ -150,8 +198,12 @@ impl SimCa {
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
-            )
-            .allow_unauthenticated()
+            );
+            let verifier = if client_auth == ClientAuth::Optional {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            }
             .build()
             .map_err(|e| SimTlsError::Config(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)

@@ -13,4 +13,5 @@ mod runner;
 mod saturation;
 mod spec;
 mod sshd;
+mod tls;
 mod truth;

@@ -33,8 +33,18 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Prometheus serving HTTPS: its `--web.config.file` and the TLS options a client needs.
+pub struct WebTls {
+    pub web_config: std::path::PathBuf,
+    pub client: faultline::tls::TlsOptions,
+}
+
 impl Prometheus {
     pub async fn start(target: SocketAddr) -> Prometheus {
+        Prometheus::start_with(target, None).await
+    }
+
+    pub async fn start_with(target: SocketAddr, tls: Option<&WebTls>) -> Prometheus {
         assert!(
             Path::new(PROMETHEUS).exists(),
             "{PROMETHEUS} is missing: install Debian's prometheus package (scripts/test.sh does)"
@@ -62,14 +72,25 @@ impl Prometheus {
                     dir.path().join("data").display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .args(tls.map(|t| format!("--web.config.file={}", t.web_config.display())))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {PROMETHEUS}: {e}"));
             let mut child = child;
-            let url = format!("http://127.0.0.1:{port}");
-            match wait_ready(&mut child, &url, dir.path(), Duration::from_secs(30)).await {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://127.0.0.1:{port}");
+            let client_tls = tls.map(|t| t.client.clone()).unwrap_or_default();
+            match wait_ready(
+                &mut child,
+                &url,
+                &client_tls,
+                dir.path(),
+                Duration::from_secs(30),
+            )
+            .await
+            {
                 Ok(()) => return Prometheus { url, dir, child },
                 Err(e) => {
                     last = e;
@@ -110,10 +131,15 @@ fn log(dir: &Path) -> String {
 async fn wait_ready(
     child: &mut Child,
     url: &str,
+    tls: &faultline::tls::TlsOptions,
     dir: &Path,
     within: Duration,
 ) -> Result<(), String> {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = faultline::tls::http_client_builder(tls)
+        .unwrap()
+        .no_proxy()
+        .build()
+        .unwrap();
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().unwrap() {

@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::Value;
 
 use super::error::{Location, SpecError};
-use super::suggest::{closest, duration_reason, duration_suggestion};
+use super::suggest::{closest, duration_reason, duration_suggestion, expansion};
 use super::yaml::{Doc, Node, Seg, path_string};
 
 /// Where a value came from: `(document, path of the value in it)`, most specific first.
@@ -124,7 +124,8 @@ fn serde_error(path: &[Seg], msg: &str, src: &Source) -> SpecError {
         return SpecError::UnknownKey {
             at: src.locate_key(&full),
             context: src.describe(parent),
-            suggestion: closest(&key, words[1..].iter().map(String::as_str)),
+            suggestion: closest(&key, words[1..].iter().map(String::as_str))
+                .or_else(|| expansion(&key, words[1..].iter().map(String::as_str))),
             key,
         };
     }

@@ -53,6 +53,21 @@ pub fn closest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
         .map(|(_, k)| k.to_string())
 }
 
+/// The one known word that `word` abbreviates (`ca` → `ca_cert`), when exactly one starts
+/// with it: for keys, where a shortened name is as likely as a typo.
+pub fn expansion<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    if word.chars().count() < 2 {
+        return None;
+    }
+    let mut found = known
+        .into_iter()
+        .filter(|k| k.starts_with(word) && *k != word);
+    match (found.next(), found.next()) {
+        (Some(k), None) => Some(k.to_string()),
+        _ => None,
+    }
+}
+
 /// A humantime spelling of what the user probably meant: `90` → `90s`, `1.5m` → `90s`,
 /// `3 mintues` → `3m`, `10 secs` → `10s`.
 pub fn duration_suggestion(text: &str) -> Option<String> {
@@ -97,6 +112,10 @@ mod tests {
     #[test]
     fn closest_stays_quiet_for_unrelated_words() {
         assert_eq!(closest("banana", ["duration", "at"]), None);
+        let tls = ["ca_cert", "client_cert", "client_key", "insecure"];
+        assert_eq!(expansion("ca", tls).as_deref(), Some("ca_cert"));
+        assert_eq!(expansion("client", tls), None);
+        assert_eq!(expansion("c", tls), None);
     }
 
     #[test]
