@@ -365,8 +365,26 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             println!("{}", summary_table(&out.summary));
             println!("  results in {}", out.out_dir.display());
         }
+        if out.summary.errors > 0
+            && let Some((kind, message)) = first_error(&out.out_dir)
+        {
+            // Once, not per request: 4000 identical TLS failures need one explanation.
+            eprintln!("first error ({kind}): {message}");
+        }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The first failed request's outcome and message in `requests.jsonl`.
+pub(crate) fn first_error(dir: &std::path::Path) -> Option<(String, String)> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(dir.join(crate::load::recorder::REQUESTS_FILE)).ok()?;
+    std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<crate::load::record::RequestRecord>(&l).ok())
+        .find(|r| !r.outcome.is_ok())
+        .map(|r| (r.outcome.key().into_owned(), r.error.unwrap_or_default()))
 }
 
 /// `results/<kind>-<timestamp>`: the default results folder of a command.

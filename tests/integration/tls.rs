@@ -367,3 +367,38 @@ fn tls_keys_in_a_file_are_checked_with_file_line_column() {
     let err = experiment_with(dir.path(), "{client_cert: c.pem}");
     assert!(err.contains("client_key"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_failing_the_handshake_is_a_connect_error_with_the_tls_reason() {
+    use faultline::load::client::{Api, Client, ClientConfig};
+    use faultline::load::record::Outcome;
+    use faultline::load::workload::Workload;
+    let sim = https_sim(SimTls::On).await;
+    let model = SimConfig::preset("small").unwrap().model;
+    let client = Client::new(
+        ClientConfig::new(sim.url(), Api::Completions, model.clone()),
+        std::time::Instant::now(),
+    )
+    .unwrap();
+    let spec = Workload::parse_mix("fixed:16:4")
+        .unwrap()
+        .generate(&mut rand::rng());
+    let body = client.body(&spec);
+    let rec = client
+        .send(1, &spec, body.clone(), std::time::Instant::now(), |_| {})
+        .await;
+    assert_eq!(rec.outcome, Outcome::ConnectError);
+    let msg = rec.error.unwrap();
+    assert!(msg.contains("unknown CA"), "{msg}");
+
+    // The same request trusting the CA goes through, over the same code path.
+    let mut cfg = ClientConfig::new(sim.url(), Api::Completions, model);
+    cfg.tls.ca_cert = Some(sim.tls_files().unwrap().ca_cert.clone());
+    let trusting = Client::new(cfg, std::time::Instant::now()).unwrap();
+    let rec = trusting
+        .send(2, &spec, body, std::time::Instant::now(), |_| {})
+        .await;
+    assert_eq!(rec.outcome, Outcome::Ok, "{:?}", rec.error);
+    assert_eq!(rec.output_tokens, 4);
+    sim.shutdown().await;
+}
