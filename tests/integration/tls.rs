@@ -13,7 +13,6 @@ use faultline::sim::tls::SimCa;
 use faultline::sim::{self, SimConfig, SimHandle, SimTls};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
 
 /// Runs the binary (without the runtime blocking: servers in this test keep serving).
 async fn faultline(args: &[&str]) -> (i32, String, String) {
@@ -160,21 +159,27 @@ async fn a_server_requiring_client_certificates_refuses_without_one_and_serves_w
     sim.shutdown().await;
 }
 
-/// What the tiny gateway saw: the HTTP version of each request.
-type Seen = Arc<Mutex<Vec<axum::http::Version>>>;
+/// What the tiny gateway saw: the HTTP version and the client's port (one per connection) of
+/// each request.
+type Seen = Arc<Mutex<Vec<(axum::http::Version, u16)>>>;
 
 /// An HTTPS server that only routes `/v1/chat/completions` (streaming) — no `/v1/models` —
 /// like a gateway in front of one model. Returns its port and its CA file.
-async fn completions_only_gateway(dir: &Path, seen: Seen) -> (u16, String, watch::Sender<bool>) {
+async fn completions_only_gateway(
+    dir: &Path,
+    seen: Seen,
+) -> (u16, String, axum_server::Handle<std::net::SocketAddr>) {
     let ca = SimCa::generate().unwrap();
     let ca_path = dir.join("gateway-ca.pem");
     ca.write_cert(&ca_path).unwrap();
     let app = Router::new().route(
         "/v1/chat/completions",
-        post(move |version: axum::http::Version| {
+        post(
+            move |version: axum::http::Version,
+                  axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>| {
             let seen = seen.clone();
             async move {
-                seen.lock().unwrap().push(version);
+                seen.lock().unwrap().push((version, peer.port()));
                 (
                     [("content-type", "text/event-stream")],
                     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n\
@@ -185,16 +190,17 @@ async fn completions_only_gateway(dir: &Path, seen: Seen) -> (u16, String, watch
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(faultline::sim::tls::serve(
-        listener,
-        app,
-        Some(ca.server_config(false).unwrap()),
-        stop_rx,
-    ));
-    (port, ca_path.display().to_string(), stop)
+    let handle = axum_server::Handle::new();
+    let config =
+        axum_server::tls_rustls::RustlsConfig::from_config(ca.server_config(false).unwrap());
+    let server = axum_server::from_tcp_rustls(listener, config)
+        .unwrap()
+        .handle(handle.clone());
+    tokio::spawn(server.serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>()));
+    (port, ca_path.display().to_string(), handle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,12 +227,19 @@ async fn an_endpoint_without_v1_models_works_with_model_over_http2_and_without_i
         requests * 2,
         "usage counted"
     );
-    // Every request reached the gateway, and all of them over HTTP/2 (ALPN).
-    let versions = seen.lock().unwrap().clone();
-    assert_eq!(versions.len() as u64, requests);
+    // Every request reached the gateway, all of them over HTTP/2 (ALPN), multiplexed on one
+    // connection kept for the whole run.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len() as u64, requests);
     assert!(
-        versions.iter().all(|v| *v == axum::http::Version::HTTP_2),
-        "{versions:?}"
+        seen.iter().all(|(v, _)| *v == axum::http::Version::HTTP_2),
+        "{seen:?}"
+    );
+    let connections: std::collections::BTreeSet<u16> = seen.iter().map(|(_, p)| *p).collect();
+    assert_eq!(
+        connections.len(),
+        1,
+        "{requests} requests on {connections:?}"
     );
 
     let (code, _, err) =
@@ -234,7 +247,7 @@ async fn an_endpoint_without_v1_models_works_with_model_over_http2_and_without_i
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("404"), "{err}");
     assert!(err.contains("pass --model"), "{err}");
-    let _ = stop.send(true);
+    stop.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
