@@ -49,6 +49,17 @@ pub fn ledger_at(path: &Option<PathBuf>) -> Ledger {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let exp = spec::load_experiment(&args.experiment)?;
+    if let spec::Target::Endpoint { tls, .. } = &exp.target {
+        super::tls::warn_if_insecure(tls, "target.tls.insecure");
+    }
+    for p in &exp.probes {
+        let tls = match &p.check {
+            spec::ProbeCheck::Http(h) => &h.tls,
+            spec::ProbeCheck::Prometheus(q) => &q.tls,
+            _ => continue,
+        };
+        super::tls::warn_if_insecure(tls, &format!("probe '{}' tls.insecure", p.name));
+    }
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
     let out_dir = args
         .out
