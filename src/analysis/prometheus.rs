@@ -70,6 +70,7 @@ const SNIPPET: usize = 300;
 pub struct PromClient {
     base: String,
     http: reqwest::Client,
+    tls: TlsOptions,
 }
 
 impl PromClient {
@@ -98,6 +99,7 @@ impl PromClient {
         Ok(PromClient {
             base: base_url.trim_end_matches('/').to_string(),
             http,
+            tls: tls.clone(),
         })
     }
 
@@ -136,17 +138,25 @@ impl PromClient {
     ) -> Result<Vec<Series>, PromError> {
         let url = format!("{}/api/v1/{endpoint}", self.base);
         // POST with a form body: long queries do not hit URL length limits.
-        let resp = self
-            .http
-            .post(&url)
-            .form(params)
-            .send()
-            .await
-            .map_err(|e| PromError::Http {
-                url: url.clone(),
-                query: promql.to_string(),
-                reason: error_chain(&e),
-            })?;
+        let resp = match self.http.post(&url).form(params).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut reason = error_chain(&e);
+                // A TLS 1.3 refusal after the handshake (no client certificate) reaches an
+                // HTTP/2 request as "channel closed": ask once more to learn the reason.
+                if crate::tls::explain(&e).is_none()
+                    && let Ok(u) = reqwest::Url::parse(&url)
+                    && let Some(tls) = crate::tls::diagnose(&u, &self.tls).await
+                {
+                    reason = tls;
+                }
+                return Err(PromError::Http {
+                    url,
+                    query: promql.to_string(),
+                    reason,
+                });
+            }
+        };
         let status = resp.status();
         let body = resp.text().await.map_err(|e| PromError::Http {
             url: url.clone(),
