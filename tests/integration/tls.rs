@@ -415,3 +415,28 @@ async fn a_request_failing_the_handshake_is_a_connect_error_with_the_tls_reason(
     assert_eq!(rec.output_tokens, 4);
     sim.shutdown().await;
 }
+
+#[test]
+fn the_plan_shows_the_targets_tls_with_the_ca_resolved_beside_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    SimCa::generate()
+        .unwrap()
+        .write_cert(&dir.path().join("ca.pem"))
+        .unwrap();
+    let path = dir.path().join("e.yaml");
+    std::fs::write(
+        &path,
+        "target:\n  endpoint: https://gw.example:8443\n  model: m\n  tls: {ca_cert: ca.pem, insecure: true}\n\
+         load:\n  rate: 1\n  duration: 30s\n",
+    )
+    .unwrap();
+    let exp = spec::load_experiment(&path).unwrap();
+    let plan = spec::plan(&exp);
+    let ca = dir.path().join("ca.pem").display().to_string();
+    assert!(
+        plan.contains(&format!(
+            "target: https://gw.example:8443 (model m; TLS: CA {ca}, certificates NOT verified)"
+        )),
+        "{plan}"
+    );
+}

@@ -143,7 +143,25 @@ pub fn plan(exp: &Experiment) -> String {
             "embedded sim, preset {preset} ({} GPUs, model {})",
             config.gpus, config.model
         ),
-        Target::Endpoint { url, model, .. } => format!("{url} (model {model})"),
+        Target::Endpoint {
+            url, model, tls, ..
+        } => {
+            let mut tls_parts = Vec::new();
+            if let Some(ca) = &tls.ca_cert {
+                tls_parts.push(format!("CA {}", ca.display()));
+            }
+            if let Some(cert) = &tls.client_cert {
+                tls_parts.push(format!("client certificate {}", cert.display()));
+            }
+            if tls.insecure {
+                tls_parts.push("certificates NOT verified".to_string());
+            }
+            if tls_parts.is_empty() {
+                format!("{url} (model {model})")
+            } else {
+                format!("{url} (model {model}; TLS: {})", tls_parts.join(", "))
+            }
+        }
     };
     let _ = writeln!(o, "target: {target}");
     for (name, h) in &exp.hosts {
