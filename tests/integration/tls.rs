@@ -227,8 +227,9 @@ async fn an_endpoint_without_v1_models_works_with_model_over_http2_and_without_i
         requests * 2,
         "usage counted"
     );
-    // Every request reached the gateway, all of them over HTTP/2 (ALPN), multiplexed on one
-    // connection kept for the whole run.
+    // Every request reached the gateway, all of them over HTTP/2 (ALPN), on connections kept
+    // for the whole run: one, or two when a request starts while the first handshake is still
+    // under way (the pool only learns the connection is HTTP/2 once ALPN has answered).
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len() as u64, requests);
     assert!(
@@ -236,9 +237,8 @@ async fn an_endpoint_without_v1_models_works_with_model_over_http2_and_without_i
         "{seen:?}"
     );
     let connections: std::collections::BTreeSet<u16> = seen.iter().map(|(_, p)| *p).collect();
-    assert_eq!(
-        connections.len(),
-        1,
+    assert!(
+        connections.len() <= 2,
         "{requests} requests on {connections:?}"
     );
 
