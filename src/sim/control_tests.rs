@@ -73,7 +73,10 @@ fn alive(pid: u32) -> bool {
 
 /// A short non-streamed completion; its status, or `None` if the client timed out.
 async fn ask(h: &SimHandle, timeout: Duration) -> Option<u16> {
-    let resp = reqwest::Client::new()
+    let resp = crate::tls::http_client_builder(&Default::default())
+        .unwrap()
+        .build()
+        .unwrap()
         .post(format!("{}/v1/completions", h.url()))
         .timeout(timeout)
         .json(&json!({"prompt": "hello", "max_tokens": 2}))
@@ -86,8 +89,19 @@ async fn ask(h: &SimHandle, timeout: Duration) -> Option<u16> {
     }
 }
 
+/// `reqwest::get`, through the project's one client builder (a bare client has no TLS provider).
+async fn http_get(url: String) -> reqwest::Result<reqwest::Response> {
+    crate::tls::http_client_builder(&Default::default())
+        .unwrap()
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+}
+
 async fn metrics(h: &SimHandle) -> String {
-    reqwest::get(format!("{}/metrics", h.url()))
+    http_get(format!("{}/metrics", h.url()))
         .await
         .unwrap()
         .text()
@@ -153,7 +167,10 @@ async fn killed_process_fails_worker_router_removes_it_after_checks_and_restart_
 async fn stream_on_a_worker_that_dies_is_cut_without_done() {
     let h = sim(two_workers()).await;
     let c = h.control();
-    let resp = reqwest::Client::new()
+    let resp = crate::tls::http_client_builder(&Default::default())
+        .unwrap()
+        .build()
+        .unwrap()
         .post(format!("{}/v1/completions", h.url()))
         .json(&json!({"prompt": "hi", "max_tokens": 500, "stream": true}))
         .send()
@@ -300,7 +317,10 @@ async fn request_hanging_on_a_cut_off_worker_is_served_after_reconnect() {
     c.set_cut_off(0, true).unwrap();
     let url = h.url();
     let pending = tokio::spawn(async move {
-        reqwest::Client::new()
+        crate::tls::http_client_builder(&Default::default())
+            .unwrap()
+            .build()
+            .unwrap()
             .post(format!("{url}/v1/completions"))
             .json(&json!({"prompt": "hello", "max_tokens": 2}))
             .send()
@@ -346,7 +366,7 @@ async fn state_dir_has_an_executable_nvidia_smi_wrapper_and_events_are_served() 
     }
 
     c.record("pod_deleted", Some(1), "sim-worker-1");
-    let served: Vec<SimEvent> = reqwest::get(format!("{}/sim/events", h.url()))
+    let served: Vec<SimEvent> = http_get(format!("{}/sim/events", h.url()))
         .await
         .unwrap()
         .json()
@@ -360,7 +380,7 @@ async fn state_dir_has_an_executable_nvidia_smi_wrapper_and_events_are_served() 
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(on_disk.len(), 3);
-    let workers: Value = reqwest::get(format!("{}/sim/workers", h.url()))
+    let workers: Value = http_get(format!("{}/sim/workers", h.url()))
         .await
         .unwrap()
         .json()

@@ -18,7 +18,10 @@ async fn sim(config: SimConfig) -> SimHandle {
 
 /// A plain-HTTP client.
 fn client() -> reqwest::Client {
-    reqwest::Client::new()
+    crate::tls::http_client_builder(&Default::default())
+        .unwrap()
+        .build()
+        .unwrap()
 }
 
 async fn get(url: String) -> reqwest::Result<reqwest::Response> {

@@ -279,7 +279,10 @@ async fn pod_kill_deletes_the_recorded_victim_and_wait_ready_returns_once_it_is_
 
 /// A short completion through the sim's router; true when it answered 200 in time.
 async fn completes(url: &str) -> bool {
-    let client = reqwest::Client::new();
+    let client = faultline::tls::http_client_builder(&Default::default())
+        .unwrap()
+        .build()
+        .unwrap();
     let body = serde_json::json!({"model": "sim-small", "prompt": "hi", "max_tokens": 2});
     matches!(
         client
@@ -624,7 +627,10 @@ spec:
 #[tokio::test]
 async fn raw_watch_streams_a_deletion_in_resource_version_order_and_errors_are_status_objects() {
     let c = start(1).await;
-    let http = reqwest::Client::new();
+    let http = faultline::tls::http_client_builder(&Default::default())
+        .unwrap()
+        .build()
+        .unwrap();
     let base = format!("{}/api/v1/namespaces/default/pods", c.api.url());
 
     let r = http.get(format!("{base}/nosuch")).send().await.unwrap();

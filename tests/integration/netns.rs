@@ -228,7 +228,8 @@ impl Drop for SimInNs {
 }
 
 async fn wait_healthy(url: &str) {
-    let http = reqwest::Client::builder()
+    let http = faultline::tls::http_client_builder(&Default::default())
+        .unwrap()
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
