@@ -46,7 +46,7 @@ fn lockout(state: &Path, gpus: Vec<u32>, kill: bool, margin: Duration) -> FaultS
     FaultSpec::GpuLockout(gpu_lockout::Params {
         targets: vec![GpuTarget {
             host: "node".into(),
-            gpus,
+            gpus: gpus.into_iter().map(Into::into).collect(),
         }],
         mode: LockMode::Prohibited,
         kill_process: kill,

@@ -117,7 +117,7 @@ impl Sshd {
     pub fn ssh_spec(&self) -> SshSpec {
         SshSpec {
             user: Some(self.user.clone()),
-            port: self.port,
+            port: Some(self.port),
             identity_file: Some(self.client_key.clone()),
             known_hosts: Some(self.known_hosts.clone()),
             ..SshSpec::new("127.0.0.1")
