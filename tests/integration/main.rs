@@ -12,5 +12,6 @@ mod report;
 mod runner;
 mod saturation;
 mod spec;
+mod ssh_nodes;
 mod sshd;
 mod truth;
