@@ -130,9 +130,7 @@ impl TryFrom<String> for LockMode {
             Some(ComputeMode::Default) => Err(format!(
                 "mode {s:?} locks nothing; use PROHIBITED or EXCLUSIVE_PROCESS"
             )),
-            None => Err(format!(
-                "unknown mode {s:?}; expected PROHIBITED or EXCLUSIVE_PROCESS"
-            )),
+            None => Err("expected one of PROHIBITED, EXCLUSIVE_PROCESS".to_string()),
         }
     }
 }
