@@ -625,3 +625,103 @@ fn a_failed_inject_shows_the_error_and_leaves_no_mode_timer_or_ledger_entry() {
         String::from_utf8_lossy(&status.stdout)
     );
 }
+
+/// A driver that fails to lock the GPU with `uuid` (its error on stdout, as nvidia-smi prints
+/// it) and does everything else through the sim's nvidia-smi over `state`.
+fn failing_nvidia_smi(dir: &Path, state: &Path, uuid: &str) -> std::path::PathBuf {
+    let wrapper = dir.join("nvidia-smi-failing-runner");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in\n\
+             *'{uuid} -c PROHIBITED'*) \
+             echo 'Unable to set the compute mode for GPU 00000000:01:00.0: Unknown Error'; \
+             echo 'Terminating early due to previous errors.'; exit 255;;\n\
+             esac\nexec {} \"$@\"\n",
+            nvsmi(state)
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    wrapper
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_inject_in_a_run_reports_the_error_and_closes_the_ledger_entry() {
+    use faultline::runner::execute::{self, RunOptions};
+    use faultline::runner::result::FaultStatus;
+    // Until every client is built through `faultline::tls` (on main), the load's client needs a
+    // process-wide provider; installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let gpus = GpuState::create(dir.path().join("gpus"), 2).unwrap();
+    gpus.set_mode(0, ComputeMode::ExclusiveProcess).unwrap();
+    let uuid1 = gpus.load().unwrap().gpus[1].uuid.clone();
+    let wrapper = failing_nvidia_smi(dir.path(), gpus.dir(), &uuid1);
+    let path = dir.path().join("injfail.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name: injfail
+target:
+  sim: {{preset: small}}
+  api: completions
+hosts:
+  local: local
+load:
+  rate: 4
+  arrival: constant
+  workload: fixed:32:4
+  duration: 4s
+warmup: 1s
+faults:
+  - id: gpu01
+    fault:
+      kind: gpu-lockout
+      targets: [{{host: local, gpus: [0, {uuid1}]}}]
+      kill_process: false
+      nvidia_smi: "{}"
+    at: 2s
+    duration: 2s
+"#,
+            wrapper.display()
+        ),
+    )
+    .unwrap();
+    let exp = faultline::runner::spec::load_experiment(&path).unwrap();
+    let run_id = format!("t-injfail-{}", std::process::id());
+    let opts = RunOptions {
+        out_dir: dir.path().join("out"),
+        ledger: Ledger::at(dir.path().join("ledger.jsonl")),
+        run_id: run_id.clone(),
+        faultline_bin: None,
+    };
+    let r = execute::run(&exp, &opts).await.unwrap();
+    let f = &r.faults[0];
+    assert_eq!(f.status, FaultStatus::Invalid, "{:?}", f.reason);
+    let reason = f.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("Unable to set the compute mode for GPU 00000000:01:00.0: Unknown Error"),
+        "{reason}"
+    );
+    assert!(reason.contains("nothing left behind"), "{reason}");
+    assert!(
+        r.events
+            .iter()
+            .any(|e| e.kind == "inject_failed" && e.detail.contains("Unknown Error")),
+        "{:?}",
+        r.events
+    );
+    assert_eq!(gpus.mode(0).unwrap(), ComputeMode::ExclusiveProcess);
+    assert_eq!(gpus.mode(1).unwrap(), ComputeMode::Default);
+    assert!(timers_ending_with(&format!("{run_id}:gpu01:local")).is_empty());
+    assert!(opts.ledger.outstanding().unwrap().is_empty());
+    let closed = opts.ledger.records().unwrap().into_iter().any(|r| {
+        matches!(r, Record::Done(d) if d.inject_error.as_deref().is_some_and(|e| e.contains("Unknown Error")))
+    });
+    assert!(closed, "the ledger entry is not closed with the error");
+}
