@@ -456,6 +456,32 @@ async fn gpu_lockout_as_a_non_root_user_needs_and_works_with_sudo() {
     assert_eq!(gpus.mode(1).unwrap(), ComputeMode::Default);
     assert!(timers_ending_with(&marker).is_empty());
 
+    // The dead-man timer runs as the login user and puts the mode back through `sudo -n` by
+    // itself when no restore comes (deadline 1 s away, margin 1 s).
+    let mut short = ctx("sudo-deadman", hosts(true));
+    short.deadline = Utc::now() + chrono::Duration::seconds(1);
+    let FaultSpec::GpuLockout(mut p) = fault.clone() else {
+        unreachable!()
+    };
+    p.deadman_margin = Duration::from_secs(1);
+    p.kill_process = false;
+    let quick = FaultSpec::GpuLockout(p);
+    let undo = quick.prepare(&short).await.unwrap();
+    quick.inject(&short, &undo).await.unwrap();
+    assert_eq!(gpus.mode(1).unwrap(), ComputeMode::Prohibited);
+    let mut back = false;
+    for _ in 0..100 {
+        if gpus.mode(1).unwrap() == ComputeMode::Default {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        back,
+        "the dead-man timer did not restore the mode through sudo"
+    );
+
     // A command sudoers does not allow: `sudo -n` refuses, and preflight names host and fix.
     let other = lockout(
         format!("env {}", nvsmi(gpus.dir())),
