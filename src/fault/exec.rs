@@ -656,6 +656,58 @@ mod tests {
     }
 
     #[test]
+    fn the_jump_config_carries_the_jump_hosts_own_settings_then_the_users_config() {
+        let mut j = SshSpec::new("bastion.example.com");
+        j.user = Some("ops".into());
+        j.port = Some(2222);
+        j.identity_file = Some("/k/id".into());
+        j.known_hosts = Some("/k/known".into());
+        let t = jump_config_text(&j, None).unwrap();
+        assert_eq!(
+            t,
+            "Host \"bastion.example.com\"\n  Port 2222\n  User \"ops\"\n  IdentityFile \"/k/id\"\n  \
+             IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  \
+             UserKnownHostsFile \"/k/known\"\n  ConnectTimeout 10\nMatch all\n  \
+             Include ~/.ssh/config\n  Include /etc/ssh/ssh_config\n"
+        );
+        // Only what is given: no port, user or key lines otherwise; the user's file if named.
+        let t = jump_config_text(
+            &SshSpec::new("b"),
+            Some(std::path::Path::new("/home/u/.ssh/cfg")),
+        )
+        .unwrap();
+        assert!(!t.contains("Port") && !t.contains("User ") && !t.contains("IdentityFile"));
+        assert!(
+            t.ends_with("Match all\n  Include \"/home/u/.ssh/cfg\"\n"),
+            "{t}"
+        );
+        assert!(jump_config_text(&SshSpec::new("a\"b"), None).is_err());
+    }
+
+    #[test]
+    fn the_spec_shows_port_and_jump_only_when_given() {
+        let mut s = SshSpec::new("node-7");
+        s.user = Some("sre".into());
+        assert_eq!(HostSpec::Ssh(s.clone()).to_string(), "ssh://sre@node-7");
+        s.port = Some(2200);
+        s.jump = Some("bastion".into());
+        assert_eq!(s.to_string(), "ssh://sre@node-7:2200 via bastion");
+    }
+
+    #[test]
+    fn sudo_refusals_are_told_from_command_failures() {
+        assert_eq!(
+            sudo_refusal("sudo: a password is required\n").as_deref(),
+            Some("sudo: a password is required")
+        );
+        assert!(
+            sudo_refusal("Sorry, user sre is not allowed to execute '/bin/sh' as root on n.\n")
+                .is_some()
+        );
+        assert_eq!(sudo_refusal("kill: (123) - No such process\n"), None);
+    }
+
+    #[test]
     fn shell_quote_survives_single_quotes() {
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
     }

@@ -751,3 +751,50 @@ faults:
     });
     assert!(closed, "the ledger entry is not closed with the error");
 }
+
+#[test]
+fn faultline_inject_takes_the_port_from_ssh_config_and_checks_jump_names() {
+    let sshd = Sshd::start();
+    let gpus = GpuState::create(sshd.dir.path().join("gpus"), 1).unwrap();
+    let alias = format!("fl-cli-node-{}", std::process::id());
+    let config = sshd.dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!("Host {alias}\n  HostName 127.0.0.1\n  Port {}\n", sshd.port),
+    )
+    .unwrap();
+    let ledger = sshd.dir.path().join("ledger.jsonl");
+    let inject = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["inject", "gpu-lockout", "--for", "1s"])
+            .arg("--set")
+            .arg("targets=[{host: node, gpus: [0]}]")
+            .arg("--set")
+            .arg(format!("nvidia_smi={}", nvsmi(gpus.dir())))
+            .arg("--host")
+            .arg(format!("node=ssh:{}@{alias}", sshd.user))
+            .arg("--identity")
+            .arg(&sshd.client_key)
+            .arg("--known-hosts")
+            .arg(&sshd.known_hosts)
+            .arg("--ledger")
+            .arg(&ledger)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = inject(&["--ssh-config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("restored"), "{stderr}");
+    assert_eq!(gpus.mode(0).unwrap(), ComputeMode::Default);
+    assert!(Ledger::at(&ledger).outstanding().unwrap().is_empty());
+
+    let out = inject(&["--jump", "node=bastion"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("invalid value 'node=bastion' for --jump"),
+        "{stderr}"
+    );
+}
