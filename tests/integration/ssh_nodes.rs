@@ -311,6 +311,32 @@ async fn gpu_lockout_through_a_jump_host_reaches_a_node_only_it_can_reach() {
         "the dead-man timer survived restore"
     );
 
+    // `faultline recover` in a fresh process gets back in through the jump host from the
+    // ledger alone.
+    let ledger = Ledger::at(node_sshd.dir.path().join("ledger.jsonl"));
+    {
+        let c = ctx("jump-recover", hosts.clone());
+        let undo = spec.prepare(&c).await.unwrap();
+        ledger
+            .record_inject(&faultline::fault::ledger::Entry::new(&c, &spec, &undo).unwrap())
+            .unwrap();
+        spec.inject(&c, &undo).await.unwrap();
+        // Dies here: nothing restored.
+    }
+    assert_eq!(gpus.mode(2).unwrap(), ComputeMode::Prohibited);
+    let report = faultline::fault::ledger::recover(
+        &ledger,
+        &faultline::fault::ledger::RecoverOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.restored.len(), 1, "{report:?}");
+    assert_eq!(gpus.mode(2).unwrap(), ComputeMode::ExclusiveProcess);
+    assert_eq!(gpus.mode(3).unwrap(), ComputeMode::Default);
+    assert!(ledger.outstanding().unwrap().is_empty());
+    assert!(timers_ending_with(&format!("jump-recover-{}:f1:node", std::process::id())).is_empty());
+
     // Strict host-key checking applies to the jump host too: a wrong known_hosts for it fails.
     let mut bad_jump = quick(jump_sshd.ssh_spec());
     bad_jump.known_hosts = Some(node_sshd.known_hosts.clone());
