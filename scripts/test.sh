@@ -11,6 +11,9 @@ need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v setsid >/dev/null 2>&1 || need+=(util-linux)
+# gpu-lockout as a non-root user with `sudo: true` (tests/integration/ssh_nodes.rs): sudo and
+# visudo (to validate the test's sudoers drop-in); useradd comes with passwd (always present).
+[ -x /usr/bin/sudo ] && [ -x /usr/sbin/visudo ] || need+=(sudo)
 # Kubernetes tests run the real kubectl against the sim's API (tests/integration/kube.rs).
 # Debian's package is kubernetes-client; a kubectl already on the PATH (from any package) is used.
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)

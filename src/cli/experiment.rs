@@ -7,6 +7,7 @@
 use crate::fault::ledger::Ledger;
 use crate::report::table::{failure_table, summary_table};
 use crate::runner::execute::{self, RunOptions};
+use crate::runner::result::FaultStatus;
 use crate::runner::spec::{self, Validated};
 use clap::Args;
 use std::path::PathBuf;
@@ -86,6 +87,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("{}", summary_table(&result.load));
         println!("{}", failure_table(&result));
+        // Why a fault did not pass, in its own words (e.g. nvidia-smi's error on a failed inject).
+        for f in &result.faults {
+            if let Some(reason) = f
+                .reason
+                .as_deref()
+                .filter(|_| f.status != FaultStatus::Pass)
+            {
+                let status = serde_json::to_value(&f.status)?;
+                println!(
+                    "  fault {} ({}): {}: {reason}",
+                    f.id,
+                    f.kind,
+                    status.as_str().unwrap_or("?")
+                );
+            }
+        }
         println!("  results in {}", out_dir.display());
     }
     Ok(ExitCode::from(result.status.exit_code()))

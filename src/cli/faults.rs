@@ -45,6 +45,15 @@ pub struct InjectArgs {
     /// Accept any host key (explicit opt-out of strict host-key checking).
     #[arg(long)]
     pub insecure_accept_any_host_key: bool,
+    /// An ssh config file for ssh hosts instead of ~/.ssh/config (ssh -F).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Reach host NAME through host JUMP (another --host): NAME=JUMP (repeatable).
+    #[arg(long = "jump", value_name = "NAME=JUMP")]
+    pub jumps: Vec<String>,
+    /// The ssh login users are not root: run the commands that need root under `sudo -n`.
+    #[arg(long)]
+    pub sudo: bool,
     /// The ledger file (default $FAULTLINE_LEDGER or ./.faultline/ledger.jsonl).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
@@ -129,14 +138,18 @@ fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
             let (host, port) = match hostport.rsplit_once(':') {
                 Some((h, p)) => (
                     h,
-                    p.parse::<u16>()
-                        .with_context(|| format!("invalid port '{p}' in --host {h}"))?,
+                    Some(
+                        p.parse::<u16>()
+                            .with_context(|| format!("invalid port '{p}' in --host {h}"))?,
+                    ),
                 ),
-                None => (hostport, 22),
+                None => (hostport, None),
             };
             let mut s = SshSpec::new(host);
             s.user = user;
             s.port = port;
+            s.config_file = args.ssh_config.clone();
+            s.sudo = args.sudo;
             s.identity_file = args.identity.clone();
             s.known_hosts = args.known_hosts.clone();
             s.strict_host_key_checking = !args.insecure_accept_any_host_key;
@@ -147,6 +160,21 @@ fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
             );
         };
         given.insert(name.to_string(), hs);
+    }
+    for j in &args.jumps {
+        let bad = || {
+            format!(
+                "invalid value '{j}' for --jump: expected NAME=JUMP, both given with --host NAME=ssh:..."
+            )
+        };
+        let (name, jump) = j.split_once('=').with_context(bad)?;
+        if !matches!(given.get(jump), Some(HostSpec::Ssh(_))) {
+            bail!(bad());
+        }
+        match given.get_mut(name) {
+            Some(HostSpec::Ssh(s)) => s.jump = Some(jump.to_string()),
+            _ => bail!(bad()),
+        }
     }
     for name in spec.host_names() {
         if let std::collections::btree_map::Entry::Vacant(slot) = given.entry(name.clone()) {
@@ -182,8 +210,20 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
             anyhow::Ok(())
         };
         if let Err(e) = spec.inject(&ctx, &undo).await {
-            restore().await.context("inject failed and so did the restore")?;
-            return Err(anyhow::Error::from(e).context("inject failed (restored)"));
+            // Show the inject's own error whatever happens next; put back what may have partly
+            // happened (which cancels the dead-man timer) and close the ledger entry with it.
+            let err = e.to_string();
+            return match spec.restore(&ctx, &undo).await {
+                Ok(()) => {
+                    ledger.record_failed_inject(&run_id, &fault_id, &err)?;
+                    Err(anyhow::Error::from(e)
+                        .context(format!("inject of {fault_id} failed (nothing left behind)")))
+                }
+                Err(re) => Err(anyhow::Error::from(e).context(format!(
+                    "inject of {fault_id} failed, and so did the restore after it ({re}); \
+                     `faultline recover` retries it"
+                ))),
+            };
         }
         match spec.verify(&ctx, &undo).await {
             Ok(v) => eprintln!("injected {fault_id}: {v:?}"),

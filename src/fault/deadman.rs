@@ -15,6 +15,9 @@
 //!   in containers and on nodes without systemd. It does not survive a reboot of the node, which
 //!   is fine for GPU compute modes (they reset on driver reload) and is why `recover` still
 //!   exists.
+//! - On a `sudo: true` host the timer itself runs as the login user (arming and cancelling need
+//!   no root: the user owns the process); only the restore command inside it uses `sudo -n`,
+//!   so the sudoers rule stays limited to the programs that restore (nvidia-smi), not a shell.
 
 use crate::fault::exec::shell_quote;
 use chrono::{DateTime, Utc};

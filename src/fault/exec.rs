@@ -9,6 +9,21 @@
 //! (`strict_host_key_checking: false`). `BatchMode=yes` means a missing key fails at once instead
 //! of waiting for a password prompt nobody will answer.
 //!
+//! The user's ssh configuration is honoured: faultline passes `-p`, `-l`, `-i` only when the
+//! spec gives a port, user or key, so `Port`, `User`, `IdentityFile`, `ProxyJump` of
+//! `~/.ssh/config` (or of the spec's `config_file`, passed as `-F`) apply otherwise.
+//!
+//! A jump host (`jump: NAME`, another ssh host of the hosts section) becomes `-J HOST`. OpenSSH
+//! runs the jump connection as a second `ssh` that sees none of the main command line's `-o`
+//! options (only `-F`), so faultline writes a small config file per connection: a `Host` block
+//! for the jump host with its port, user, key, known_hosts and strict host-key checking, then
+//! `Include`s of the user's config (the spec's `config_file`, else `~/.ssh/config` and
+//! `/etc/ssh/ssh_config`) so everything the user set still applies after what the spec says.
+//!
+//! `sudo: true` marks a node where the login user is not root: the fault kinds prefix the
+//! commands that need root with `sudo -n` (see [`Host::privileged`]); `-n` so that a missing
+//! NOPASSWD rule fails at once with "a password is required" instead of hanging.
+//!
 //! Local commands run as `sh -c CMD` with `PATH` prefixed by the directory of the current
 //! executable, so that `faultline nvidia-smi` (the sim's stand-in) resolves to this very binary
 //! without installing it anywhere.
@@ -21,7 +36,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How to reach a host, as written in an experiment's `hosts` section: `local` or
-/// `{ssh: {user, host, port, identity_file, known_hosts, strict_host_key_checking}}`.
+/// `{ssh: {user, host, port, identity_file, known_hosts, strict_host_key_checking, config_file,
+/// jump, sudo, connect_timeout}}`.
 /// Holds paths only, never secrets, so it may be written to the ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
@@ -37,8 +53,9 @@ pub struct SshSpec {
     #[serde(default)]
     pub user: Option<String>,
     pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
+    /// Port; default: ssh's (the ssh config's `Port`, else 22). Only passed when given.
+    #[serde(default)]
+    pub port: Option<u16>,
     /// Private key file; when given, only this key is offered (`IdentitiesOnly=yes`).
     #[serde(default)]
     pub identity_file: Option<PathBuf>,
@@ -51,10 +68,15 @@ pub struct SshSpec {
     /// How long to wait for the TCP connection and the SSH handshake.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
-}
-
-fn default_port() -> u16 {
-    22
+    /// An ssh config file to use instead of `~/.ssh/config` (`ssh -F`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// Reach this host through another ssh host of the hosts section (ProxyJump).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump: Option<String>,
+    /// The login user is not root: commands that need root run under `sudo -n`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sudo: bool,
 }
 fn yes() -> bool {
     true
@@ -68,12 +90,32 @@ impl SshSpec {
         SshSpec {
             user: None,
             host: host.into(),
-            port: 22,
+            port: None,
             identity_file: None,
             known_hosts: None,
             strict_host_key_checking: true,
             connect_timeout: default_connect_timeout(),
+            config_file: None,
+            jump: None,
+            sudo: false,
         }
+    }
+}
+
+impl std::fmt::Display for SshSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ssh://")?;
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        f.write_str(&self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        if let Some(j) = &self.jump {
+            write!(f, " via {j}")?;
+        }
+        Ok(())
     }
 }
 
@@ -81,10 +123,7 @@ impl std::fmt::Display for HostSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HostSpec::Local => f.write_str("local"),
-            HostSpec::Ssh(s) => match &s.user {
-                Some(u) => write!(f, "ssh://{u}@{}:{}", s.host, s.port),
-                None => write!(f, "ssh://{}:{}", s.host, s.port),
-            },
+            HostSpec::Ssh(s) => s.fmt(f),
         }
     }
 }
@@ -93,6 +132,15 @@ impl std::fmt::Display for HostSpec {
 pub enum ExecError {
     #[error("unknown host {name:?}: it is not in the hosts section")]
     UnknownHost { name: String },
+    #[error(
+        "host {host:?}: jump host {jump:?} must be an ssh host of the hosts section without a jump of its own"
+    )]
+    BadJump { host: String, jump: String },
+    #[error("cannot write the ssh config for host {host:?}: {source}")]
+    Config {
+        host: String,
+        source: std::io::Error,
+    },
     #[error("cannot connect to host {host:?} ({target}): {source}")]
     Connect {
         host: String,
@@ -111,13 +159,63 @@ pub enum ExecError {
         cmd: String,
         after: Duration,
     },
-    #[error("{cmd:?} on host {host:?} failed ({status}): {stderr}")]
+    #[error(
+        "{cmd:?} on host {host:?} failed ({status}): {}",
+        quote_output(stdout, stderr)
+    )]
     Failed {
         host: String,
         cmd: String,
         status: String,
+        stdout: String,
         stderr: String,
     },
+    #[error(
+        "host {host:?} refused `sudo -n` for {cmd:?}: {said}; the login user needs a NOPASSWD \
+         sudoers rule for it, e.g. /etc/sudoers.d/faultline: \
+         `USER ALL=(root) NOPASSWD: /usr/bin/nvidia-smi, /usr/bin/kill` (check with visudo -cf)"
+    )]
+    SudoRefused {
+        host: String,
+        cmd: String,
+        said: String,
+    },
+}
+
+/// What a failed command printed, both streams (tools like nvidia-smi print their errors on
+/// stdout), trimmed; `(no output)` when both are empty.
+pub fn quote_output(stdout: &str, stderr: &str) -> String {
+    let parts: Vec<&str> = [stdout.trim(), stderr.trim()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.is_empty() {
+        "(no output)".into()
+    } else {
+        parts.join(" / ")
+    }
+}
+
+/// Whether `sudo -n` refused to run a command (as opposed to the command failing).
+pub fn sudo_refusal(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| {
+            l.starts_with("sudo:")
+                && (l.contains("a password is required")
+                    || l.contains("a terminal is required")
+                    || l.contains("is not allowed to execute")
+                    || l.contains("is not in the sudoers file")
+                    || l.contains("may not run sudo"))
+        })
+        .or_else(|| {
+            stderr
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("Sorry, user") && l.contains("is not allowed"))
+        })
+        .map(str::to_string)
 }
 
 /// What a command printed and how it ended.
@@ -145,7 +243,16 @@ impl Output {
 pub struct Host {
     name: String,
     spec: HostSpec,
-    session: tokio::sync::Mutex<Option<Arc<openssh::Session>>>,
+    /// The jump host's spec, resolved from the hosts section.
+    jump: Option<SshSpec>,
+    session: tokio::sync::Mutex<Option<Session>>,
+}
+
+/// An open master connection and the generated ssh config it was opened with (kept alive as
+/// long as the connection, since the jump's `ssh` reads it again on reconnects).
+struct Session {
+    ssh: Arc<openssh::Session>,
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl std::fmt::Debug for Host {
@@ -162,7 +269,31 @@ impl Host {
         Host {
             name: name.into(),
             spec,
+            jump: None,
             session: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A host reached through `jump` (ProxyJump).
+    pub fn with_jump(name: impl Into<String>, spec: HostSpec, jump: Option<SshSpec>) -> Self {
+        Host {
+            jump,
+            ..Host::new(name, spec)
+        }
+    }
+
+    /// Whether commands that need root run under `sudo -n` on this host.
+    pub fn sudo(&self) -> bool {
+        matches!(&self.spec, HostSpec::Ssh(s) if s.sudo)
+    }
+
+    /// `cmd` as it must be run when it needs root: `sudo -n CMD` on a `sudo: true` host. `cmd`
+    /// must be one simple command (sudo runs a program, not a shell line).
+    pub fn privileged(&self, cmd: &str) -> String {
+        if self.sudo() {
+            format!("sudo -n {cmd}")
+        } else {
+            cmd.to_string()
         }
     }
 
@@ -192,18 +323,34 @@ impl Host {
         }
     }
 
-    /// Like [`Host::run`], but a non-zero exit is an error quoting stderr.
+    /// Like [`Host::run`], but a non-zero exit is an error quoting what the command printed
+    /// (stdout and stderr); a refused `sudo -n` is [`ExecError::SudoRefused`].
     pub async fn run_ok(&self, cmd: &str, timeout: Duration) -> Result<Output, ExecError> {
         let out = self.run(cmd, timeout).await?;
         if out.success() {
             Ok(out)
         } else {
-            Err(ExecError::Failed {
+            Err(self.failure(cmd, &out))
+        }
+    }
+
+    /// The error for `cmd` having ended with `out` (not successfully).
+    pub fn failure(&self, cmd: &str, out: &Output) -> ExecError {
+        if cmd.starts_with("sudo ")
+            && let Some(said) = sudo_refusal(&out.stderr)
+        {
+            return ExecError::SudoRefused {
                 host: self.name.clone(),
                 cmd: cmd.to_string(),
-                status: out.status.to_string(),
-                stderr: out.stderr.trim().to_string(),
-            })
+                said,
+            };
+        }
+        ExecError::Failed {
+            host: self.name.clone(),
+            cmd: cmd.to_string(),
+            status: out.status.to_string(),
+            stdout: out.stdout.trim().to_string(),
+            stderr: out.stderr.trim().to_string(),
         }
     }
 
@@ -254,23 +401,127 @@ impl Host {
     async fn session(&self, spec: &SshSpec) -> Result<Arc<openssh::Session>, ExecError> {
         let mut guard = self.session.lock().await;
         if let Some(s) = guard.as_ref() {
-            return Ok(s.clone());
+            return Ok(s.ssh.clone());
         }
-        let s = Arc::new(connect(spec).await.map_err(|source| ExecError::Connect {
-            host: self.name.clone(),
-            target: self.spec.to_string(),
-            source,
-        })?);
-        *guard = Some(s.clone());
-        Ok(s)
+        let config = match &self.jump {
+            Some(j) => Some(write_jump_config(j, spec.config_file.as_deref()).map_err(
+                |source| ExecError::Config {
+                    host: self.name.clone(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
+        let ssh = Arc::new(
+            connect(spec, self.jump.as_ref(), config.as_ref().map(|c| c.path()))
+                .await
+                .map_err(|source| ExecError::Connect {
+                    host: self.name.clone(),
+                    target: self.spec.to_string(),
+                    source,
+                })?,
+        );
+        *guard = Some(Session {
+            ssh: ssh.clone(),
+            _config: config,
+        });
+        Ok(ssh)
     }
 }
 
-/// Opens the SSH master connection for `spec`.
-async fn connect(spec: &SshSpec) -> Result<openssh::Session, openssh::Error> {
+/// Quotes a value for an ssh config file (double quotes; ssh has no escape for them, so a
+/// value holding one is refused).
+fn config_value(v: &str) -> std::io::Result<String> {
+    if v.contains('"') || v.contains('\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{v:?} cannot be written to an ssh config file"),
+        ));
+    }
+    Ok(format!("\"{v}\""))
+}
+
+/// The ssh config text for a connection through `jump`: the jump host's own settings first
+/// (ssh takes the first value it reads), then the user's config.
+pub fn jump_config_text(
+    jump: &SshSpec,
+    user_config: Option<&std::path::Path>,
+) -> std::io::Result<String> {
+    let mut t = format!("Host {}\n", config_value(&jump.host)?);
+    if let Some(p) = jump.port {
+        t += &format!("  Port {p}\n");
+    }
+    if let Some(u) = &jump.user {
+        t += &format!("  User {}\n", config_value(u)?);
+    }
+    if let Some(k) = &jump.identity_file {
+        t += &format!(
+            "  IdentityFile {}\n  IdentitiesOnly yes\n",
+            config_value(&k.to_string_lossy())?
+        );
+    }
+    t += "  BatchMode yes\n";
+    if jump.strict_host_key_checking {
+        t += "  StrictHostKeyChecking yes\n";
+        if let Some(k) = &jump.known_hosts {
+            t += &format!(
+                "  UserKnownHostsFile {}\n",
+                config_value(&k.to_string_lossy())?
+            );
+        }
+    } else {
+        t += "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n";
+    }
+    t += &format!(
+        "  ConnectTimeout {}\n",
+        jump.connect_timeout.as_secs().max(1)
+    );
+    // `Match all` ends the Host block, so the includes apply to every host.
+    t += "Match all\n";
+    match user_config.or(jump.config_file.as_deref()) {
+        Some(c) => t += &format!("  Include {}\n", config_value(&c.to_string_lossy())?),
+        None => t += "  Include ~/.ssh/config\n  Include /etc/ssh/ssh_config\n",
+    }
+    Ok(t)
+}
+
+fn write_jump_config(
+    jump: &SshSpec,
+    user_config: Option<&std::path::Path>,
+) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut f = tempfile::Builder::new()
+        .prefix("faultline-ssh-config-")
+        .tempfile()?;
+    f.write_all(jump_config_text(jump, user_config)?.as_bytes())?;
+    f.flush()?;
+    Ok(f)
+}
+
+/// Opens the SSH master connection for `spec`, through `jump` when given (with `config`, the
+/// file from [`write_jump_config`]).
+async fn connect(
+    spec: &SshSpec,
+    jump: Option<&SshSpec>,
+    config: Option<&std::path::Path>,
+) -> Result<openssh::Session, openssh::Error> {
     let mut b = openssh::SessionBuilder::default();
-    b.port(spec.port)
-        .connect_timeout(spec.connect_timeout)
+    if let Some(p) = spec.port {
+        b.port(p);
+    }
+    if let Some(j) = jump {
+        b.jump_hosts([j.host.as_str()]);
+    }
+    match (config, &spec.config_file) {
+        (Some(c), _) => {
+            b.config_file(c);
+        }
+        (None, Some(c)) => {
+            b.config_file(c);
+        }
+        (None, None) => {}
+    }
+    b.connect_timeout(spec.connect_timeout)
         .server_alive_interval(Duration::from_secs(15))
         // The master exits by itself when idle, so a killed runner leaves no ssh behind for long.
         .control_persist(openssh::ControlPersist::IdleFor(
@@ -335,22 +586,48 @@ impl Hosts {
     /// The host called `name` (not yet connected; that happens on its first command).
     pub fn get(&self, name: &str) -> Result<Arc<Host>, ExecError> {
         let spec = self.spec(name)?.clone();
+        let jump = self.jump_of(name)?;
         let mut map = self.connected.lock().expect("hosts lock");
         Ok(map
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Host::new(name, spec)))
+            .or_insert_with(|| Arc::new(Host::with_jump(name, spec, jump)))
             .clone())
     }
 
-    /// Only the specs of `names`, for the ledger (a fault records the hosts it uses, no others).
+    /// The ssh spec of the jump host of `name`, if it has one: an ssh host of the section
+    /// without a jump of its own.
+    pub fn jump_of(&self, name: &str) -> Result<Option<SshSpec>, ExecError> {
+        let HostSpec::Ssh(s) = self.spec(name)? else {
+            return Ok(None);
+        };
+        let Some(j) = &s.jump else {
+            return Ok(None);
+        };
+        match self.spec(j)? {
+            HostSpec::Ssh(js) if js.jump.is_none() && j != name => Ok(Some(js.clone())),
+            _ => Err(ExecError::BadJump {
+                host: name.to_string(),
+                jump: j.clone(),
+            }),
+        }
+    }
+
+    /// Only the specs of `names` and of their jump hosts, for the ledger (a fault records the
+    /// hosts it uses, no others).
     pub fn subset<'a>(
         &self,
         names: impl IntoIterator<Item = &'a String>,
     ) -> Result<BTreeMap<String, HostSpec>, ExecError> {
-        names
-            .into_iter()
-            .map(|n| Ok((n.clone(), self.spec(n)?.clone())))
-            .collect()
+        let mut out = BTreeMap::new();
+        for n in names {
+            let spec = self.spec(n)?.clone();
+            if let HostSpec::Ssh(SshSpec { jump: Some(j), .. }) = &spec {
+                self.jump_of(n)?;
+                out.insert(j.clone(), self.spec(j)?.clone());
+            }
+            out.insert(n.clone(), spec);
+        }
+        Ok(out)
     }
 }
 
@@ -370,9 +647,64 @@ mod tests {
         let h: HostSpec =
             serde_json::from_str(r#"{"ssh":{"host":"node-7","user":"ops"}}"#).unwrap();
         let HostSpec::Ssh(s) = h else { panic!() };
-        assert_eq!(s.port, 22);
+        // No port unless given: the user's ssh config decides.
+        assert_eq!(s.port, None);
+        assert!(!s.sudo);
+        assert_eq!(s.jump, None);
         assert!(s.strict_host_key_checking);
         assert_eq!(s.connect_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_jump_config_carries_the_jump_hosts_own_settings_then_the_users_config() {
+        let mut j = SshSpec::new("bastion.example.com");
+        j.user = Some("ops".into());
+        j.port = Some(2222);
+        j.identity_file = Some("/k/id".into());
+        j.known_hosts = Some("/k/known".into());
+        let t = jump_config_text(&j, None).unwrap();
+        assert_eq!(
+            t,
+            "Host \"bastion.example.com\"\n  Port 2222\n  User \"ops\"\n  IdentityFile \"/k/id\"\n  \
+             IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  \
+             UserKnownHostsFile \"/k/known\"\n  ConnectTimeout 10\nMatch all\n  \
+             Include ~/.ssh/config\n  Include /etc/ssh/ssh_config\n"
+        );
+        // Only what is given: no port, user or key lines otherwise; the user's file if named.
+        let t = jump_config_text(
+            &SshSpec::new("b"),
+            Some(std::path::Path::new("/home/u/.ssh/cfg")),
+        )
+        .unwrap();
+        assert!(!t.contains("Port") && !t.contains("User ") && !t.contains("IdentityFile"));
+        assert!(
+            t.ends_with("Match all\n  Include \"/home/u/.ssh/cfg\"\n"),
+            "{t}"
+        );
+        assert!(jump_config_text(&SshSpec::new("a\"b"), None).is_err());
+    }
+
+    #[test]
+    fn the_spec_shows_port_and_jump_only_when_given() {
+        let mut s = SshSpec::new("node-7");
+        s.user = Some("sre".into());
+        assert_eq!(HostSpec::Ssh(s.clone()).to_string(), "ssh://sre@node-7");
+        s.port = Some(2200);
+        s.jump = Some("bastion".into());
+        assert_eq!(s.to_string(), "ssh://sre@node-7:2200 via bastion");
+    }
+
+    #[test]
+    fn sudo_refusals_are_told_from_command_failures() {
+        assert_eq!(
+            sudo_refusal("sudo: a password is required\n").as_deref(),
+            Some("sudo: a password is required")
+        );
+        assert!(
+            sudo_refusal("Sorry, user sre is not allowed to execute '/bin/sh' as root on n.\n")
+                .is_some()
+        );
+        assert_eq!(sudo_refusal("kill: (123) - No such process\n"), None);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! - `{"record":"inject", run_id, fault_id, kind, spec, hosts, undo, deadline, injected_at, pid}`
 //!   — written and fsynced *before* inject. `hosts` holds only the hosts this fault uses, as
 //!   their specs (paths, never secrets), so `recover` needs nothing but this file;
-//! - `{"record":"done", run_id, fault_id, how, at}` — after a verified restore; `how` is
-//!   `normal`, `recover` or `deadman`.
+//! - `{"record":"done", run_id, fault_id, how, at[, inject_error]}` — after a verified restore;
+//!   `how` is `normal`, `recover` or `deadman`; `inject_error` says why the inject failed when
+//!   the entry is closed after a failed inject (whatever part of it happened was put back).
 //!
 //! Folding the file gives the outstanding entries: the latest `inject` per (run, fault) with no
 //! `done` after it. Writers take an exclusive `flock` so two processes never interleave lines.
@@ -105,6 +106,9 @@ pub struct Done {
     pub fault_id: String,
     pub how: Restoration,
     pub at: DateTime<Utc>,
+    /// The inject failed with this error; the restore after it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -209,7 +213,43 @@ impl Ledger {
             fault_id: fault_id.to_string(),
             how,
             at: Utc::now(),
+            inject_error: None,
         }))
+    }
+
+    /// Closes (run_id, fault_id) after its inject failed with `error` and the restore that
+    /// followed put back whatever part of it had happened.
+    pub fn record_failed_inject(
+        &self,
+        run_id: &str,
+        fault_id: &str,
+        error: &str,
+    ) -> Result<(), LedgerError> {
+        self.append(&Record::Done(Done {
+            run_id: run_id.to_string(),
+            fault_id: fault_id.to_string(),
+            how: Restoration::Normal,
+            at: Utc::now(),
+            inject_error: Some(error.to_string()),
+        }))
+    }
+
+    /// Every record, in order (for tests and `status`-like tools).
+    pub fn records(&self) -> Result<Vec<Record>, LedgerError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(LedgerError::Open {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
     }
 
     /// The entries not yet done, plus warnings about torn lines.
@@ -480,6 +520,7 @@ mod tests {
             fault_id: fault.into(),
             how: Restoration::Normal,
             at: Utc::now(),
+            inject_error: None,
         })
     }
 

@@ -1,6 +1,12 @@
 //! `ssh-command`: generic inject / restore / verify shell commands on hosts (tc netem delay,
 //! an iptables partition of a node, killing a process), with the same ledger and dead-man
 //! discipline as every other kind.
+//!
+//! A host's `sudo: true` does not wrap these commands: they are shell lines, and running a shell
+//! line under sudo would need a sudoers rule for a shell (root for anything). Write `sudo -n`
+//! into the command where it is needed (`sudo -n tc qdisc add …`), so the sudoers rule names
+//! exactly those programs. The dead-man timer runs the restore command as the login user, as
+//! written.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

@@ -108,10 +108,17 @@ pub(crate) async fn drive_fault(
     });
     shared.event("inject", Some(&f.id), r.action.clone());
     if let Err(e) = f.spec.inject(&ctx, &undo).await {
+        // The original error is what the user needs; the restore that follows puts back what
+        // may have partly happened, cancels the dead-man timer and closes the ledger entry.
+        let err = e.to_string();
         r.status = FaultStatus::Invalid;
-        r.reason = Some(format!("inject failed: {e}"));
-        shared.event("inject_failed", Some(&f.id), e.to_string());
-        let _ = shared.restore(&f.id).await;
+        shared.event("inject_failed", Some(&f.id), err.clone());
+        r.reason = Some(match shared.restore_noting(&f.id, Some(&err)).await {
+            Ok(()) => format!("inject failed (nothing left behind): {err}"),
+            Err(re) => format!(
+                "inject failed: {err}; the restore after it failed too, left for `faultline recover`: {re}"
+            ),
+        });
         shared.set_result(r);
         return;
     }

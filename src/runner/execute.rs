@@ -82,6 +82,7 @@ fn host_spec(h: &HostSpec) -> HostSpec {
         HostSpec::Ssh(s) => HostSpec::Ssh(SshSpec {
             identity_file: expand_home(&s.identity_file),
             known_hosts: expand_home(&s.known_hosts),
+            config_file: expand_home(&s.config_file),
             ..s.clone()
         }),
         local => local.clone(),

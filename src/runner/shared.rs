@@ -71,6 +71,15 @@ impl Shared {
 
     /// Restores one active fault (if it still is) and marks it done in the ledger.
     pub(crate) async fn restore(&self, id: &str) -> Result<(), String> {
+        self.restore_noting(id, None).await
+    }
+
+    /// [`Shared::restore`] after a failed inject: the ledger entry is closed with `inject_error`.
+    pub(crate) async fn restore_noting(
+        &self,
+        id: &str,
+        inject_error: Option<&str>,
+    ) -> Result<(), String> {
         let mut active = self.active.lock().await;
         let Some(pos) = active.iter().position(|a| a.id == id) else {
             return Ok(());
@@ -84,10 +93,13 @@ impl Shared {
             .await;
         match tried {
             Ok(_) => {
-                if let Err(e) = self
-                    .ledger
-                    .record_done(&a.ctx.run_id, &a.id, Restoration::Normal)
-                {
+                let done = match inject_error {
+                    Some(err) => self.ledger.record_failed_inject(&a.ctx.run_id, &a.id, err),
+                    None => self
+                        .ledger
+                        .record_done(&a.ctx.run_id, &a.id, Restoration::Normal),
+                };
+                if let Err(e) = done {
                     tracing::error!("cannot mark {id} done in the ledger: {e}");
                 }
                 self.event("restored", Some(id), format!("{} restored", a.spec.kind()));

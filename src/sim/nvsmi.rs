@@ -10,6 +10,12 @@
 //! Like a real GPU: a `Prohibited` GPU accepts no new process, an `Exclusive_Process` GPU at most
 //! one; a mode change does not affect processes already running. Queries list only processes
 //! that are still alive.
+//!
+//! Like the real tool, it has sharp edges that tests can switch on in the state file: a GPU with
+//! MIG enabled (`mig_enabled`), one whose compute mode reads `[N/A]` (`compute_mode_reading`),
+//! and `-c` refused for a non-root user with "Insufficient Permissions" (`set_requires_root`).
+//! It prints its errors on stdout, as the real tool does, says "already set" when the mode is
+//! already the one asked for, and no longer sets `EXCLUSIVE_THREAD`.
 
 use crate::fault::gpu_lockout::ComputeMode;
 use serde::{Deserialize, Serialize};
@@ -49,6 +55,9 @@ pub enum NvsmiError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gpus {
     pub gpus: Vec<Gpu>,
+    /// `-c` needs root (effective uid 0), as on a real node.
+    #[serde(default)]
+    pub set_requires_root: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,6 +68,12 @@ pub struct Gpu {
     pub compute_mode: ComputeMode,
     #[serde(default)]
     pub processes: Vec<GpuProcess>,
+    /// MIG is enabled: `mig.mode.current` reads `Enabled` and `-c` is not supported.
+    #[serde(default)]
+    pub mig_enabled: bool,
+    /// What `compute_mode` reads instead of the mode (e.g. `[N/A]`); `-c` is not supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_mode_reading: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,8 +110,11 @@ impl GpuState {
                     name: "NVIDIA H100 80GB HBM3 (sim)".into(),
                     compute_mode: ComputeMode::Default,
                     processes: Vec::new(),
+                    mig_enabled: false,
+                    compute_mode_reading: None,
                 })
                 .collect(),
+            set_requires_root: false,
         };
         let _lock = state.lock()?;
         state.write(&gpus)?;
@@ -136,6 +154,29 @@ impl GpuState {
     pub fn set_mode(&self, gpu: u32, mode: ComputeMode) -> Result<(), NvsmiError> {
         self.update(|g| {
             find_mut(g, gpu)?.compute_mode = mode;
+            Ok(())
+        })
+    }
+
+    /// Makes `-c` need root (as on a real node) or not.
+    pub fn set_requires_root(&self, yes: bool) -> Result<(), NvsmiError> {
+        self.update(|g| {
+            g.set_requires_root = yes;
+            Ok(())
+        })
+    }
+
+    /// Changes one GPU's sharp edges: MIG enabled, a compute mode that reads e.g. `[N/A]`.
+    pub fn set_quirks(
+        &self,
+        gpu: u32,
+        mig_enabled: bool,
+        compute_mode_reading: Option<&str>,
+    ) -> Result<(), NvsmiError> {
+        self.update(|g| {
+            let gpu = find_mut(g, gpu)?;
+            gpu.mig_enabled = mig_enabled;
+            gpu.compute_mode_reading = compute_mode_reading.map(str::to_string);
             Ok(())
         })
     }
@@ -274,13 +315,23 @@ pub struct Response {
 }
 
 impl Response {
+    /// A failure, printed on stdout as the real tool prints its errors.
     fn fail(code: u8, msg: impl Into<String>) -> Response {
         Response {
-            stdout: String::new(),
-            stderr: msg.into() + "\n",
+            stdout: msg.into() + "\n",
+            stderr: String::new(),
             code,
         }
     }
+}
+
+/// Exit codes of the real tool.
+const EXIT_NOT_SUPPORTED: u8 = 3;
+const EXIT_NO_PERMISSION: u8 = 4;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Runs one invocation against the state in `state`.
@@ -345,6 +396,32 @@ fn run_inner(state: &GpuState, req: &Request) -> Result<Response, NvsmiError> {
         };
         let mut out = String::new();
         for g in &selected {
+            let refuse = |code: u8, why: &str| {
+                Response::fail(
+                    code,
+                    format!(
+                        "{out}Unable to set the compute mode for GPU {}: {why}\nTerminating early due to previous errors.",
+                        g.bus_id()
+                    ),
+                )
+            };
+            if gpus.set_requires_root && !is_root() {
+                return Ok(refuse(EXIT_NO_PERMISSION, "Insufficient Permissions"));
+            }
+            if mode == ComputeMode::ExclusiveThread
+                || g.mig_enabled
+                || g.compute_mode_reading.is_some()
+            {
+                return Ok(refuse(EXIT_NOT_SUPPORTED, "Not Supported"));
+            }
+            if g.compute_mode == mode {
+                out += &format!(
+                    "Compute mode is already set to {} for GPU {}.\n",
+                    mode.set_name(),
+                    g.bus_id()
+                );
+                continue;
+            }
             state.set_mode(g.index, mode)?;
             out += &format!(
                 "Set compute mode to {} for GPU {}.\n",
@@ -368,7 +445,13 @@ fn run_inner(state: &GpuState, req: &Request) -> Result<Response, NvsmiError> {
                     "index" => g.index.to_string(),
                     "uuid" | "gpu_uuid" => g.uuid.clone(),
                     "name" | "gpu_name" => g.name.clone(),
-                    "compute_mode" | "compute-mode" => g.compute_mode.query_name().to_string(),
+                    "compute_mode" | "compute-mode" => match &g.compute_mode_reading {
+                        Some(r) => r.clone(),
+                        None => g.compute_mode.query_name().to_string(),
+                    },
+                    "mig.mode.current" => {
+                        if g.mig_enabled { "Enabled" } else { "Disabled" }.to_string()
+                    }
                     "pci.bus_id" | "gpu_bus_id" => g.bus_id(),
                     _ => return Ok(field_error(f)),
                 });
@@ -481,7 +564,7 @@ mod tests {
             },
         );
         assert_ne!(r.code, 0);
-        assert!(r.stderr.contains("No devices were found"), "{r:?}");
+        assert!(r.stdout.contains("No devices were found"), "{r:?}");
         let r = run(
             &s,
             &Request {
@@ -491,7 +574,7 @@ mod tests {
             },
         );
         assert_ne!(r.code, 0);
-        assert!(r.stderr.contains("\"LOCKED\""), "{r:?}");
+        assert!(r.stdout.contains("\"LOCKED\""), "{r:?}");
     }
 
     #[test]
@@ -529,7 +612,7 @@ mod tests {
             },
         );
         assert_ne!(r.code, 0);
-        assert!(r.stderr.contains("\"temperature\""), "{r:?}");
+        assert!(r.stdout.contains("\"temperature\""), "{r:?}");
     }
 
     #[test]
@@ -583,5 +666,72 @@ mod tests {
             r.stdout.lines().nth(1).unwrap(),
             "GPU 1: NVIDIA H100 80GB HBM3 (sim) (UUID: GPU-5a1f0000-fa17-4000-8000-000000000001)"
         );
+    }
+
+    fn set(s: &GpuState, id: &str, mode: &str) -> Response {
+        run(
+            s,
+            &Request {
+                id: Some(id.into()),
+                compute_mode: Some(mode.into()),
+                ..req()
+            },
+        )
+    }
+
+    #[test]
+    fn setting_the_mode_a_gpu_already_has_says_already_set_and_succeeds() {
+        let (_d, s) = state(1);
+        let r = set(&s, "0", "DEFAULT");
+        assert_eq!(r.code, 0);
+        assert_eq!(
+            r.stdout,
+            "Compute mode is already set to DEFAULT for GPU 00000000:00:00.0.\nAll done.\n"
+        );
+    }
+
+    #[test]
+    fn mig_na_and_exclusive_thread_are_not_supported_and_errors_go_to_stdout() {
+        let (_d, s) = state(3);
+        s.set_quirks(1, true, None).unwrap();
+        s.set_quirks(2, false, Some("[N/A]")).unwrap();
+        let r = run(
+            &s,
+            &Request {
+                query_gpu: Some("index,compute_mode,mig.mode.current".into()),
+                format: Some("csv,noheader".into()),
+                ..req()
+            },
+        );
+        assert_eq!(
+            r.stdout,
+            "0, Default, Disabled\n1, Default, Enabled\n2, [N/A], Disabled\n"
+        );
+        for (id, mode) in [("1", "PROHIBITED"), ("2", "PROHIBITED"), ("0", "1")] {
+            let r = set(&s, id, mode);
+            assert_eq!(r.code, EXIT_NOT_SUPPORTED, "{r:?}");
+            assert!(
+                r.stdout.contains(": Not Supported\nTerminating early"),
+                "{r:?}"
+            );
+            assert_eq!(r.stderr, "");
+        }
+        assert_eq!(s.mode(0).unwrap(), ComputeMode::Default);
+    }
+
+    #[test]
+    fn set_requires_root_refuses_with_insufficient_permissions_unless_root() {
+        let (_d, s) = state(1);
+        s.set_requires_root(true).unwrap();
+        let r = set(&s, "0", "PROHIBITED");
+        if is_root() {
+            assert_eq!(r.code, 0, "{r:?}");
+        } else {
+            assert_eq!(r.code, EXIT_NO_PERMISSION);
+            assert_eq!(
+                r.stdout,
+                "Unable to set the compute mode for GPU 00000000:00:00.0: Insufficient Permissions\nTerminating early due to previous errors.\n"
+            );
+        }
     }
 }

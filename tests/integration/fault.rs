@@ -46,7 +46,7 @@ fn lockout(state: &Path, gpus: Vec<u32>, kill: bool, margin: Duration) -> FaultS
     FaultSpec::GpuLockout(gpu_lockout::Params {
         targets: vec![GpuTarget {
             host: "node".into(),
-            gpus,
+            gpus: gpus.into_iter().map(Into::into).collect(),
         }],
         mode: LockMode::Prohibited,
         kill_process: kill,
@@ -582,9 +582,10 @@ fn the_nvidia_smi_subcommand_behaves_like_the_real_tool() {
     );
     let (_, out, _) = run(&["--query-gpu=index,compute_mode", "--format=csv,noheader"]);
     assert_eq!(out, "0, Default\n1, Exclusive_Process\n");
-    let (code, _, err) = run(&["-i", "9", "-c", "0"]);
+    // The real tool prints its errors on stdout.
+    let (code, out, _) = run(&["-i", "9", "-c", "0"]);
     assert_ne!(code, 0);
-    assert!(err.contains("No devices were found"), "{err}");
+    assert!(out.contains("No devices were found"), "{out}");
     let (code, _, _) = run(&["-L"]);
     assert_eq!(code, 0);
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))

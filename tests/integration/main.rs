@@ -12,6 +12,7 @@ mod report;
 mod runner;
 mod saturation;
 mod spec;
+mod ssh_nodes;
 mod sshd;
 mod tls;
 mod truth;

@@ -334,7 +334,7 @@ analysis:
 "#,
         url = sim.url,
         user = ssh.user.as_deref().unwrap(),
-        port = ssh.port,
+        port = ssh.port.unwrap(),
         key = q(&ssh.identity_file.as_ref().unwrap().display().to_string()),
         kh = q(&ssh.known_hosts.as_ref().unwrap().display().to_string()),
         inject = q(&inject),

@@ -13,6 +13,8 @@ pub const SSHD: &str = "/usr/sbin/sshd";
 pub struct Sshd {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The address it listens on.
+    pub addr: String,
     pub user: String,
     pub client_key: PathBuf,
     pub known_hosts: PathBuf,
@@ -38,12 +40,20 @@ fn free_port() -> u16 {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::start_at(None, "127.0.0.1")
+    }
+
+    /// An sshd listening on `addr`, inside the network namespace `netns` when given (on port
+    /// 22 there: the namespace has its own ports). Its directory is world-readable, so that
+    /// other local users can log in with its `authorized_keys` and use files placed in it.
+    pub fn start_at(netns: Option<&str>, addr: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install Debian's openssh-server (scripts/test.sh does)"
         );
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         keygen(&d.join("host_key"));
         keygen(&d.join("client_key"));
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
@@ -57,23 +67,33 @@ impl Sshd {
         }
         let mut last_err = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = if netns.is_some() { 22 } else { free_port() };
             let config = d.join("sshd_config");
+            let pidfile = d.join("sshd.pid");
+            let _ = std::fs::remove_file(&pidfile);
             std::fs::write(
                 &config,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\n\
+                    "Port {port}\nListenAddress {addr}\nHostKey {hk}\nPidFile {pid}\n\
                      AuthorizedKeysFile {ak}\nStrictModes no\nPermitRootLogin prohibit-password\n\
                      PubkeyAuthentication yes\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nUsePAM no\nLogLevel ERROR\n",
                     hk = d.join("host_key").display(),
-                    pid = d.join("sshd.pid").display(),
+                    pid = pidfile.display(),
                     ak = d.join("authorized_keys").display(),
                 ),
             )
             .unwrap();
             let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-            let mut child = Command::new(SSHD)
+            let mut cmd = match netns {
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns, SSHD]);
+                    c
+                }
+                None => Command::new(SSHD),
+            };
+            let mut child = cmd
                 .args(["-D", "-e", "-f"])
                 .arg(&config)
                 .stdin(Stdio::null())
@@ -90,15 +110,26 @@ impl Sshd {
                     );
                     break;
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // In a namespace the address may be unreachable from here (that is the point of
+                // some tests): sshd writes its pid file once it listens.
+                let ready = match netns {
+                    Some(_) => pidfile.exists(),
+                    None => TcpStream::connect((addr, port)).is_ok(),
+                };
+                if ready {
                     let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
                     let mut parts = host_pub.split_whitespace();
                     let (kind, key) = (parts.next().unwrap(), parts.next().unwrap());
                     let known_hosts = d.join("known_hosts");
-                    std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {kind} {key}\n"))
-                        .unwrap();
+                    let name = if port == 22 {
+                        addr.to_string()
+                    } else {
+                        format!("[{addr}]:{port}")
+                    };
+                    std::fs::write(&known_hosts, format!("{name} {kind} {key}\n")).unwrap();
                     return Sshd {
                         port,
+                        addr: addr.to_string(),
                         user,
                         client_key: d.join("client_key"),
                         known_hosts,
@@ -111,16 +142,16 @@ impl Sshd {
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("sshd did not start on 127.0.0.1: {last_err}");
+        panic!("sshd did not start on {addr}: {last_err}");
     }
 
     pub fn ssh_spec(&self) -> SshSpec {
         SshSpec {
             user: Some(self.user.clone()),
-            port: self.port,
+            port: Some(self.port),
             identity_file: Some(self.client_key.clone()),
             known_hosts: Some(self.known_hosts.clone()),
-            ..SshSpec::new("127.0.0.1")
+            ..SshSpec::new(self.addr.clone())
         }
     }
 

@@ -71,7 +71,7 @@ analysis:
 "#,
         state = state.display(),
         user = ssh.user.clone().unwrap(),
-        port = ssh.port,
+        port = ssh.port.unwrap(),
         key = ssh.identity_file.clone().unwrap().display(),
         known = ssh.known_hosts.clone().unwrap().display(),
     );

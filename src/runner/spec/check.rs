@@ -100,6 +100,7 @@ pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
         load_duration,
     };
     let timeline = timeline::build(&ctx, &mut errors);
+    jumps(&spec, doc, &mut errors);
     let probes = probes(&spec, doc, &mut errors);
     let steady_state = spec.steady_state.as_ref().map(|s| SteadyState {
         max_error_rate: s.max_error_rate,
@@ -378,5 +379,36 @@ pub(super) fn criteria_from(c: &super::raw::CriteriaSpec) -> Criteria {
         max_error_rate_during: c.max_error_rate_during,
         max_ttft_p99_increase: c.max_ttft_p99_increase,
         must_recover: c.must_recover,
+    }
+}
+
+/// Every `jump` names an ssh host of the section that has no jump of its own.
+fn jumps(spec: &ExperimentSpec, doc: &super::yaml::Doc, errors: &mut Vec<SpecError>) {
+    use super::raw::HostSpec;
+    use super::yaml::Seg;
+    for (name, h) in &spec.hosts {
+        let HostSpec::Ssh(s) = h else { continue };
+        let Some(j) = &s.jump else { continue };
+        let at = doc.locate(&[
+            Seg::key("hosts"),
+            Seg::key(name),
+            Seg::key("ssh"),
+            Seg::key("jump"),
+        ]);
+        if let Err(e) =
+            timeline::check_host(j, &spec.hosts, at.clone(), format!("host '{name}' (jump)"))
+        {
+            errors.push(e);
+            continue;
+        }
+        match spec.hosts.get(j) {
+            Some(HostSpec::Ssh(js)) if js.jump.is_none() && j != name => {}
+            _ => errors.push(SpecError::invalid(
+                at,
+                format!(
+                    "jump '{j}' of host '{name}' must be an ssh host of the hosts section without a jump of its own"
+                ),
+            )),
+        }
     }
 }

@@ -29,7 +29,10 @@ pub fn describe_fault(f: &ScheduledFault, exp: &Experiment) -> String {
             let targets: Vec<String> = p
                 .targets
                 .iter()
-                .map(|t| format!("host {} GPUs {:?}", t.host, t.gpus))
+                .map(|t| {
+                    let gpus: Vec<String> = t.gpus.iter().map(ToString::to_string).collect();
+                    format!("host {} GPUs [{}]", t.host, gpus.join(", "))
+                })
                 .collect();
             let mode = match p.mode {
                 LockMode::Prohibited => "PROHIBITED",
@@ -167,17 +170,28 @@ pub fn plan(exp: &Experiment) -> String {
     for (name, h) in &exp.hosts {
         let how = match h {
             Host::Local => "this machine".to_string(),
-            Host::Ssh(s) => format!(
-                "ssh {}{}:{}{}",
-                s.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
-                s.host,
-                s.port,
-                if s.strict_host_key_checking {
-                    ""
-                } else {
-                    " (host key NOT checked)"
-                }
-            ),
+            Host::Ssh(s) => {
+                format!(
+                    "ssh {}{}{}{}",
+                    s.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
+                    s.host,
+                    s.port.map(|p| format!(":{p}")).unwrap_or_default(),
+                    if s.strict_host_key_checking {
+                        ""
+                    } else {
+                        " (host key NOT checked)"
+                    }
+                ) + &s
+                    .jump
+                    .as_ref()
+                    .map(|j| format!(" via {j}"))
+                    .unwrap_or_default()
+                    + if s.sudo {
+                        " (root commands under sudo -n)"
+                    } else {
+                        ""
+                    }
+            }
         };
         let _ = writeln!(o, "host {name}: {how}");
     }

@@ -160,3 +160,33 @@ fn all_semantic_problems_are_reported_at_once() {
     assert!(err.contains("after the load ends"), "{err}");
     assert_eq!(err.lines().count(), 2, "{err}");
 }
+
+#[test]
+fn a_jump_must_name_an_ssh_host_and_exclusive_thread_is_no_lock_mode() {
+    let err = error_for(&with(
+        "  local: local\n",
+        "  local: local\n  node-7:\n    ssh: {host: node-7.example.com, jump: bastoin}\n  bastion:\n    ssh: {host: bastion.example.com}\n",
+    ));
+    assert!(
+        err.contains(
+            "experiments/t.yaml:7:43: unknown host 'bastoin' in host 'node-7' (jump); did you mean 'bastion'?"
+        ),
+        "{err}"
+    );
+    let err = error_for(&with(
+        "  local: local\n",
+        "  local: local\n  node-7:\n    ssh: {host: node-7.example.com, jump: local}\n",
+    ));
+    assert!(
+        err.contains("jump 'local' of host 'node-7' must be an ssh host"),
+        "{err}"
+    );
+    let err = error_for(&BASE.replace(
+        "  - use: gpu-lockout-1\n",
+        "  - fault: {kind: gpu-lockout, targets: [{host: local, gpus: [0]}], mode: EXCLUSIVE_THREAD}\n",
+    ));
+    assert!(
+        err.contains("EXCLUSIVE_THREAD is no longer supported"),
+        "{err}"
+    );
+}
