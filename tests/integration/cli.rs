@@ -1,5 +1,8 @@
 //! The `faultline` binary: a user's mistakes get clear messages and exit code 2.
 
+use crate::leftovers;
+use faultline::fault::deadman;
+use faultline::fault::ledger::Ledger;
 use std::process::Command;
 
 fn faultline(args: &[&str]) -> (i32, String, String) {
@@ -145,6 +148,10 @@ fn inject_by_hand_stays_until_restored_and_is_listed_by_status() {
     let id = out.trim().to_string();
     assert!(id.starts_with("ssh-command-"), "{out}");
     assert!(flag.exists(), "in effect");
+    // Its dead-man timer on the host (an hour and a minute by default, without --for).
+    let entry = Ledger::at(ledger).outstanding().unwrap().remove(0);
+    let armed = leftovers::timers(&deadman::marker(&entry.run_id, &id, "local"));
+    assert!(!armed.is_empty(), "no dead-man timer armed");
 
     let (code, out, _) = faultline(&["status", "--ledger", ledger]);
     assert_eq!(code, 0);
@@ -156,6 +163,11 @@ fn inject_by_hand_stays_until_restored_and_is_listed_by_status() {
     assert!(!flag.exists(), "restored");
     let (_, out, _) = faultline(&["status", "--ledger", ledger]);
     assert!(out.contains("no faults in effect"), "{out}");
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "restore left the dead-man timer's sleep behind"
+    );
 }
 
 #[test]

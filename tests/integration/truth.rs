@@ -3,8 +3,10 @@
 //! failed, detected, restored, recovered — and faultline's detection and recovery times within
 //! one window of what the sim logged.
 
+use crate::leftovers;
 use crate::sshd::Sshd;
 use faultline::analysis::phases::{Detection, Recovery};
+use faultline::fault::deadman;
 use faultline::fault::ledger::Ledger;
 use faultline::runner::execute::{self, RunOptions};
 use faultline::runner::result::{FaultStatus, Status};
@@ -85,7 +87,9 @@ analysis:
         run_id: "t-truth".into(),
         faultline_bin: Some(env!("CARGO_BIN_EXE_faultline").into()),
     };
+    let timers = leftovers::Watch::start(deadman::marker("t-truth", "gpu0", "node"));
     let r = execute::run(&exp, &opts).await.unwrap();
+    let armed = timers.stop();
     let f = &r.faults[0];
     assert_eq!(f.status, FaultStatus::Pass, "{f:#?}");
     assert_eq!(r.status, Status::Pass);
@@ -138,6 +142,13 @@ analysis:
         "0, Default\n1, Default"
     );
     assert!(opts.ledger.outstanding().unwrap().is_empty());
+    // And the node keeps no timer: neither the dead-man shell nor its sleep.
+    assert!(!armed.is_empty(), "no dead-man timer was armed on the node");
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "the run left its dead-man timer's processes on the node"
+    );
 }
 
 fn opts(dir: &std::path::Path, id: &str) -> RunOptions {
