@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 struct Proc {
     pid: u32,
+    ppid: u32,
     pgid: u32,
     zombie: bool,
     args: Vec<String>,
@@ -34,11 +35,13 @@ fn processes() -> Vec<Proc> {
             continue;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(state), Some(pgid)) = (fields.first(), fields.get(2)) else {
+        let (Some(state), Some(ppid), Some(pgid)) = (fields.first(), fields.get(1), fields.get(2))
+        else {
             continue;
         };
         all.push(Proc {
             pid,
+            ppid: ppid.parse().unwrap_or(0),
             pgid: pgid.parse().unwrap_or(0),
             zombie: *state == "Z",
             args: cmdline
@@ -58,6 +61,34 @@ pub fn timers(marker: &str) -> BTreeSet<u32> {
         .filter(|p| !p.zombie && p.args.last().is_some_and(|a| a == marker))
         .map(|p| p.pid)
         .collect()
+}
+
+/// Pids of the live children of `ppid` whose arguments are exactly `args`.
+pub fn children(ppid: u32, args: &[&str]) -> BTreeSet<u32> {
+    processes()
+        .into_iter()
+        .filter(|p| !p.zombie && p.ppid == ppid && p.args == args)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Those of `pids` still running ("PID: ARGS"), after waiting up to 3 s for them to exit.
+pub fn alive(pids: &BTreeSet<u32>) -> Vec<String> {
+    let find = || -> Vec<String> {
+        processes()
+            .into_iter()
+            .filter(|p| !p.zombie && pids.contains(&p.pid))
+            .map(|p| format!("{}: {}", p.pid, p.args.join(" ")))
+            .collect()
+    };
+    let start = Instant::now();
+    loop {
+        let left = find();
+        if left.is_empty() || start.elapsed() > Duration::from_secs(3) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What is still running of these timers ("PID: ARGS"): a timer shell itself, or anything in its

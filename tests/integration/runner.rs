@@ -243,8 +243,16 @@ fn sigkill_mid_fault_then_recover_restores_the_gpu_and_cleans_the_ledger() {
         "the lockout took effect"
     );
     let armed = armed_timers(&ledger_path);
+    // The embedded sim's workers: a `sleep` each, the run's children.
+    let workers = leftovers::children(child.id(), &["sleep", "2147483647"]);
+    assert!(!workers.is_empty(), "no sim worker processes");
     child.kill().unwrap(); // SIGKILL: no restore can run.
     child.wait().unwrap();
+    assert_eq!(
+        leftovers::alive(&workers),
+        Vec::<String>::new(),
+        "the killed run's sim workers live on"
+    );
     assert_eq!(
         gpus.mode(0).unwrap(),
         ComputeMode::Prohibited,
