@@ -36,7 +36,15 @@ async fn gpu_lockout_over_ssh_is_detected_and_recovered_within_one_window_of_the
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("sim-state");
     // Two workers of one GPU each; 8 req/s of short answers is comfortable for one of them, so
-    // what users see is the dead worker's errors until the router stops using it.
+    // what users see is the dead worker's errors until the router stops using it, then a slower
+    // TTFT p50 (one worker batches what two served apart) until it is back in rotation: that
+    // p50 is the recovery signal. The TTFT p99 band is opened wide (10x): a 3-window block
+    // holds 24 requests, so its "p99" is its single slowest request, and on 2 cores shared with
+    // the runner, sshd, nvidia-smi and other builds one request held up by the scheduler is
+    // routine (observed 1.5-5.2x the baseline's p99: 232 ms against 44 ms). At the default +50%
+    // of a ~16 ms baseline p99 that judged the machine, not the cluster: "recovery 8.999 s,
+    // truth 0.808 s", every block after the restore out of band on p99 alone, p50 back at
+    // baseline. Errors, throughput and p50 keep their default bands.
     let exp = format!(
         r#"name: gpu-over-ssh
 target:
@@ -70,6 +78,8 @@ criteria:
   max_recovery: 10s
 analysis:
   recovery_windows: 3
+  tolerance:
+    ttft_p99: 10.0
 "#,
         state = state.display(),
         user = ssh.user.clone().unwrap(),
