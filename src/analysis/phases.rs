@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 /// When a fault acted, in seconds from the start of the load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaultTiming {
-    /// The fault took effect (inject verified).
+    /// The fault took effect: its inject began (whatever it changes changes after this; the
+    /// verify that confirmed it came later), as the clearing is the start of its restore.
     pub effective_s: f64,
     /// The fault was cleared (its restore began; for one-shot faults such as a pod kill, the moment the
     /// replacements were Ready, or the effective time when that was not observed).

@@ -194,7 +194,10 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     let hosts = Arc::new(hosts_for(&args, &spec)?);
     let ledger = ledger_at(&args.ledger);
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
-    let run_id = format!("manual-{stamp}");
+    // The pid makes the run id (and so the dead-man marker) unique: two injects of one kind on
+    // one host within a second would otherwise share a timer marker, and restoring one would
+    // cancel the other's timer.
+    let run_id = format!("manual-{stamp}-{}", std::process::id());
     let fault_id = format!("{}-{stamp}", spec.kind());
     let window = args.r#for.unwrap_or(args.max);
     let deadline = chrono::Utc::now() + chrono::Duration::from_std(window)?;

@@ -106,6 +106,13 @@ pub(crate) async fn drive_fault(
         ctx: ctx.clone(),
         undo: undo.clone(),
     });
+    // The fault is effective from the moment its inject begins: whatever it changes (a mode
+    // set, a process killed, a pod deleted) happens after this, at a moment only the fault kind
+    // knows, and the verify that follows only confirms it. Timing it at the end of the verify
+    // instead left out of `during` the requests the fault broke while the inject and verify
+    // commands ran (seconds, over ssh on a busy machine), and put the system's detection of it
+    // before the fault's "effective" time.
+    let injecting_s = shared.now_s();
     shared.event("inject", Some(&f.id), r.action.clone());
     if let Err(e) = f.spec.inject(&ctx, &undo).await {
         // The original error is what the user needs; the restore that follows puts back what
@@ -124,8 +131,8 @@ pub(crate) async fn drive_fault(
     }
     match f.spec.verify(&ctx, &undo).await {
         Ok(v) => {
-            r.effective_s = Some(shared.now_s());
-            shared.event("effective", Some(&f.id), format!("{v:?}"));
+            r.effective_s = Some(injecting_s);
+            shared.event("verified", Some(&f.id), format!("{v:?}"));
             r.verification = Some(v);
         }
         Err(e) => {

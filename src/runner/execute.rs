@@ -275,8 +275,16 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
     }
 
     let client = Client::new(client_cfg, Instant::now())?;
-    // The sim's clock started earlier; its events are converted to the load's clock.
-    let sim_offset_s = sim.as_ref().map(|s| s.control().elapsed_s());
+    // The sim's clock started earlier; its events are converted to the load's clock. Both clocks
+    // count from an `Instant`, so the offset is their exact difference. (Reading the sim's clock
+    // here instead put every event early by the time since the load's clock started: building
+    // the client, and whatever time this thread spent descheduled on a busy machine.)
+    let sim_offset_s = sim.as_ref().map(|s| {
+        client
+            .run_start()
+            .saturating_duration_since(s.control().epoch())
+            .as_secs_f64()
+    });
     let shared = Arc::new(Shared {
         start: client.run_start(),
         control: control.clone(),

@@ -104,7 +104,7 @@ pub struct RunResult {
 
 pub fn definitions() -> Vec<String> {
     [
-        "phases: pre = end of warm-up to the first fault, less the requests' end-to-end p99 (so requests in flight when it hit are not the baseline); during = fault effective to cleared; recovery = cleared to the next fault or the end. A request belongs to the phase in which it was intended to start.",
+        "phases: pre = end of warm-up to the first fault, less the requests' end-to-end p99 (so requests in flight when it hit are not the baseline); during = fault effective (its inject began; verified afterwards) to cleared (its restore began); recovery = cleared to the next fault or the end. A request belongs to the phase in which it was intended to start.",
         "detection: from the fault's effective time to the first signal that the system noticed it: a detection probe, or (client-side) the end of the last window in which new requests were failing while the fault was still active.",
         "recovery: from the clearing (the injection, for one-shot faults) to the first window from which N consecutive windows, taken together, are back in the baseline band (error rate, TTFT p50/p99 and throughput within tolerance of pre).",
         "impact: during against pre; relative changes in percent.",

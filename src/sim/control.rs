@@ -8,6 +8,7 @@
 //! and the same router health checks (`health.rs`), and leaves ground-truth events behind.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -100,5 +101,10 @@ impl SimControl {
     /// Seconds since the sim started (the clock of [`SimEvent::t_s`]).
     pub fn elapsed_s(&self) -> f64 {
         self.cluster.events.elapsed_s()
+    }
+
+    /// The instant the sim started: [`SimEvent::t_s`] counts from it.
+    pub fn epoch(&self) -> Instant {
+        self.cluster.events.epoch()
     }
 }

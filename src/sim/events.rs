@@ -56,6 +56,11 @@ impl EventLog {
         self.epoch.elapsed().as_secs_f64()
     }
 
+    /// The instant `t_s` counts from.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     pub fn record(&self, kind: &str, worker: Option<usize>, detail: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let unix_ms = SystemTime::now()

@@ -32,14 +32,31 @@ enum Wait {
 
 /// Starts a worker's process and claims its GPUs; on refusal the process is killed again.
 pub(crate) async fn spawn(cluster: &Cluster, w: &Worker) -> Result<Child, SimError> {
-    let mut child = Command::new("sleep")
-        .arg("2147483647")
+    let mut cmd = Command::new("sleep");
+    cmd.arg("2147483647")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| SimError::Spawn { source })?;
+        .kill_on_drop(true);
+    // `kill_on_drop` needs the sim to run its destructors; a sim killed with SIGKILL (a killed
+    // `faultline run`, a test's standalone sim) left every worker's `sleep` behind, orphaned,
+    // for 68 years. The kernel kills it when the thread that spawned it (a runtime worker, which
+    // lives as long as the sim) dies.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The sim died before the prctl: nobody would kill this one.
+            if libc::getppid() != parent {
+                libc::_exit(0);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|source| SimError::Spawn { source })?;
     let pid = child.id().unwrap_or(0);
     for gpu in w.gpus.clone() {
         if let Err(e) = cluster.gpus.register_process(gpu as u32, pid) {

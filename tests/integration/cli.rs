@@ -1,5 +1,8 @@
 //! The `faultline` binary: a user's mistakes get clear messages and exit code 2.
 
+use crate::leftovers;
+use faultline::fault::deadman;
+use faultline::fault::ledger::Ledger;
 use std::process::Command;
 
 fn faultline(args: &[&str]) -> (i32, String, String) {
@@ -145,6 +148,10 @@ fn inject_by_hand_stays_until_restored_and_is_listed_by_status() {
     let id = out.trim().to_string();
     assert!(id.starts_with("ssh-command-"), "{out}");
     assert!(flag.exists(), "in effect");
+    // Its dead-man timer on the host (an hour and a minute by default, without --for).
+    let entry = Ledger::at(ledger).outstanding().unwrap().remove(0);
+    let armed = leftovers::timers(&deadman::marker(&entry.run_id, &id, "local"));
+    assert!(!armed.is_empty(), "no dead-man timer armed");
 
     let (code, out, _) = faultline(&["status", "--ledger", ledger]);
     assert_eq!(code, 0);
@@ -156,6 +163,59 @@ fn inject_by_hand_stays_until_restored_and_is_listed_by_status() {
     assert!(!flag.exists(), "restored");
     let (_, out, _) = faultline(&["status", "--ledger", ledger]);
     assert!(out.contains("no faults in effect"), "{out}");
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "restore left the dead-man timer's sleep behind"
+    );
+}
+
+#[test]
+fn two_injects_by_hand_in_one_second_have_their_own_deadman_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.jsonl");
+    let ledger = ledger.to_str().unwrap();
+    let inject = || {
+        let (code, out, err) = faultline(&[
+            "inject",
+            "ssh-command",
+            "--ledger",
+            ledger,
+            "--set",
+            "hosts=[local]",
+            "--set",
+            "inject=exit 0",
+            "--set",
+            "restore=exit 0",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let (first, second) = (inject(), inject());
+    let entries = Ledger::at(ledger).outstanding().unwrap();
+    assert_eq!(
+        entries.len(),
+        2,
+        "{first} and {second} are one ledger entry"
+    );
+    let timers = |i: usize| {
+        leftovers::timers(&deadman::marker(
+            &entries[i].run_id,
+            &entries[i].fault_id,
+            "local",
+        ))
+    };
+    let (a, b) = (timers(0), timers(1));
+    assert_eq!((a.len(), b.len()), (1, 1), "one timer each: {a:?} {b:?}");
+    assert_ne!(a, b, "{first} and {second} share a dead-man timer");
+    let one = format!("{}/{}", entries[0].run_id, entries[0].fault_id);
+    let (code, _, err) = faultline(&["restore", &one, "--ledger", ledger]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(leftovers::left_of(&a), Vec::<String>::new());
+    assert_eq!(timers(1), b, "restoring one cancelled the other's timer");
+    let (code, _, err) = faultline(&["restore", "--all", "--ledger", ledger]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(leftovers::left_of(&b), Vec::<String>::new());
 }
 
 #[test]

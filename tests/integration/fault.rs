@@ -1,6 +1,7 @@
 //! Fault kinds against real parts: a real sshd on 127.0.0.1, the sim's `nvidia-smi` (this very
 //! binary) run through it, real processes, a real ledger file.
 
+use crate::leftovers;
 use crate::sshd::Sshd;
 use chrono::Utc;
 use faultline::fault::deadman;
@@ -110,6 +111,7 @@ async fn gpu_lockout_over_ssh_sets_prohibited_and_restores_the_mode_it_read() {
     );
     let marker = undo["hosts"][0]["deadman"].as_str().unwrap().to_string();
     assert!(!timers(&marker).await.is_empty(), "no dead-man timer armed");
+    let armed = leftovers::timers(&marker);
 
     spec.restore(&c, &undo).await.unwrap();
     assert_eq!(
@@ -126,6 +128,11 @@ async fn gpu_lockout_over_ssh_sets_prohibited_and_restores_the_mode_it_read() {
         timers(&marker).await,
         "",
         "restore left the dead-man timer running"
+    );
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "restore left a process of the dead-man timer (its sleep) running"
     );
 }
 
@@ -190,6 +197,7 @@ async fn the_deadman_switch_restores_the_mode_by_itself_when_restore_never_comes
     gpus.set_mode(1, ComputeMode::ExclusiveProcess).unwrap();
     let spec = lockout(gpus.dir(), vec![1], false, Duration::from_secs(2));
     let undo;
+    let armed;
     {
         let c = ctx(
             "deadman",
@@ -199,6 +207,7 @@ async fn the_deadman_switch_restores_the_mode_by_itself_when_restore_never_comes
         undo = spec.prepare(&c).await.unwrap();
         spec.inject(&c, &undo).await.unwrap();
         assert_eq!(gpus.mode(1).unwrap(), ComputeMode::Prohibited);
+        armed = leftovers::timers(undo["hosts"][0]["deadman"].as_str().unwrap());
         // faultline "dies" here: the context, its hosts and ssh sessions are dropped.
     }
     let back = eventually(Duration::from_secs(10), || {
@@ -219,6 +228,8 @@ async fn the_deadman_switch_restores_the_mode_by_itself_when_restore_never_comes
         left = timers(marker).await;
     }
     assert_eq!(left, "", "the timer is still there after firing");
+    assert!(!armed.is_empty(), "no dead-man timer armed");
+    assert_eq!(leftovers::left_of(&armed), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -234,7 +245,14 @@ async fn a_normal_restore_cancels_the_deadman_switch() {
     );
     let undo = spec.prepare(&c).await.unwrap();
     spec.inject(&c, &undo).await.unwrap();
+    let armed = leftovers::timers(undo["hosts"][0]["deadman"].as_str().unwrap());
+    assert!(!armed.is_empty(), "no dead-man timer armed");
     spec.restore(&c, &undo).await.unwrap();
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "the cancelled timer left a process running"
+    );
     // An operator changes the GPU afterwards; a timer that still fired would undo that.
     gpus.set_mode(1, ComputeMode::Default).unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -308,6 +326,8 @@ async fn ssh_command_injects_verifies_and_restores_through_sshd() {
     let undo = spec.prepare(&c).await.unwrap();
     spec.inject(&c, &undo).await.unwrap();
     assert!(flag.exists());
+    let armed = leftovers::timers(undo["hosts"][0]["deadman"].as_str().unwrap());
+    assert!(!armed.is_empty(), "no dead-man timer armed");
     assert_eq!(
         spec.verify(&c, &undo).await.unwrap(),
         Verification::Verified
@@ -318,6 +338,7 @@ async fn ssh_command_injects_verifies_and_restores_through_sshd() {
     assert!(e.contains("did not take effect"), "{e}");
     let marker = undo["hosts"][0]["deadman"].as_str().unwrap();
     assert_eq!(timers(marker).await, "");
+    assert_eq!(leftovers::left_of(&armed), Vec::<String>::new());
 
     let unverifiable = ssh_command_spec(sshd.dir.path(), false, Duration::ZERO);
     let undo = unverifiable.prepare(&c).await.unwrap();
@@ -384,6 +405,9 @@ async fn recover_restores_from_the_ledger_after_the_injecting_code_died() {
     let outstanding = ledger.outstanding().unwrap();
     assert_eq!(outstanding.len(), 1);
     assert_eq!(outstanding[0].hosts.keys().collect::<Vec<_>>(), ["node"]);
+    let marker = deadman::marker(&outstanding[0].run_id, "f1", "node");
+    let armed = leftovers::timers(&marker);
+    assert!(!armed.is_empty(), "no dead-man timer armed");
 
     let report = recover(&ledger, &RecoverOptions::default()).await.unwrap();
     assert!(report.failed.is_empty(), "{report:?}");
@@ -394,8 +418,12 @@ async fn recover_restores_from_the_ledger_after_the_injecting_code_died() {
         ledger.outstanding().unwrap().is_empty(),
         "the ledger still holds it"
     );
-    let marker = deadman::marker(&outstanding[0].run_id, "f1", "node");
     assert_eq!(timers(&marker).await, "", "recover left the dead-man timer");
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "recover left a process of the dead-man timer running"
+    );
     // A second recover finds nothing to do.
     let again = recover(&ledger, &RecoverOptions::default()).await.unwrap();
     assert!(again.restored.is_empty() && again.failed.is_empty());

@@ -40,6 +40,7 @@ async fn load_against_sim_achieves_target_rate_within_two_percent_without_errors
     let client = client_for(sim.addr, "sim-llama-70b");
     let models = client.check().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let probe = WakeProbe::start();
     let out = engine::run(
         EngineConfig {
             schedule: Schedule::Open {
@@ -59,6 +60,7 @@ async fn load_against_sim_achieves_target_rate_within_two_percent_without_errors
     )
     .await
     .unwrap();
+    let machine_p99 = probe.stop_p99_ms();
     sim.shutdown().await;
     let s = &out.summary;
     assert_eq!(s.errors, 0, "errors: {:?}", s.errors_by_kind);
@@ -70,7 +72,16 @@ async fn load_against_sim_achieves_target_rate_within_two_percent_without_errors
     );
     assert_eq!(s.output_tokens, 16 * s.requests);
     assert_eq!(s.token_count_source, "usage");
-    assert!(s.dispatch_lag_ms.p99.unwrap() < 20.0);
+    // The engine dispatches within 20 ms of the schedule, on top of what the machine itself
+    // costs: a request is sent after two wake-ups (the pacer thread's sleep, then a runtime
+    // worker picking up its task), and with every core busy each wake-up can wait tens of ms
+    // for a CPU whatever the engine does (observed under two CPU hogs). On an idle machine the
+    // probe's p99 is well under a millisecond and this is the plain 20 ms bound.
+    let lag_p99 = s.dispatch_lag_ms.p99.unwrap();
+    assert!(
+        lag_p99 < 20.0 + 2.0 * machine_p99,
+        "dispatch lag p99 {lag_p99} ms; this machine wakes a sleeping thread {machine_p99} ms late (p99)"
+    );
 
     // Files on disk agree with the summary: one request line each, windows merge to the total.
     let lines = std::fs::read_to_string(dir.path().join("requests.jsonl")).unwrap();
@@ -195,4 +206,42 @@ async fn closed_loop_never_exceeds_its_users_in_flight() {
     assert_eq!(out.summary.target_rate, None);
     assert!(max_seen.load(std::sync::atomic::Ordering::Relaxed) <= 4);
     assert_eq!(out.summary.errors, 0);
+}
+
+/// How late this machine wakes a thread that sleeps until a deadline, sampled every 10 ms while
+/// it runs: the part of a dispatch lag that is the scheduler's, not the engine's.
+struct WakeProbe {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<f64>>,
+}
+
+impl WakeProbe {
+    fn start() -> WakeProbe {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut late_ms = Vec::new();
+            let mut next = Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                next += Duration::from_millis(10);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                let now = Instant::now();
+                late_ms.push(now.saturating_duration_since(next).as_secs_f64() * 1000.0);
+                next = next.max(now);
+            }
+            late_ms
+        });
+        WakeProbe { stop, thread }
+    }
+
+    /// The p99 of the lateness seen, in ms.
+    fn stop_p99_ms(self) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut late = self.thread.join().unwrap();
+        late.sort_by(f64::total_cmp);
+        late.get((late.len() as f64 * 0.99) as usize)
+            .or(late.last())
+            .copied()
+            .unwrap_or(0.0)
+    }
 }

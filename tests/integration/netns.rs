@@ -272,10 +272,13 @@ async fn iptables_partition_in_a_test_namespace_cuts_traffic_and_the_runner_meas
 
     // Timing, on a load clock starting at 0 with 1 s windows:
     // - 4 req/s, constant arrivals: 4 requests per window. pre = windows 2–5 (16 requests).
-    // - Fault at 6 s for 14 s, restore starting at 20 s. It becomes effective after three ssh
-    //   sessions (arm the dead-man timer, inject, verify) and is cleared after two (restore,
-    //   cancel the timer): observed 0.2–0.4 s and 0.5–0.85 s (the latter with the whole
-    //   integration suite running alongside). Allowed: 1 s and 2 s.
+    // - Fault at 6 s for 14 s, restore starting at 20 s. It is effective from the start of its
+    //   inject (after a prepare, which runs nothing for ssh-command) and verified after three
+    //   ssh sessions (arm the dead-man timer, inject, verify); the restore begins on time and
+    //   takes two (restore, cancel the timer): observed 0.2–0.4 s and 0.5–0.85 s (the latter
+    //   with the whole integration suite running alongside), 1.03–1.06 s to the verify with
+    //   two CPU hogs besides. Allowed: 1 s to the effective time (the inject's start), 2 s to
+    //   the verify and 2 s to the clearing.
     // - The edge at the end is fuzzy by one request timeout: the client keeps connecting in the
     //   background after a request gives up (SYNs resent at +1 s, +3 s, ...), and a request
     //   waiting for a connection takes the first that completes. So when the rule goes,
@@ -283,9 +286,9 @@ async fn iptables_partition_in_a_test_namespace_cuts_traffic_and_the_runner_meas
     //   partition: the ones at 10.5–11.0 s, TTFT 0.4–0.8 s). Only requests whose whole timeout
     //   lies inside the partition are sure to fail; they are asserted one by one.
     // - Hence a 1 s timeout (a healthy request takes ~45 ms: 4 decode steps of ~10 ms) and a
-    //   long fault: "during" is the windows starting in [effective, cleared), 7–20 or 7–21
-    //   (56 or 60 requests), of which the 48 intended in 7–19 s must fail, so the during
-    //   error rate is ≥ 0.8 by construction within the allowances above.
+    //   long fault: "during" is the windows starting in [effective, cleared), 6–19 or 6–20
+    //   (56 or 60 requests); the 44 or more intended from the verify to 19 s must fail, and
+    //   all of them are in "during", so its errors are at least those.
     // - The TTFT tolerances are widened: the claim is about lost packets (errors and
     //   throughput), not latency, and a debug-build sim sharing 2 cores with the runner, sshd
     //   and other tests can jitter past the default +25% p50 / +50% p99 on a 4-request window.
@@ -371,6 +374,13 @@ analysis:
     // Every request whose whole timeout lies between the verified rule and the start of the
     // restore (the fault's scheduled end, 20 s) failed, as a timeout or a failed connect,
     // nothing else (no HTTP status: the sim never saw it).
+    let verified = r
+        .events
+        .iter()
+        .find(|e| e.kind == "verified" && e.fault.as_deref() == Some("partition"))
+        .expect("a verified event")
+        .t_s;
+    assert!(verified < 8.0, "verified at {verified}");
     let recs: Vec<RequestRecord> = std::fs::read_to_string(out.join("requests.jsonl"))
         .unwrap()
         .lines()
@@ -378,10 +388,10 @@ analysis:
         .collect();
     let cut: Vec<&RequestRecord> = recs
         .iter()
-        .filter(|q| q.intended_s >= eff && q.intended_s + TIMEOUT_S < 20.0)
+        .filter(|q| q.intended_s >= verified && q.intended_s + TIMEOUT_S < 20.0)
         .collect();
     assert!(
-        cut.len() >= 48,
+        cut.len() >= 44,
         "{} requests inside the partition",
         cut.len()
     );
@@ -394,12 +404,17 @@ analysis:
             q.outcome
         );
     }
-    // The phase agrees (its windows are those starting in [effective, cleared), at least 48
-    // of their requests are the ones above), and whatever failed in it failed the same way.
+    // The phase agrees (its windows are those starting in [effective, cleared), the requests
+    // above are among theirs and all failed), and whatever failed in it failed the same way.
     let during = a.during.error_rate.unwrap();
     let windows = cleared.ceil() - eff.ceil();
     assert_eq!(a.during.requests as f64, 4.0 * windows, "{windows} windows");
-    assert!(during >= 0.8, "error rate during {during}");
+    assert!(
+        a.during.errors >= cut.len() as u64,
+        "{} errors during, {} requests cut",
+        a.during.errors,
+        cut.len()
+    );
     let failed_during: Vec<&RequestRecord> = recs
         .iter()
         .filter(|q| {

@@ -2,6 +2,8 @@
 //! the requests recorded, verdicts, and faults restored on every exit path (end, stop condition,
 //! Ctrl-C, SIGKILL + `faultline recover`).
 
+use crate::leftovers;
+use faultline::fault::deadman;
 use faultline::fault::gpu_lockout::ComputeMode;
 use faultline::fault::ledger::Ledger;
 use faultline::load::record::RequestRecord;
@@ -205,6 +207,14 @@ fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// The dead-man timers of the fault the ledger holds (one, on host `local`).
+fn armed_timers(ledger: &Path) -> std::collections::BTreeSet<u32> {
+    let e = Ledger::at(ledger).outstanding().unwrap().remove(0);
+    let armed = leftovers::timers(&deadman::marker(&e.run_id, &e.fault_id, "local"));
+    assert!(!armed.is_empty(), "no dead-man timer armed");
+    armed
+}
+
 fn start_run(dir: &Path, exp: &Path, ledger: &Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args(["run", exp.to_str().unwrap(), "--out"])
@@ -232,8 +242,17 @@ fn sigkill_mid_fault_then_recover_restores_the_gpu_and_cleans_the_ledger() {
             == Some(ComputeMode::Prohibited)),
         "the lockout took effect"
     );
+    let armed = armed_timers(&ledger_path);
+    // The embedded sim's workers: a `sleep` each, the run's children.
+    let workers = leftovers::children(child.id(), &["sleep", "2147483647"]);
+    assert!(!workers.is_empty(), "no sim worker processes");
     child.kill().unwrap(); // SIGKILL: no restore can run.
     child.wait().unwrap();
+    assert_eq!(
+        leftovers::alive(&workers),
+        Vec::<String>::new(),
+        "the killed run's sim workers live on"
+    );
     assert_eq!(
         gpus.mode(0).unwrap(),
         ComputeMode::Prohibited,
@@ -269,6 +288,11 @@ fn sigkill_mid_fault_then_recover_restores_the_gpu_and_cleans_the_ledger() {
         "the mode that was read, not DEFAULT"
     );
     assert!(ledger.outstanding().unwrap().is_empty());
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "recover left the dead-man timer's processes"
+    );
 }
 
 #[test]
@@ -281,12 +305,18 @@ fn ctrl_c_mid_fault_restores_and_exits_aborted() {
     let mut child = start_run(dir.path(), &exp, &ledger_path);
     assert!(wait_for(Duration::from_secs(20), || gpus.mode(0).ok()
         == Some(ComputeMode::Prohibited)));
+    let armed = armed_timers(&ledger_path);
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(3), "aborted");
     assert_eq!(gpus.mode(0).unwrap(), ComputeMode::Default);
-    assert!(Ledger::at(ledger_path).outstanding().unwrap().is_empty());
+    assert!(Ledger::at(&ledger_path).outstanding().unwrap().is_empty());
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "the restore left the dead-man timer's processes"
+    );
     let result: RunResult =
         serde_json::from_slice(&std::fs::read(dir.path().join("out/result.json")).unwrap())
             .unwrap();
@@ -330,6 +360,7 @@ faults:
         wait_for(Duration::from_secs(20), || flag.exists()),
         "injected"
     );
+    let armed = armed_timers(&ledger_path);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(flag.exists(), "left behind by the kill");
@@ -343,7 +374,12 @@ faults:
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!flag.exists(), "the restore command ran");
-    assert!(Ledger::at(ledger_path).outstanding().unwrap().is_empty());
+    assert!(Ledger::at(&ledger_path).outstanding().unwrap().is_empty());
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "recover left the dead-man timer's processes"
+    );
 }
 
 /// A standalone sim (its own process, so it outlives the runner) with its Kubernetes API.

@@ -3,8 +3,10 @@
 //! failed, detected, restored, recovered — and faultline's detection and recovery times within
 //! one window of what the sim logged.
 
+use crate::leftovers;
 use crate::sshd::Sshd;
 use faultline::analysis::phases::{Detection, Recovery};
+use faultline::fault::deadman;
 use faultline::fault::ledger::Ledger;
 use faultline::runner::execute::{self, RunOptions};
 use faultline::runner::result::{FaultStatus, Status};
@@ -34,7 +36,15 @@ async fn gpu_lockout_over_ssh_is_detected_and_recovered_within_one_window_of_the
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("sim-state");
     // Two workers of one GPU each; 8 req/s of short answers is comfortable for one of them, so
-    // what users see is the dead worker's errors until the router stops using it.
+    // what users see is the dead worker's errors until the router stops using it, then a slower
+    // TTFT p50 (one worker batches what two served apart) until it is back in rotation: that
+    // p50 is the recovery signal. The TTFT p99 band is opened wide (10x): a 3-window block
+    // holds 24 requests, so its "p99" is its single slowest request, and on 2 cores shared with
+    // the runner, sshd, nvidia-smi and other builds one request held up by the scheduler is
+    // routine (observed 1.5-5.2x the baseline's p99: 232 ms against 44 ms). At the default +50%
+    // of a ~16 ms baseline p99 that judged the machine, not the cluster: "recovery 8.999 s,
+    // truth 0.808 s", every block after the restore out of band on p99 alone, p50 back at
+    // baseline. Errors, throughput and p50 keep their default bands.
     let exp = format!(
         r#"name: gpu-over-ssh
 target:
@@ -68,6 +78,8 @@ criteria:
   max_recovery: 10s
 analysis:
   recovery_windows: 3
+  tolerance:
+    ttft_p99: 10.0
 "#,
         state = state.display(),
         user = ssh.user.clone().unwrap(),
@@ -85,7 +97,9 @@ analysis:
         run_id: "t-truth".into(),
         faultline_bin: Some(env!("CARGO_BIN_EXE_faultline").into()),
     };
+    let timers = leftovers::Watch::start(deadman::marker("t-truth", "gpu0", "node"));
     let r = execute::run(&exp, &opts).await.unwrap();
+    let armed = timers.stop();
     let f = &r.faults[0];
     assert_eq!(f.status, FaultStatus::Pass, "{f:#?}");
     assert_eq!(r.status, Status::Pass);
@@ -93,14 +107,21 @@ analysis:
     let eff = f.effective_s.unwrap();
     let cleared = f.cleared_s.unwrap();
 
+    // The fault is effective from the start of its inject; the verify confirmed it later.
+    let verified = r
+        .events
+        .iter()
+        .find(|e| e.kind == "verified" && e.fault.as_deref() == Some("gpu0"))
+        .expect("a verified event")
+        .t_s;
     let events = truth(&out);
     let failed = first(&events, "worker_failed", eff - 1.0);
     let removed = first(&events, "router_removed", failed);
     let start_refused = first(&events, "worker_start_failed", failed);
     let back = first(&events, "router_added", cleared);
     assert!(
-        failed <= eff + 0.5,
-        "the worker died when the fault took effect ({failed} vs {eff})"
+        eff <= failed && failed <= verified,
+        "the worker died while the fault was injected ({failed} vs {eff}..{verified})"
     );
     assert!(start_refused < cleared, "a locked GPU refuses the restart");
 
@@ -138,6 +159,13 @@ analysis:
         "0, Default\n1, Default"
     );
     assert!(opts.ledger.outstanding().unwrap().is_empty());
+    // And the node keeps no timer: neither the dead-man shell nor its sleep.
+    assert!(!armed.is_empty(), "no dead-man timer was armed on the node");
+    assert_eq!(
+        leftovers::left_of(&armed),
+        Vec::<String>::new(),
+        "the run left its dead-man timer's processes on the node"
+    );
 }
 
 fn opts(dir: &std::path::Path, id: &str) -> RunOptions {
