@@ -64,15 +64,17 @@ pub fn arm_command(marker: &str, delay_s: u64, restore: &str) -> String {
 }
 
 /// A loop over the live timers whose last argument is exactly `marker`, running `body` with the
-/// timer's pid in `$p`. Only processes named `sh` have their arguments read: the timer is always
-/// `sh -c`, the name comes from `/proc/PID/comm` with the shell's own `read` (no fork), and
-/// reading every process's arguments cost two forks per process: on a loaded machine over a
-/// second of CPU for each restore, on the node whose service the run is measuring.
+/// timer's pid in `$p`. Only processes named `sh` (or `nohup`/`setsid`: a timer still on its way
+/// to `sh -c`, which an early restore must not miss) have their arguments read; the name comes
+/// from `/proc/PID/comm` with the shell's own `read` (no fork), while reading every process's
+/// arguments cost two forks per process: on a loaded machine over a second of CPU for each
+/// restore, on the node whose service the run is measuring.
 fn each_timer(marker: &str, body: &str) -> String {
     let m = shell_quote(marker);
     format!(
         "for d in /proc/[0-9]*; do \
-         {{ read -r n < \"$d/comm\"; }} 2>/dev/null || continue; [ \"$n\" = sh ] || continue; \
+         {{ read -r n < \"$d/comm\"; }} 2>/dev/null || continue; \
+         case \"$n\" in sh|nohup|setsid) ;; *) continue ;; esac; \
          a=$(tr '\\000' '\\n' < \"$d/cmdline\" 2>/dev/null | tail -n 1); \
          if [ \"$a\" = {m} ]; then p=${{d#/proc/}}; {body} fi; \
          done; true"
@@ -151,6 +153,9 @@ mod tests {
         assert!(c.contains(r#"kill -TERM "-$p" 2>/dev/null ||"#), "{c}");
         assert!(!c.contains("--"), "{c}");
         // Only shells are read: the scan forks per process read.
-        assert!(c.contains(r#"[ "$n" = sh ] || continue; a=$(tr"#), "{c}");
+        assert!(
+            c.contains(r#"case "$n" in sh|nohup|setsid) ;; *) continue ;; esac; a=$(tr"#),
+            "{c}"
+        );
     }
 }

@@ -150,7 +150,7 @@ fn inject_by_hand_stays_until_restored_and_is_listed_by_status() {
     assert!(flag.exists(), "in effect");
     // Its dead-man timer on the host (an hour and a minute by default, without --for).
     let entry = Ledger::at(ledger).outstanding().unwrap().remove(0);
-    let armed = leftovers::timers(&deadman::marker(&entry.run_id, &id, "local"));
+    let armed = leftovers::armed(&deadman::marker(&entry.run_id, &id, "local"));
     assert!(!armed.is_empty(), "no dead-man timer armed");
 
     let (code, out, _) = faultline(&["status", "--ledger", ledger]);
@@ -199,20 +199,26 @@ fn two_injects_by_hand_in_one_second_have_their_own_deadman_timers() {
         "{first} and {second} are one ledger entry"
     );
     let timers = |i: usize| {
-        leftovers::timers(&deadman::marker(
+        leftovers::armed(&deadman::marker(
             &entries[i].run_id,
             &entries[i].fault_id,
             "local",
         ))
     };
     let (a, b) = (timers(0), timers(1));
-    assert_eq!((a.len(), b.len()), (1, 1), "one timer each: {a:?} {b:?}");
-    assert_ne!(a, b, "{first} and {second} share a dead-man timer");
+    assert!(!a.is_empty() && !b.is_empty(), "a timer each: {a:?} {b:?}");
+    assert!(
+        a.is_disjoint(&b),
+        "{first} and {second} share a dead-man timer"
+    );
     let one = format!("{}/{}", entries[0].run_id, entries[0].fault_id);
     let (code, _, err) = faultline(&["restore", &one, "--ledger", ledger]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(leftovers::left_of(&a), Vec::<String>::new());
-    assert_eq!(timers(1), b, "restoring one cancelled the other's timer");
+    assert!(
+        b.iter().any(|p| timers(1).contains(p)),
+        "restoring one cancelled the other's timer"
+    );
     let (code, _, err) = faultline(&["restore", "--all", "--ledger", ledger]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(leftovers::left_of(&b), Vec::<String>::new());

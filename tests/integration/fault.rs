@@ -111,7 +111,7 @@ async fn gpu_lockout_over_ssh_sets_prohibited_and_restores_the_mode_it_read() {
     );
     let marker = undo["hosts"][0]["deadman"].as_str().unwrap().to_string();
     assert!(!timers(&marker).await.is_empty(), "no dead-man timer armed");
-    let armed = leftovers::timers(&marker);
+    let armed = leftovers::armed(&marker);
 
     spec.restore(&c, &undo).await.unwrap();
     assert_eq!(
@@ -207,7 +207,7 @@ async fn the_deadman_switch_restores_the_mode_by_itself_when_restore_never_comes
         undo = spec.prepare(&c).await.unwrap();
         spec.inject(&c, &undo).await.unwrap();
         assert_eq!(gpus.mode(1).unwrap(), ComputeMode::Prohibited);
-        armed = leftovers::timers(undo["hosts"][0]["deadman"].as_str().unwrap());
+        armed = leftovers::armed(undo["hosts"][0]["deadman"].as_str().unwrap());
         // faultline "dies" here: the context, its hosts and ssh sessions are dropped.
     }
     let back = eventually(Duration::from_secs(10), || {
@@ -245,7 +245,7 @@ async fn a_normal_restore_cancels_the_deadman_switch() {
     );
     let undo = spec.prepare(&c).await.unwrap();
     spec.inject(&c, &undo).await.unwrap();
-    let armed = leftovers::timers(undo["hosts"][0]["deadman"].as_str().unwrap());
+    let armed = leftovers::armed(undo["hosts"][0]["deadman"].as_str().unwrap());
     assert!(!armed.is_empty(), "no dead-man timer armed");
     spec.restore(&c, &undo).await.unwrap();
     assert_eq!(
@@ -326,7 +326,7 @@ async fn ssh_command_injects_verifies_and_restores_through_sshd() {
     let undo = spec.prepare(&c).await.unwrap();
     spec.inject(&c, &undo).await.unwrap();
     assert!(flag.exists());
-    let armed = leftovers::timers(undo["hosts"][0]["deadman"].as_str().unwrap());
+    let armed = leftovers::armed(undo["hosts"][0]["deadman"].as_str().unwrap());
     assert!(!armed.is_empty(), "no dead-man timer armed");
     assert_eq!(
         spec.verify(&c, &undo).await.unwrap(),
@@ -406,7 +406,7 @@ async fn recover_restores_from_the_ledger_after_the_injecting_code_died() {
     assert_eq!(outstanding.len(), 1);
     assert_eq!(outstanding[0].hosts.keys().collect::<Vec<_>>(), ["node"]);
     let marker = deadman::marker(&outstanding[0].run_id, "f1", "node");
-    let armed = leftovers::timers(&marker);
+    let armed = leftovers::armed(&marker);
     assert!(!armed.is_empty(), "no dead-man timer armed");
 
     let report = recover(&ledger, &RecoverOptions::default()).await.unwrap();

@@ -54,13 +54,32 @@ fn processes() -> Vec<Proc> {
     all
 }
 
-/// Pids of the live timer shells whose last argument is `marker`.
+/// Pids of the live timer shells (`sh -c SCRIPT MARKER`) whose last argument is `marker`. Not
+/// the `nohup`/`setsid` it is exec'd through, which carry the marker too for a moment (the arm
+/// command returns as soon as the timer is in the background); a shell's child between its
+/// fork and its exec (the `sleep` on its way) does, and is counted.
 pub fn timers(marker: &str) -> BTreeSet<u32> {
     processes()
         .into_iter()
-        .filter(|p| !p.zombie && p.args.last().is_some_and(|a| a == marker))
+        .filter(|p| {
+            !p.zombie
+                && p.args.first().is_some_and(|a| a == "sh")
+                && p.args.last().is_some_and(|a| a == marker)
+        })
         .map(|p| p.pid)
         .collect()
+}
+
+/// [`timers`], once the timer shell is up (waits up to 5 s for it; empty if it never is).
+pub fn armed(marker: &str) -> BTreeSet<u32> {
+    let start = Instant::now();
+    loop {
+        let t = timers(marker);
+        if !t.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Pids of the live children of `ppid` whose arguments are exactly `args`.

@@ -210,7 +210,7 @@ fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// The dead-man timers of the fault the ledger holds (one, on host `local`).
 fn armed_timers(ledger: &Path) -> std::collections::BTreeSet<u32> {
     let e = Ledger::at(ledger).outstanding().unwrap().remove(0);
-    let armed = leftovers::timers(&deadman::marker(&e.run_id, &e.fault_id, "local"));
+    let armed = leftovers::armed(&deadman::marker(&e.run_id, &e.fault_id, "local"));
     assert!(!armed.is_empty(), "no dead-man timer armed");
     armed
 }
