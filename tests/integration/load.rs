@@ -60,7 +60,7 @@ async fn load_against_sim_achieves_target_rate_within_two_percent_without_errors
     )
     .await
     .unwrap();
-    let machine_p99 = probe.stop_p99_ms();
+    let (thread_p99, task_p99) = probe.stop_p99_ms().await;
     sim.shutdown().await;
     let s = &out.summary;
     assert_eq!(s.errors, 0, "errors: {:?}", s.errors_by_kind);
@@ -73,14 +73,16 @@ async fn load_against_sim_achieves_target_rate_within_two_percent_without_errors
     assert_eq!(s.output_tokens, 16 * s.requests);
     assert_eq!(s.token_count_source, "usage");
     // The engine dispatches within 20 ms of the schedule, on top of what the machine itself
-    // costs: a request is sent after two wake-ups (the pacer thread's sleep, then a runtime
-    // worker picking up its task), and with every core busy each wake-up can wait tens of ms
-    // for a CPU whatever the engine does (observed under two CPU hogs). On an idle machine the
-    // probe's p99 is well under a millisecond and this is the plain 20 ms bound.
+    // costs: a request is sent after the pacer thread wakes from its sleep and a runtime worker
+    // runs the task it spawned, and with every core busy (CPU hogs, the other tests of this
+    // binary) both can wait tens of ms whatever the engine does. The probe measures both during
+    // the run; on an idle machine they are well under a millisecond and this is the plain
+    // 20 ms bound.
     let lag_p99 = s.dispatch_lag_ms.p99.unwrap();
     assert!(
-        lag_p99 < 20.0 + 2.0 * machine_p99,
-        "dispatch lag p99 {lag_p99} ms; this machine wakes a sleeping thread {machine_p99} ms late (p99)"
+        lag_p99 < 20.0 + thread_p99 + task_p99,
+        "dispatch lag p99 {lag_p99} ms; on this machine a sleeping thread woke {thread_p99} ms \
+         late and a runtime task {task_p99} ms late (p99)"
     );
 
     // Files on disk agree with the summary: one request line each, windows merge to the total.
@@ -208,11 +210,13 @@ async fn closed_loop_never_exceeds_its_users_in_flight() {
     assert_eq!(out.summary.errors, 0);
 }
 
-/// How late this machine wakes a thread that sleeps until a deadline, sampled every 10 ms while
-/// it runs: the part of a dispatch lag that is the scheduler's, not the engine's.
+/// How late this machine wakes a thread, and this runtime runs a task, that sleep until a
+/// deadline, sampled every 10 ms while it runs: the part of a dispatch lag that is the
+/// scheduler's, not the engine's.
 struct WakeProbe {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<Vec<f64>>,
+    task: tokio::task::JoinHandle<Vec<f64>>,
 }
 
 impl WakeProbe {
@@ -231,17 +235,35 @@ impl WakeProbe {
             }
             late_ms
         });
-        WakeProbe { stop, thread }
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut late_ms = Vec::new();
+            let mut next = tokio::time::Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                next += Duration::from_millis(10);
+                tokio::time::sleep_until(next).await;
+                let now = tokio::time::Instant::now();
+                late_ms.push(now.saturating_duration_since(next).as_secs_f64() * 1000.0);
+                next = next.max(now);
+            }
+            late_ms
+        });
+        WakeProbe { stop, thread, task }
     }
 
-    /// The p99 of the lateness seen, in ms.
-    fn stop_p99_ms(self) -> f64 {
+    /// The p99 of the lateness seen by the thread and by the task, in ms.
+    async fn stop_p99_ms(self) -> (f64, f64) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut late = self.thread.join().unwrap();
-        late.sort_by(f64::total_cmp);
-        late.get((late.len() as f64 * 0.99) as usize)
-            .or(late.last())
-            .copied()
-            .unwrap_or(0.0)
+        let p99 = |mut late: Vec<f64>| {
+            late.sort_by(f64::total_cmp);
+            late.get((late.len() as f64 * 0.99) as usize)
+                .or(late.last())
+                .copied()
+                .unwrap_or(0.0)
+        };
+        (
+            p99(self.thread.join().unwrap()),
+            p99(self.task.await.unwrap()),
+        )
     }
 }
