@@ -406,12 +406,12 @@ async fn network_partition_cuts_the_worker_off_and_restore_deletes_exactly_its_p
     }
 
     // The dead-man switch: not expired now, expired after the deadline.
-    let expired = network_partition::expired_policies(&kube.client, Utc::now())
+    let expired = network_partition::expired_policies(&kube.client, None, Utc::now())
         .await
         .unwrap();
     assert!(expired.is_empty(), "{expired:?}");
     let later = Utc::now() + chrono::Duration::seconds(120);
-    let expired = network_partition::expired_policies(&kube.client, later)
+    let expired = network_partition::expired_policies(&kube.client, None, later)
         .await
         .unwrap();
     assert_eq!(expired.len(), 1);
