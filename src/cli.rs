@@ -43,12 +43,16 @@ enum Command {
     Validate(experiment::ValidateArgs),
     /// Inject one fault by hand (with --for it restores itself).
     Inject(Box<faults::InjectArgs>),
-    /// List the faults in effect according to the ledger.
-    Status(faults::LedgerArgs),
+    /// List the faults in effect according to the ledger (and, with --kubeconfig etc., the
+    /// faultline NetworkPolicies in the cluster).
+    Status(faults::StatusArgs),
     /// Restore a fault by id (or --all) from the ledger.
     Restore(faults::RestoreArgs),
     /// Restore whatever the ledger still holds (after a crash or SIGKILL).
     Recover(faults::RecoverArgs),
+    /// Work on the ledger by hand (`ledger resolve ID --reason ...`).
+    #[command(subcommand)]
+    Ledger(faults::LedgerCommand),
     /// Keep OpenAI-compatible streaming load on an endpoint (or the embedded sim) and measure it.
     Load(Box<load::LoadArgs>),
     /// Ramp the load step by step until the cluster saturates; recommend an operating point.
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => faults::status(args),
         Command::Restore(args) => faults::restore(args),
         Command::Recover(args) => faults::recover(args),
+        Command::Ledger(cmd) => faults::ledger(cmd),
         Command::Load(args) => load::run(*args),
         Command::Ramp(args) => ramp::run(*args),
         Command::Sla(args) => sla::run(*args),

@@ -4,12 +4,13 @@
 
 use super::experiment::ledger_at;
 use crate::fault::exec::{HostSpec, Hosts, SshSpec};
-use crate::fault::kube_target::KubeTarget;
+use crate::fault::kube_access;
+use crate::fault::kube_target::{KubeSpec, KubeTarget};
 use crate::fault::ledger::{self, Entry, RecoverOptions};
 use crate::fault::{FaultContext, FaultSpec, Restoration, network_partition};
 use crate::runner::spec;
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,6 +58,44 @@ pub struct InjectArgs {
     /// The ledger file (default $FAULTLINE_LEDGER or ./.faultline/ledger.jsonl).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// The cluster, as an experiment's `kubernetes` section names it.
+#[derive(Args, Debug, Default)]
+pub struct KubeArgs {
+    /// Kubeconfig file. Without it: $KUBECONFIG, ~/.kube/config, then in-cluster (the pod's
+    /// service account), the first that exists.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace (default: the context's, in-cluster the service account's, else `default`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+impl KubeArgs {
+    fn given(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some() || self.namespace.is_some()
+    }
+
+    fn spec(&self) -> anyhow::Result<KubeSpec> {
+        Ok(KubeSpec::resolve(
+            self.kubeconfig.as_deref(),
+            self.context.as_deref(),
+            self.namespace.as_deref(),
+        )?)
+    }
+
+    /// Connects, and says on stderr which cluster and why.
+    async fn connect(&self) -> anyhow::Result<KubeTarget> {
+        let target = KubeTarget::connect(&self.spec()?).await?;
+        eprintln!("kubernetes: {}", target.describe());
+        Ok(target)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -66,16 +105,24 @@ pub struct LedgerArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// With a cluster flag: also list the faultline NetworkPolicies in effect there (in
+    /// --namespace, else in all namespaces).
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct RecoverArgs {
     #[arg(long)]
     pub ledger: Option<PathBuf>,
-    /// Also sweep this cluster for faultline NetworkPolicies whose deadline annotation has
-    /// passed (for when the ledger itself was lost), and delete them.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context for --kubeconfig.
-    #[arg(long, requires = "kubeconfig")]
-    pub context: Option<String>,
+    /// With a cluster flag: reach Kubernetes entries' cluster this way instead of as recorded,
+    /// and also sweep it (--namespace, else all namespaces) for faultline NetworkPolicies whose
+    /// deadline has passed (for when the ledger itself was lost), and delete them.
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -86,6 +133,27 @@ pub struct RestoreArgs {
     /// Restore every outstanding fault.
     #[arg(long, conflicts_with = "id")]
     pub all: bool,
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// With a cluster flag: reach Kubernetes entries' cluster this way instead of as recorded.
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LedgerCommand {
+    /// Close an outstanding entry whose fault you undid by hand (after a restore that failed
+    /// permanently, e.g. 403 on delete). Records the reason, who (user@host) and when.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ResolveArgs {
+    /// The fault id (or run_id/fault_id).
+    pub id: String,
+    /// Why it is safe to close (what was done by hand).
+    #[arg(long)]
+    pub reason: String,
     #[arg(long)]
     pub ledger: Option<PathBuf>,
 }
@@ -201,9 +269,20 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     let fault_id = format!("{}-{stamp}", spec.kind());
     let window = args.r#for.unwrap_or(args.max);
     let deadline = chrono::Utc::now() + chrono::Duration::from_std(window)?;
-    let ctx = FaultContext::new(&run_id, &fault_id, hosts, deadline);
+    let mut ctx = FaultContext::new(&run_id, &fault_id, hosts, deadline);
     let rt = super::runtime()?;
     rt.block_on(async {
+        let uses_kube = matches!(
+            spec,
+            FaultSpec::PodKill(_) | FaultSpec::NetworkPartition(_)
+        );
+        if uses_kube {
+            let kube = args.kube.connect().await?;
+            kube_access::check(&kube, &kube_access::needs(&spec, &kube)).await?;
+            ctx.kube = Some(kube);
+        } else if args.kube.given() {
+            bail!("{} does not act on Kubernetes: drop --kubeconfig/--context/--namespace", spec.kind());
+        }
         spec.preflight(&ctx).await.context("preflight failed")?;
         let undo = spec.prepare(&ctx).await?;
         ledger.record_inject(&Entry::new(&ctx, &spec, &undo)?)?;
@@ -257,9 +336,20 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn status(args: LedgerArgs) -> anyhow::Result<ExitCode> {
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let ledger = ledger_at(&args.ledger);
     let fold = ledger.read()?;
+    for (e, r) in &fold.resolved {
+        println!(
+            "{}  run {}  {}  RESOLVED by hand by {} at {}: {}",
+            e.fault_id,
+            e.run_id,
+            e.kind,
+            r.by,
+            r.at.to_rfc3339(),
+            r.reason
+        );
+    }
     for w in &fold.warnings {
         eprintln!("warning: {w}");
     }
@@ -277,7 +367,72 @@ pub fn status(args: LedgerArgs) -> anyhow::Result<ExitCode> {
             e.pid
         );
     }
+    if args.kube.given() {
+        let rt = super::runtime()?;
+        rt.block_on(async {
+            let kube = args.kube.connect().await?;
+            let policies =
+                network_partition::managed_policies(&kube.client, args.kube.namespace.as_deref())
+                    .await?;
+            if policies.is_empty() {
+                println!("no faultline NetworkPolicies on {}", kube.server);
+            }
+            for p in policies {
+                println!(
+                    "NetworkPolicy {}/{}  run {}  fault {}  deadline {}",
+                    p.namespace,
+                    p.name,
+                    p.run_id.as_deref().unwrap_or("?"),
+                    p.fault_id.as_deref().unwrap_or("?"),
+                    p.deadline.map_or("none".into(), |d| d.to_rfc3339())
+                );
+            }
+            anyhow::Ok(())
+        })?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `faultline ledger resolve`.
+pub fn ledger(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LedgerCommand::Resolve(args) => {
+            if args.reason.trim().is_empty() {
+                bail!("--reason must say what was done by hand");
+            }
+            let ledger = ledger_at(&args.ledger);
+            let r = ledger.resolve(&args.id, args.reason.trim(), &who())?;
+            println!(
+                "resolved {}/{} by {} ({}): {}",
+                r.run_id,
+                r.fault_id,
+                r.by,
+                r.at.to_rfc3339(),
+                r.reason
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `user@host` of this process.
+fn who() -> String {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        // SAFETY: getuid has no preconditions.
+        .unwrap_or_else(|| format!("uid{}", unsafe { libc::getuid() }));
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and the last byte stays 0.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) } == 0;
+    let host = if ok {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "unknown-host".into()
+    };
+    format!("{user}@{host}")
 }
 
 fn report(r: &ledger::RecoverReport) -> ExitCode {
@@ -315,13 +470,30 @@ fn report(r: &ledger::RecoverReport) -> ExitCode {
 pub fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
     let ledger = ledger_at(&args.ledger);
     let rt = super::runtime()?;
-    let r = rt.block_on(ledger::recover(&ledger, &RecoverOptions::default()))?;
+    let opts = RecoverOptions {
+        kube: if args.kube.given() {
+            Some(args.kube.spec()?)
+        } else {
+            None
+        },
+        ..RecoverOptions::default()
+    };
+    let r = rt.block_on(ledger::recover(&ledger, &opts))?;
     let mut code = report(&r);
-    if let Some(path) = &args.kubeconfig {
+    if args.kube.given() {
         let swept = rt.block_on(async {
-            let kube = KubeTarget::from_kubeconfig(path, args.context.as_deref()).await?;
+            let kube = args.kube.connect().await?;
+            let ns = args.kube.namespace.as_deref();
+            let needs: Vec<_> = kube_access::sweep_needs()
+                .into_iter()
+                .map(|mut n| {
+                    n.namespace = ns.map(str::to_string);
+                    n
+                })
+                .collect();
+            kube_access::check(&kube, &needs).await?;
             let expired =
-                network_partition::expired_policies(&kube.client, chrono::Utc::now()).await?;
+                network_partition::expired_policies(&kube.client, ns, chrono::Utc::now()).await?;
             let mut failed = 0;
             for p in &expired {
                 match network_partition::delete_expired(&kube, p).await {
@@ -351,6 +523,11 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let opts = RecoverOptions {
         force: true,
         only: args.id.clone(),
+        kube: if args.kube.given() {
+            Some(args.kube.spec()?)
+        } else {
+            None
+        },
         ..RecoverOptions::default()
     };
     let rt = super::runtime()?;

@@ -28,6 +28,10 @@ pub struct SimArgs {
     /// Where to write its kubeconfig (default: the sim's state directory).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// RBAC policy for the Kubernetes API: users (tokens, groups) and Role-style rules (YAML;
+    /// see the README). Without it every authenticated client may do everything.
+    #[arg(long)]
+    pub kube_rbac: Option<PathBuf>,
     /// The sim's state directory (GPU state, nvidia-smi wrapper, ground-truth events);
     /// default: a fresh temporary directory, removed on exit.
     #[arg(long)]
@@ -62,6 +66,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     if args.state_dir.is_some() {
         cfg.state_dir = args.state_dir.clone();
     }
+    let rbac = match &args.kube_rbac {
+        Some(path) => Some(sim::kube::Policy::load(path)?),
+        None => None,
+    };
     let rt = super::runtime()?;
     rt.block_on(async move {
         let tls = match (args.tls, args.tls_client_auth) {
@@ -80,9 +88,14 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             None
         } else {
             Some(
-                sim::kube::serve(handle.control(), args.kube_listen, &kubeconfig)
-                    .await
-                    .context("cannot start the sim's Kubernetes API")?,
+                sim::kube::serve_with(
+                    handle.control(),
+                    args.kube_listen,
+                    &kubeconfig,
+                    sim::kube::KubeApiOptions { rbac },
+                )
+                .await
+                .context("cannot start the sim's Kubernetes API")?,
             )
         };
         // The files are in place before the first line announces the sim.
@@ -116,9 +129,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         if let Some(k) = &kube {
             let _ = writeln!(
                 out,
-                "kubeconfig {} (API on http://{})",
+                "kubeconfig {} (API on {})",
                 k.kubeconfig.display(),
-                k.addr
+                k.url()
             );
         }
         let _ = out.flush();

@@ -9,6 +9,9 @@
 //! - `{"record":"done", run_id, fault_id, how, at[, inject_error]}` — after a verified restore;
 //!   `how` is `normal`, `recover` or `deadman`; `inject_error` says why the inject failed when
 //!   the entry is closed after a failed inject (whatever part of it happened was put back).
+//! - `{"record":"resolved", run_id, fault_id, reason, by, at}` — an operator undid the fault by
+//!   hand after a restore that failed permanently (a 403, a deleted namespace) and closed the
+//!   entry with `faultline ledger resolve`; `by` is `user@host`.
 //!
 //! Folding the file gives the outstanding entries: the latest `inject` per (run, fault) with no
 //! `done` after it. Writers take an exclusive `flock` so two processes never interleave lines.
@@ -48,6 +51,10 @@ pub enum LedgerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("no outstanding fault '{id}' in ledger {path} (see `faultline status`)")]
+    NoSuchEntry { path: PathBuf, id: String },
+    #[error("'{id}' names several outstanding faults ({candidates}); give RUN_ID/FAULT_ID")]
+    Ambiguous { id: String, candidates: String },
     #[error("ledger {path} line {line}: not a ledger record: {source}")]
     BadRecord {
         path: PathBuf,
@@ -111,17 +118,31 @@ pub struct Done {
     pub inject_error: Option<String>,
 }
 
+/// An entry closed by an operator: no restore ran, a person says it is undone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub run_id: String,
+    pub fault_id: String,
+    pub reason: String,
+    /// `user@host` of whoever resolved it.
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "lowercase")]
 pub enum Record {
     Inject(Box<Entry>),
     Done(Done),
+    Resolved(Resolved),
 }
 
 /// The folded ledger.
 #[derive(Clone, Debug, Default)]
 pub struct Fold {
     pub outstanding: Vec<Entry>,
+    /// Entries closed by hand (`faultline ledger resolve`), with the record that closed them.
+    pub resolved: Vec<(Entry, Resolved)>,
     /// Torn lines that were skipped, as human-readable warnings.
     pub warnings: Vec<String>,
 }
@@ -131,6 +152,7 @@ pub fn fold(path: &Path, text: &str) -> Result<Fold, LedgerError> {
     let mut order: Vec<(String, String)> = Vec::new();
     let mut open: HashMap<(String, String), Entry> = HashMap::new();
     let mut warnings = Vec::new();
+    let mut resolved = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -164,11 +186,17 @@ pub fn fold(path: &Path, text: &str) -> Result<Fold, LedgerError> {
             Record::Done(d) => {
                 open.remove(&(d.run_id, d.fault_id));
             }
+            Record::Resolved(r) => {
+                if let Some(e) = open.remove(&(r.run_id.clone(), r.fault_id.clone())) {
+                    resolved.push((e, r));
+                }
+            }
         }
     }
     let outstanding = order.into_iter().filter_map(|k| open.remove(&k)).collect();
     Ok(Fold {
         outstanding,
+        resolved,
         warnings,
     })
 }
@@ -250,6 +278,45 @@ impl Ledger {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect())
+    }
+
+    /// Closes an outstanding entry by hand: `id` is a fault id or `run_id/fault_id`; `by` is
+    /// who (`user@host`). Refuses an id that matches nothing outstanding, or several entries.
+    pub fn resolve(&self, id: &str, reason: &str, by: &str) -> Result<Resolved, LedgerError> {
+        let fold = self.read()?;
+        let matches: Vec<&Entry> = fold
+            .outstanding
+            .iter()
+            .filter(|e| e.fault_id == id || format!("{}/{}", e.run_id, e.fault_id) == id)
+            .collect();
+        let entry = match matches.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(LedgerError::NoSuchEntry {
+                    path: self.path.clone(),
+                    id: id.to_string(),
+                });
+            }
+            many => {
+                return Err(LedgerError::Ambiguous {
+                    id: id.to_string(),
+                    candidates: many
+                        .iter()
+                        .map(|e| format!("{}/{}", e.run_id, e.fault_id))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        };
+        let r = Resolved {
+            run_id: entry.run_id.clone(),
+            fault_id: entry.fault_id.clone(),
+            reason: reason.to_string(),
+            by: by.to_string(),
+            at: Utc::now(),
+        };
+        self.append(&Record::Resolved(r.clone()))?;
+        Ok(r)
     }
 
     /// The entries not yet done, plus warnings about torn lines.
@@ -338,6 +405,9 @@ pub struct RecoverOptions {
     pub force: bool,
     /// Only entries whose fault id, or `run_id/fault_id`, is this.
     pub only: Option<String>,
+    /// Reach the cluster this way instead of as each Kubernetes entry recorded it
+    /// (`--kubeconfig`/`--context` on `restore` and `recover`).
+    pub kube: Option<crate::fault::kube_target::KubeSpec>,
 }
 
 impl Default for RecoverOptions {
@@ -348,6 +418,7 @@ impl Default for RecoverOptions {
             command_timeout: Duration::from_secs(30),
             force: false,
             only: None,
+            kube: None,
         }
     }
 }
@@ -414,7 +485,8 @@ pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverRe
             entry.deadline,
         );
         ctx.command_timeout = opts.command_timeout;
-        if let Some(k) = &entry.kube {
+        if let Some(recorded) = &entry.kube {
+            let k = opts.kube.as_ref().unwrap_or(recorded);
             match crate::fault::kube_target::KubeTarget::connect(k).await {
                 Ok(t) => ctx.kube = Some(t),
                 Err(e) => {
@@ -453,6 +525,10 @@ pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverRe
                     attempts,
                 });
             }
+            Err(e) if e.is_permanent() => report.failed.push(not(format!(
+                "{e} — permanent, not retried; undo it by hand, then `faultline ledger resolve {}/{} --reason \"...\"`",
+                entry.run_id, entry.fault_id
+            ))),
             Err(e) => report.failed.push(not(format!(
                 "{e} (after {} attempts)",
                 opts.attempts.max(1)
@@ -556,6 +632,42 @@ mod tests {
     fn json_that_is_not_a_record_is_an_error_naming_the_line() {
         let e = fold(Path::new("l"), "{\"record\":\"bogus\"}\n").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn a_resolved_entry_is_no_longer_outstanding_and_says_who_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::at(dir.path().join("l.jsonl"));
+        ledger.record_inject(&entry("a")).unwrap();
+        ledger.record_inject(&entry("b")).unwrap();
+        let e = ledger
+            .resolve("nosuch", "x", "u@h")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no outstanding fault 'nosuch'"), "{e}");
+        ledger
+            .resolve("r1/a", "deleted by hand", "ops@node1")
+            .unwrap();
+        let f = ledger.read().unwrap();
+        assert_eq!(f.outstanding.len(), 1);
+        assert_eq!(f.outstanding[0].fault_id, "b");
+        assert_eq!(f.resolved.len(), 1);
+        let (entry_a, r) = &f.resolved[0];
+        assert_eq!(entry_a.fault_id, "a");
+        assert_eq!(
+            (r.reason.as_str(), r.by.as_str()),
+            ("deleted by hand", "ops@node1")
+        );
+        // The same record type is what is on disk.
+        let text = std::fs::read_to_string(ledger.path()).unwrap();
+        let last: Record = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert!(matches!(last, Record::Resolved(_)));
+        assert!(
+            text.lines()
+                .last()
+                .unwrap()
+                .contains(r#""record":"resolved""#)
+        );
     }
 
     #[test]

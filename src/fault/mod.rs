@@ -15,6 +15,7 @@
 pub mod deadman;
 pub mod exec;
 pub mod gpu_lockout;
+pub mod kube_access;
 pub mod kube_target;
 pub mod ledger;
 pub mod load_spike;
@@ -157,6 +158,20 @@ pub enum FaultError {
     },
 }
 
+impl FaultError {
+    /// A failure no retry will change: the API server refused (401, 403) or the namespace is
+    /// gone. The ledger entry stays until an operator restores by hand and resolves it.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            FaultError::PodKill(pod_kill::Error::Kube { error, .. })
+            | FaultError::NetworkPartition(network_partition::Error::Kube { error, .. }) => {
+                kube_target::is_permanent(error)
+            }
+            _ => false,
+        }
+    }
+}
+
 impl FaultSpec {
     /// The host names this fault acts on (for the ledger: only those are recorded).
     pub fn host_names(&self) -> Vec<String> {
@@ -276,7 +291,8 @@ impl FaultSpec {
         }
     }
 
-    /// [`FaultSpec::restore`], tried up to `attempts` times with a wait that doubles from
+    /// [`FaultSpec::restore`], tried once if it fails permanently
+    /// ([`FaultError::is_permanent`]), else up to `attempts` times with a wait that doubles from
     /// `first_wait`; `on_failure` hears each failed try (attempt number from 1). Returns how many
     /// tries it took. The runner and `faultline recover` both restore through this.
     pub async fn restore_with_retries(
@@ -295,7 +311,8 @@ impl FaultSpec {
                 Ok(()) => return Ok(attempt),
                 Err(e) => {
                     on_failure(attempt, &e);
-                    if attempt >= attempts.max(1) {
+                    // A refusal (403, a missing namespace) will not change by asking again.
+                    if e.is_permanent() || attempt >= attempts.max(1) {
                         return Err(e);
                     }
                     tokio::time::sleep(wait).await;

@@ -76,11 +76,16 @@ pub enum Error {
         "network-partition: selector \"{selector}\" matches no pods in namespace \"{namespace}\""
     )]
     NoPods { selector: String, namespace: String },
-    #[error("network-partition: cannot {action} in namespace \"{namespace}\": {source}")]
+    /// Not a `source`: the one line of `explain` is the whole story (kube's own text repeats
+    /// the server's message).
+    #[error(
+        "network-partition: cannot {action} in namespace \"{namespace}\": {}",
+        crate::fault::kube_target::explain(error)
+    )]
     Kube {
         action: String,
         namespace: String,
-        source: Box<kube::Error>,
+        error: Box<kube::Error>,
     },
     #[error(
         "network-partition: a NetworkPolicy \"{name}\" in namespace \"{namespace}\" exists and was not made by this fault"
@@ -95,10 +100,10 @@ pub enum Error {
 fn kube_err(action: impl Into<String>, namespace: &str) -> impl FnOnce(kube::Error) -> Error {
     let action = action.into();
     let namespace = namespace.to_string();
-    move |source| Error::Kube {
+    move |error| Error::Kube {
         action,
         namespace,
-        source: Box::new(source),
+        error: Box::new(error),
     }
 }
 
@@ -381,6 +386,17 @@ async fn delete_policy(kube: &KubeTarget, namespace: &str, name: &str) -> Result
     }
 }
 
+/// A faultline-managed policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedPolicy {
+    pub namespace: String,
+    pub name: String,
+    pub run_id: Option<String>,
+    pub fault_id: Option<String>,
+    /// Its deadline annotation, if readable.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
 /// A faultline-managed policy whose deadline has passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpiredPolicy {
@@ -391,47 +407,74 @@ pub struct ExpiredPolicy {
     pub deadline: DateTime<Utc>,
 }
 
-/// Every faultline-managed NetworkPolicy (all namespaces) whose deadline annotation is before
-/// `now`. A managed policy without a readable deadline is left alone (and logged).
-pub async fn expired_policies(
+/// Every faultline-managed NetworkPolicy in `namespace` (`None`: all namespaces), sorted.
+pub async fn managed_policies(
     client: &kube::Client,
-    now: DateTime<Utc>,
-) -> Result<Vec<ExpiredPolicy>, Error> {
-    let api: Api<NetworkPolicy> = Api::all(client.clone());
+    namespace: Option<&str>,
+) -> Result<Vec<ManagedPolicy>, Error> {
+    let api: Api<NetworkPolicy> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     let list = api
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(kube_err("list faultline NetworkPolicies", "*"))?;
+        .map_err(kube_err(
+            "list faultline NetworkPolicies",
+            namespace.unwrap_or("*"),
+        ))?;
+    let mut out: Vec<ManagedPolicy> = list
+        .items
+        .into_iter()
+        .map(|np| {
+            let meta = np.metadata;
+            let labels = meta.labels.unwrap_or_default();
+            ManagedPolicy {
+                name: meta.name.unwrap_or_default(),
+                namespace: meta.namespace.unwrap_or_default(),
+                deadline: meta
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DEADLINE))
+                    .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+                    .map(|d| d.with_timezone(&Utc)),
+                run_id: labels.get(RUN_ID).cloned(),
+                fault_id: labels.get(FAULT_ID).cloned(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(out)
+}
+
+/// Every faultline-managed NetworkPolicy (in `namespace`, or all) whose deadline annotation is
+/// before `now`. A managed policy without a readable deadline is left alone (and logged).
+pub async fn expired_policies(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<ExpiredPolicy>, Error> {
     let mut out = Vec::new();
-    for np in list.items {
-        let meta = np.metadata;
-        let name = meta.name.unwrap_or_default();
-        let namespace = meta.namespace.unwrap_or_default();
-        let deadline = meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(DEADLINE))
-            .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
-            .map(|d| d.with_timezone(&Utc));
-        let Some(deadline) = deadline else {
+    for p in managed_policies(client, namespace).await? {
+        let Some(deadline) = p.deadline else {
             tracing::warn!(
-                "NetworkPolicy {namespace}/{name} is faultline's but has no readable {DEADLINE}"
+                "NetworkPolicy {}/{} is faultline's but has no readable {DEADLINE}",
+                p.namespace,
+                p.name
             );
             continue;
         };
         if deadline < now {
-            let labels = meta.labels.unwrap_or_default();
             out.push(ExpiredPolicy {
-                namespace,
-                name,
-                run_id: labels.get(RUN_ID).cloned(),
-                fault_id: labels.get(FAULT_ID).cloned(),
+                namespace: p.namespace,
+                name: p.name,
+                run_id: p.run_id,
+                fault_id: p.fault_id,
                 deadline,
             });
         }
     }
-    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(out)
 }
 

@@ -76,11 +76,16 @@ pub enum Error {
     BadMode(String),
     #[error("pod-kill: no pods match selector \"{selector}\" in namespace \"{namespace}\"")]
     NoPods { selector: String, namespace: String },
-    #[error("pod-kill: cannot {action} in namespace \"{namespace}\": {source}")]
+    /// Not a `source`: the one line of `explain` is the whole story (kube's own text repeats
+    /// the server's message).
+    #[error(
+        "pod-kill: cannot {action} in namespace \"{namespace}\": {}",
+        crate::fault::kube_target::explain(error)
+    )]
     Kube {
         action: String,
         namespace: String,
-        source: Box<kube::Error>,
+        error: Box<kube::Error>,
     },
     #[error(
         "pod-kill did not take effect: pod \"{name}\" (uid {uid}) is still there and not terminating"
@@ -101,10 +106,10 @@ pub enum Error {
 fn kube_err(action: impl Into<String>, namespace: &str) -> impl FnOnce(kube::Error) -> Error {
     let action = action.into();
     let namespace = namespace.to_string();
-    move |source| Error::Kube {
+    move |error| Error::Kube {
         action,
         namespace,
-        source: Box::new(source),
+        error: Box::new(error),
     }
 }
 

@@ -5,7 +5,8 @@
 
 use crate::analysis::phases::{self, AnalysisConfig, FaultTiming};
 use crate::fault::exec::{HostSpec, Hosts, SshSpec};
-use crate::fault::kube_target::{KubeSpec, KubeTarget};
+use crate::fault::kube_access;
+use crate::fault::kube_target::{KubeSource, KubeSpec, KubeTarget};
 use crate::fault::ledger::Ledger;
 use crate::fault::{FaultContext, FaultSpec};
 use crate::load::client::{ApiKey, Client, ClientConfig};
@@ -14,7 +15,7 @@ use crate::load::recorder::{Progress, read_windows};
 use crate::runner::drive::drive_fault;
 use crate::runner::result::{self, FaultStatus, RunResult, Status};
 use crate::runner::shared::Shared;
-use crate::runner::spec::{self, Experiment, ScheduledFault, Target};
+use crate::runner::spec::{Experiment, ScheduledFault, Target};
 use crate::runner::watch::{run_probe, watch_stop_conditions};
 use crate::sim;
 use chrono::Utc;
@@ -39,10 +40,11 @@ pub enum RunError {
     Sim(#[from] crate::sim::SimError),
     #[error(transparent)]
     Client(#[from] crate::load::client::ClientError),
-    #[error("preflight of fault {id:?} failed: {source}")]
+    /// Not a `source`: the fault's error is in the message once, not again as its cause.
+    #[error("preflight of fault {id:?} failed: {error}")]
     Preflight {
         id: String,
-        source: Box<crate::fault::FaultError>,
+        error: Box<crate::fault::FaultError>,
     },
     #[error(transparent)]
     Engine(#[from] crate::load::engine::EngineError),
@@ -53,6 +55,8 @@ pub enum RunError {
     },
     #[error("cannot reach the Kubernetes cluster: {0}")]
     Kube(String),
+    #[error(transparent)]
+    Access(#[from] crate::fault::kube_access::AccessError),
     #[error("cannot read the recorded windows: {0}")]
     Windows(String),
     #[error("the run panicked: {0}")]
@@ -216,8 +220,8 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
     let kube = match &exp.kubernetes {
         None => None,
         Some(k) => {
-            let kubeconfig = match (&k.kubeconfig, &sim) {
-                (spec::Kubeconfig::Sim, Some(s)) => {
+            let spec = match (k.resolve(), &sim) {
+                (None, Some(s)) => {
                     let api = sim::kube::serve(
                         s.control(),
                         "127.0.0.1:0".parse().expect("valid"),
@@ -225,30 +229,27 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
                     )
                     .await
                     .map_err(|e| RunError::Kube(e.to_string()))?;
-                    let path = api.kubeconfig.clone();
+                    let spec = KubeSpec {
+                        kubeconfig: api.kubeconfig.clone(),
+                        context: k.context.clone(),
+                        namespace: k.namespace.clone(),
+                        source: KubeSource::Sim,
+                    };
                     kube_api = Some(api);
-                    path
+                    spec
                 }
-                (spec::Kubeconfig::Sim, None) => {
+                (None, None) => {
                     return Err(RunError::Kube(
                         "`kubeconfig: sim` needs the embedded sim as the target".into(),
                     ));
                 }
-                (spec::Kubeconfig::Path(p), _) => p.clone(),
-                (spec::Kubeconfig::Default, _) => std::env::var_os("KUBECONFIG")
-                    .map(PathBuf::from)
-                    .or_else(|| {
-                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"))
-                    })
-                    .ok_or_else(|| RunError::Kube("no KUBECONFIG and no HOME".into()))?,
+                (Some(spec), _) => spec.map_err(|e| RunError::Kube(e.to_string()))?,
             };
-            let target = KubeTarget::connect(&KubeSpec {
-                kubeconfig,
-                context: k.context.clone(),
-                namespace: Some(k.namespace.clone()),
-            })
-            .await
-            .map_err(|e| RunError::Kube(e.to_string()))?;
+            let target = KubeTarget::connect(&spec)
+                .await
+                .map_err(|e| RunError::Kube(e.to_string()))?;
+            // The run header: never act on a cluster without saying which.
+            eprintln!("kubernetes: {}", target.describe());
             Some(target)
         }
     };
@@ -262,15 +263,35 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         ctx
     };
 
+    // Least privilege: every verb the run will use, asked of the API server at once.
+    if let Some(k) = &kube {
+        let mut needs: Vec<kube_access::Need> = exp
+            .timeline
+            .iter()
+            .flat_map(|f| kube_access::needs(&f.spec, k))
+            .collect();
+        for p in &exp.probes {
+            if let crate::runner::spec::ProbeCheck::KubeReady(r) = &p.check {
+                needs.push(kube_access::Need {
+                    verb: "list",
+                    group: "",
+                    resource: "pods",
+                    namespace: Some(k.namespace_for(r.namespace.as_deref()).to_string()),
+                });
+            }
+        }
+        kube_access::check(k, &needs).await?;
+    }
+
     // Preflight every fault before any load starts.
     for f in &exp.timeline {
         let ctx = context(f, f.end());
         f.spec
             .preflight(&ctx)
             .await
-            .map_err(|source| RunError::Preflight {
+            .map_err(|error| RunError::Preflight {
                 id: f.id.clone(),
-                source: Box::new(source),
+                error: Box::new(error),
             })?;
     }
 
@@ -298,6 +319,9 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         ledger: opts.ledger.clone(),
         kube: kube.clone(),
     });
+    if let Some(k) = &kube {
+        shared.event("kubernetes", None, k.describe());
+    }
     shared.event(
         "load_start",
         None,

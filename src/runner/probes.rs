@@ -103,7 +103,13 @@ pub async fn check(
             let pods = api
                 .list(&kube::api::ListParams::default().labels(&k.selector))
                 .await
-                .map_err(|e| format!("list pods {:?} in {ns}: {e}", k.selector))?;
+                .map_err(|e| {
+                    format!(
+                        "list pods {:?} in {ns}: {}",
+                        k.selector,
+                        crate::fault::kube_target::explain(&e)
+                    )
+                })?;
             let total = pods.items.len();
             let ready = pods.items.iter().filter(|p| pod_kill::is_ready(p)).count();
             if total > 0 && ready == total {

@@ -88,7 +88,9 @@ impl Shared {
         let tried = a
             .spec
             .restore_with_retries(&a.ctx, &a.undo, 4, Duration::from_millis(500), |n, e| {
-                self.event("restore_failed", Some(id), format!("attempt {n}: {e}"));
+                if !e.is_permanent() {
+                    self.event("restore_failed", Some(id), format!("attempt {n}: {e}"));
+                }
             })
             .await;
         match tried {
@@ -105,6 +107,17 @@ impl Shared {
                 self.event("restored", Some(id), format!("{} restored", a.spec.kind()));
                 active.remove(pos);
                 Ok(())
+            }
+            Err(e) if e.is_permanent() => {
+                // Said once; no later retry. The ledger entry stays for the operator.
+                let text = format!(
+                    "permanent: {e}; not retried. The ledger entry stays: undo it by hand, then \
+                     `faultline ledger resolve {}/{id} --reason \"...\"`",
+                    a.ctx.run_id
+                );
+                self.event("restore_failed", Some(id), text.clone());
+                active.remove(pos);
+                Err(text)
             }
             Err(e) => Err(e.to_string()),
         }

@@ -74,6 +74,28 @@ fn ctx(test: &str, deadline_in: chrono::Duration) -> FaultContext {
     )
 }
 
+/// An HTTPS client trusting the sim API's CA, sending `token` as the bearer token.
+fn api_client(api: &KubeApiHandle, token: Option<&str>) -> reqwest::Client {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    api.ca.write_cert(&ca).unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        );
+    }
+    faultline::tls::http_client_builder(&faultline::tls::TlsOptions {
+        ca_cert: Some(ca),
+        ..Default::default()
+    })
+    .unwrap()
+    .default_headers(headers)
+    .build()
+    .unwrap()
+}
+
 /// Polls `f` until it is true or `within` passes.
 async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
 where
@@ -387,12 +409,12 @@ async fn network_partition_cuts_the_worker_off_and_restore_deletes_exactly_its_p
     }
 
     // The dead-man switch: not expired now, expired after the deadline.
-    let expired = network_partition::expired_policies(&kube.client, Utc::now())
+    let expired = network_partition::expired_policies(&kube.client, None, Utc::now())
         .await
         .unwrap();
     assert!(expired.is_empty(), "{expired:?}");
     let later = Utc::now() + chrono::Duration::seconds(120);
-    let expired = network_partition::expired_policies(&kube.client, later)
+    let expired = network_partition::expired_policies(&kube.client, None, later)
         .await
         .unwrap();
     assert_eq!(expired.len(), 1);
@@ -627,10 +649,7 @@ spec:
 #[tokio::test]
 async fn raw_watch_streams_a_deletion_in_resource_version_order_and_errors_are_status_objects() {
     let c = start(1).await;
-    let http = faultline::tls::http_client_builder(&Default::default())
-        .unwrap()
-        .build()
-        .unwrap();
+    let http = api_client(&c.api, Some(c.api.admin_token()));
     let base = format!("{}/api/v1/namespaces/default/pods", c.api.url());
 
     let r = http.get(format!("{base}/nosuch")).send().await.unwrap();

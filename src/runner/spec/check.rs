@@ -76,7 +76,7 @@ pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
             Some(p) => Kubeconfig::Path(relative(doc, Path::new(p))),
         },
         context: k.context.clone(),
-        namespace: k.namespace.clone().unwrap_or_else(|| "default".into()),
+        namespace: k.namespace.clone(),
     });
     let load = keep(load(&spec.load, doc), &mut errors);
     let warmup = dur(spec.warmup, Duration::from_secs(10));

@@ -74,7 +74,26 @@ pub enum Kubeconfig {
 pub struct Kubernetes {
     pub kubeconfig: Kubeconfig,
     pub context: Option<String>,
-    pub namespace: String,
+    /// `None`: the context's namespace (in-cluster: the service account's), else `default`.
+    pub namespace: Option<String>,
+}
+
+impl Kubernetes {
+    /// How to reach the cluster (`None` for the embedded sim, whose kubeconfig exists only once
+    /// the run starts it). Reads no file and opens no connection.
+    pub fn resolve(
+        &self,
+    ) -> Option<
+        Result<crate::fault::kube_target::KubeSpec, crate::fault::kube_target::KubeTargetError>,
+    > {
+        use crate::fault::kube_target::KubeSpec;
+        let (ctx, ns) = (self.context.as_deref(), self.namespace.as_deref());
+        match &self.kubeconfig {
+            Kubeconfig::Sim => None,
+            Kubeconfig::Path(p) => Some(Ok(KubeSpec::explicit(p, ctx, ns))),
+            Kubeconfig::Default => Some(KubeSpec::infer(ctx, ns)),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

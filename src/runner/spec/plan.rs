@@ -21,8 +21,8 @@ fn t(d: Duration) -> String {
 pub fn describe_fault(f: &ScheduledFault, exp: &Experiment) -> String {
     let ns = |n: &Option<String>| {
         n.clone()
-            .or_else(|| exp.kubernetes.as_ref().map(|k| k.namespace.clone()))
-            .unwrap_or_else(|| "default".into())
+            .or_else(|| exp.kubernetes.as_ref().and_then(|k| k.namespace.clone()))
+            .unwrap_or_else(|| "of the kubeconfig context".into())
     };
     let what = match &f.spec {
         FaultSpec::GpuLockout(p) => {
@@ -135,6 +135,29 @@ fn schedule(s: &Schedule) -> String {
 
 /// Renders the resolved experiment: target, load, timeline with every action, probes, stop
 /// conditions and criteria.
+/// Which cluster, and why: the server and context a run would use (reads the kubeconfig, opens
+/// no connection).
+fn kubernetes(k: &Kubernetes) -> String {
+    let ns = k
+        .namespace
+        .as_deref()
+        .map(|n| format!("namespace \"{n}\""))
+        .unwrap_or_else(|| "the context's namespace".into());
+    match k.resolve() {
+        None => format!("the embedded sim's API (HTTPS, started with the run), {ns}"),
+        Some(Err(e)) => format!("no cluster: {e}"),
+        Some(Ok(spec)) => match spec.peek() {
+            Ok((server, context)) => {
+                format!(
+                    "cluster {server} (context \"{context}\", {ns}) from {}",
+                    spec.why()
+                )
+            }
+            Err(e) => format!("{}: {e}", spec.why()),
+        },
+    }
+}
+
 pub fn plan(exp: &Experiment) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "experiment '{}' ({})", exp.name, exp.source.display());
@@ -167,6 +190,9 @@ pub fn plan(exp: &Experiment) -> String {
         }
     };
     let _ = writeln!(o, "target: {target}");
+    if let Some(k) = &exp.kubernetes {
+        let _ = writeln!(o, "kubernetes: {}", kubernetes(k));
+    }
     for (name, h) in &exp.hosts {
         let how = match h {
             Host::Local => "this machine".to_string(),

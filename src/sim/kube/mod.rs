@@ -2,8 +2,16 @@
 //!
 //! Why: `pod-kill` and `network-partition` act through the Kubernetes API, and the only way to
 //! rehearse and test them on one laptop, with the same code that runs against a real cluster,
-//! is an API server that real clients (`kubectl`, the `kube` crate) accept. This is a small one:
-//! plain HTTP on loopback, no auth (any token), namespace `default` only, two resources.
+//! is an API server that real clients (`kubectl`, the `kube` crate) accept. This is a small one
+//! (namespace `default` only, two resources) with a real one's sharp edges:
+//!
+//! - HTTPS only, with a CA made at start (`crate::sim::tls::SimCa`); the written kubeconfig
+//!   carries it as `certificate-authority-data` plus a random bearer token;
+//! - authentication by that token, a policy user's token, or a client certificate signed by the
+//!   CA (user = CN, groups = O); anything else is a 401 `Status`;
+//! - RBAC from an optional policy file (`faultline sim --kube-rbac FILE`, [`KubeApiOptions`]):
+//!   403s with the real message, and SelfSubjectAccessReview (`kubectl auth can-i`); see
+//!   `auth.rs`;
 //!
 //! - one pod per sim worker, `sim-llm-<worker>-<suffix>`, labels `app=sim-llm`,
 //!   `worker=<n>`, `role=worker`; deleting it kills the worker after the grace period and a
@@ -17,6 +25,7 @@
 //! Ground-truth events recorded in the sim: `pod_deleted`, `pod_ready`, `policy_applied`,
 //! `policy_removed`.
 
+pub mod auth;
 mod objects;
 mod routes;
 mod selector;
@@ -31,7 +40,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::sim::SimControl;
+use crate::sim::tls::SimCa;
 
+pub use auth::{Policy, Rule};
 pub use selector::Selector;
 pub use state::{NAMESPACE, POD_GRACE_S};
 
@@ -45,6 +56,8 @@ pub enum KubeApiError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::sim::tls::SimTlsError),
     #[error("cannot write kubeconfig {path:?}: {source}")]
     WriteKubeconfig {
         path: PathBuf,
@@ -52,18 +65,44 @@ pub enum KubeApiError {
     },
 }
 
+/// How to run the API server beyond the defaults (HTTPS, admin token, everyone allowed).
+#[derive(Clone, Debug, Default)]
+pub struct KubeApiOptions {
+    /// RBAC: tokens and rules of further users. `None`: every authenticated identity may do
+    /// everything.
+    pub rbac: Option<Policy>,
+}
+
 /// A running API server. Dropping it stops it too (without waiting); prefer `shutdown`.
 pub struct KubeApiHandle {
     pub addr: SocketAddr,
     pub kubeconfig: PathBuf,
+    /// The CA the server's certificate chains to; issues client certificates it accepts.
+    pub ca: Arc<SimCa>,
+    admin_token: String,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for KubeApiHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeApiHandle")
+            .field("addr", &self.addr)
+            .field("kubeconfig", &self.kubeconfig)
+            .finish_non_exhaustive()
+    }
+}
+
 impl KubeApiHandle {
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
+    }
+
+    /// The administrator's bearer token (also in the written kubeconfig). A secret: for tests
+    /// that write kubeconfigs of their own.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     /// Stops the server (open watches end) and the controller, and waits for them.
@@ -86,13 +125,27 @@ impl Drop for KubeApiHandle {
     }
 }
 
-/// Serves the API on `listen` (port 0 picks one) and writes a kubeconfig for it to
-/// `kubeconfig_path` (context `faultline-sim`, namespace `default`, a dummy token).
+/// Serves the API on `listen` (port 0 picks one) over HTTPS and writes a kubeconfig for it to
+/// `kubeconfig_path` (context `faultline-sim`, namespace `default`, the CA and the admin
+/// token); every authenticated identity may do everything.
 pub async fn serve(
     control: SimControl,
     listen: SocketAddr,
     kubeconfig_path: &Path,
 ) -> Result<KubeApiHandle, KubeApiError> {
+    serve_with(control, listen, kubeconfig_path, KubeApiOptions::default()).await
+}
+
+/// [`serve`] with options (an RBAC policy).
+pub async fn serve_with(
+    control: SimControl,
+    listen: SocketAddr,
+    kubeconfig_path: &Path,
+    options: KubeApiOptions,
+) -> Result<KubeApiHandle, KubeApiError> {
+    let ca = Arc::new(SimCa::generate()?);
+    let tls = ca.server_config(true)?;
+    let admin_token = random_token();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| KubeApiError::Bind {
@@ -103,7 +156,7 @@ pub async fn serve(
         addr: listen,
         source,
     })?;
-    write_kubeconfig(kubeconfig_path, addr)?;
+    write_kubeconfig(kubeconfig_path, addr, &ca.cert_pem(), &admin_token)?;
 
     let (stop, stop_rx) = watch::channel(false);
     let store = state::Store::new(control.clone());
@@ -137,15 +190,21 @@ pub async fn serve(
         store,
         server: addr.to_string(),
         stop: stop_rx.clone(),
+        auth: auth::Auth {
+            admin_token: admin_token.clone(),
+            policy: options.rbac,
+        },
     }));
     let server = tokio::spawn(async move {
-        if let Err(e) = crate::sim::tls::serve(listener, app, None, stop_rx).await {
+        if let Err(e) = crate::sim::tls::serve(listener, app, Some(tls), stop_rx).await {
             tracing::warn!("kube api server stopped: {e}");
         }
     });
     Ok(KubeApiHandle {
         addr,
         kubeconfig: kubeconfig_path.to_path_buf(),
+        ca,
+        admin_token,
         stop,
         tasks: vec![controller, server],
     })
@@ -156,18 +215,33 @@ pub(crate) async fn until_stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.is_ok();
 }
 
-fn write_kubeconfig(path: &Path, addr: SocketAddr) -> Result<(), KubeApiError> {
+/// 32 random hex digits.
+fn random_token() -> String {
+    (0..4)
+        .map(|_| format!("{:08x}", rand::random::<u32>()))
+        .collect()
+}
+
+fn write_kubeconfig(
+    path: &Path,
+    addr: SocketAddr,
+    ca_pem: &str,
+    token: &str,
+) -> Result<(), KubeApiError> {
+    use base64::Engine;
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let text = format!(
         "apiVersion: v1
 kind: Config
 clusters:
 - name: {CONTEXT}
   cluster:
-    server: http://{addr}
+    server: https://{addr}
+    certificate-authority-data: {ca_data}
 users:
 - name: {CONTEXT}
   user:
-    token: faultline-sim-token
+    token: {token}
 contexts:
 - name: {CONTEXT}
   context:

@@ -22,6 +22,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
+use super::auth::{self, Auth, Identity};
 use super::objects::{self, ApiError, json_response, table, wants_table};
 use super::state::{Filter, Kind, NAMESPACE, Store, WatchEvent};
 use super::until_stopped;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub server: String,
     /// Open watches end when this turns true (so a graceful shutdown does not wait on them).
     pub stop: watch::Receiver<bool>,
+    pub auth: Auth,
 }
 
 type St = State<Arc<AppState>>;
@@ -84,14 +86,65 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
             get(policy).delete(delete_policy),
         )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            axum::routing::post(access_review),
+        )
         .fallback(|req: Request| async move {
             ApiError::path_not_found(req.uri().path()).into_response()
         })
         .method_not_allowed_fallback(|req: Request| async move {
             ApiError::method_not_allowed(req.method().as_str(), req.uri().path()).into_response()
         })
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Authentication (401) and RBAC (403) before any handler; the identity goes into the
+/// request's extensions.
+async fn authorize(State(st): St, mut req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let cert = req
+        .extensions()
+        .get::<Arc<axum_server::tls::TlsInfo>>()
+        .and_then(|i| i.peer_certificates.first().cloned());
+    let Some(who) = st.auth.identify(bearer, cert.as_deref()) else {
+        return json_response(StatusCode::UNAUTHORIZED, &auth::unauthorized());
+    };
+    if let Some(a) = auth::attributes(req.method().as_str(), req.uri().path(), req.uri().query())
+        && a.resource != "selfsubjectaccessreviews"
+        && !st.auth.allows(&who, &a)
+    {
+        tracing::debug!("kube api: {} may not {a:?}", who.user);
+        return json_response(StatusCode::FORBIDDEN, &auth::forbidden(&who, &a));
+    }
+    req.extensions_mut().insert(who);
+    next.run(req).await
+}
+
+/// `kubectl auth can-i`, and faultline's preflight.
+async fn access_review(
+    State(st): St,
+    axum::Extension(who): axum::Extension<Identity>,
+    body: Bytes,
+) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiError::bad_request(format!("the body is not a JSON object: {e}"))
+                .into_response();
+        }
+    };
+    match auth::review(&st.auth, &who, &v) {
+        Ok(out) => json_response(StatusCode::CREATED, &out),
+        Err(m) => ApiError::invalid(m).into_response(),
+    }
 }
 
 /// `FAULTLINE_LOG=faultline::sim::kube=debug` shows what clients ask for.
