@@ -301,7 +301,10 @@ async fn pod_kill_deletes_the_recorded_victim_and_wait_ready_returns_once_it_is_
 
 /// A short completion through the sim's router; true when it answered 200 in time.
 async fn completes(url: &str) -> bool {
-    let client = reqwest::Client::new();
+    let client = faultline::tls::http_client_builder(&Default::default())
+        .unwrap()
+        .build()
+        .unwrap();
     let body = serde_json::json!({"model": "sim-small", "prompt": "hi", "max_tokens": 2});
     matches!(
         client
