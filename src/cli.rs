@@ -78,6 +78,10 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    // One crypto provider for every TLS client and server in the process (reqwest with
+    // `rustls-no-provider` panics on building a client without a process default).
+    let _ =
+        rustls::crypto::CryptoProvider::install_default(crate::tls::provider().as_ref().clone());
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -30,19 +30,22 @@ pub const SERVICE_ACCOUNT_DIR_ENV: &str = "FAULTLINE_SERVICEACCOUNT_DIR";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeTargetError {
-    #[error("cannot read kubeconfig {path:?}: {source}")]
+    /// Not `source`s: kube's messages already carry their causes; `chain` says each once.
+    #[error("cannot read kubeconfig {path:?}: {}", chain(error))]
     Read {
         path: PathBuf,
-        source: kube::config::KubeconfigError,
+        error: kube::config::KubeconfigError,
     },
-    #[error("kubeconfig {path:?}{}: {source}", context.as_deref().map(|c| format!(" context \"{c}\"")).unwrap_or_default())]
+    #[error("kubeconfig {path:?}{}: {}", context.as_deref().map(|c| format!(" context \"{c}\"")).unwrap_or_default(), chain(error))]
     Config {
         path: PathBuf,
         context: Option<String>,
-        source: kube::config::KubeconfigError,
+        error: kube::config::KubeconfigError,
     },
     #[error("cannot build a Kubernetes client for {what}: {}", explain(error))]
     Client { what: String, error: kube::Error },
+    #[error("$KUBECONFIG={list:?}: none of its files exists")]
+    EmptyList { list: PathBuf },
     #[error(
         "in-cluster configuration: {0} (in a pod, the service account is mounted at {SERVICE_ACCOUNT_DIR} and KUBERNETES_SERVICE_HOST/PORT are set)"
     )]
@@ -87,10 +90,11 @@ pub struct KubeSpec {
 }
 
 impl KubeSpec {
-    /// A kubeconfig file named by the user.
+    /// A kubeconfig file named by the user (made absolute, so `recover` run from another
+    /// directory finds it).
     pub fn explicit(path: &Path, context: Option<&str>, namespace: Option<&str>) -> KubeSpec {
         KubeSpec {
-            kubeconfig: path.to_path_buf(),
+            kubeconfig: absolute(path),
             context: context.map(str::to_string),
             namespace: namespace.map(str::to_string),
             source: KubeSource::Explicit,
@@ -123,7 +127,9 @@ impl KubeSpec {
             source,
         };
         if let Some(v) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-            return Ok(spec(PathBuf::from(v), KubeSource::KubeconfigEnv));
+            let list = std::env::split_paths(&v).map(|p| absolute(&p));
+            let joined = std::env::join_paths(list).unwrap_or(v);
+            return Ok(spec(PathBuf::from(joined), KubeSource::KubeconfigEnv));
         }
         let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"));
         if let Some(h) = home.as_ref().filter(|h| h.exists()) {
@@ -156,9 +162,9 @@ impl KubeSpec {
     /// The kubeconfig as kube reads it (no network).
     fn kubeconfig(&self) -> Result<Kubeconfig, KubeTargetError> {
         let read = |p: &Path| {
-            Kubeconfig::read_from(p).map_err(|source| KubeTargetError::Read {
+            Kubeconfig::read_from(p).map_err(|error| KubeTargetError::Read {
                 path: p.to_path_buf(),
-                source,
+                error,
             })
         };
         match self.source {
@@ -169,20 +175,20 @@ impl KubeSpec {
                     std::env::split_paths(&self.kubeconfig).filter(|p| !p.as_os_str().is_empty())
                 {
                     // kubectl skips list entries that do not exist.
-                    if !p.exists() && merged.is_some() {
+                    if !p.exists() {
                         continue;
                     }
                     let k = read(&p)?;
                     merged = Some(match merged {
                         None => k,
-                        Some(m) => m.merge(k).map_err(|source| KubeTargetError::Read {
+                        Some(m) => m.merge(k).map_err(|error| KubeTargetError::Read {
                             path: p.clone(),
-                            source,
+                            error,
                         })?,
                     });
                 }
-                merged.ok_or_else(|| KubeTargetError::NothingFound {
-                    home: "~/.kube/config".into(),
+                merged.ok_or_else(|| KubeTargetError::EmptyList {
+                    list: self.kubeconfig.clone(),
                 })
             }
             _ => read(&self.kubeconfig),
@@ -216,11 +222,22 @@ impl KubeSpec {
     }
 }
 
+/// `p` made absolute against the working directory (unchanged if that fails or it is empty).
+fn absolute(p: &Path) -> PathBuf {
+    if p.as_os_str().is_empty() {
+        return PathBuf::new();
+    }
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 /// `$FAULTLINE_SERVICEACCOUNT_DIR`, else the standard mount.
 pub fn service_account_dir() -> PathBuf {
     std::env::var_os(SERVICE_ACCOUNT_DIR_ENV)
         .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR), PathBuf::from)
+        .map_or_else(
+            || PathBuf::from(SERVICE_ACCOUNT_DIR),
+            |v| absolute(Path::new(&v)),
+        )
 }
 
 /// The in-cluster configuration as a kubeconfig: server from the environment, the CA file,
@@ -318,10 +335,10 @@ impl KubeTarget {
         };
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|source| KubeTargetError::Config {
+            .map_err(|error| KubeTargetError::Config {
                 path: spec.kubeconfig.clone(),
                 context: spec.context.clone(),
-                source,
+                error,
             })?;
         let server = config.cluster_url.to_string();
         let server = server.strip_suffix('/').unwrap_or(&server).to_string();
@@ -385,23 +402,23 @@ pub fn explain(e: &kube::Error) -> String {
             }
         ),
         kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
-        other => {
-            if let Some(t) = crate::tls::explain(other) {
-                return t;
-            }
-            // The chain, each distinct message once.
-            let mut parts: Vec<String> = Vec::new();
-            let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(other);
-            while let Some(err) = cur {
-                let m = err.to_string();
-                if !parts.iter().any(|p| p.contains(&m)) {
-                    parts.push(m);
-                }
-                cur = err.source();
-            }
-            parts.join(": ")
-        }
+        other => crate::tls::explain(other).unwrap_or_else(|| chain(other)),
     }
+}
+
+/// An error and its causes, each distinct message once (kube's errors often repeat their
+/// cause in their own message).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let m = err.to_string();
+        if !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]

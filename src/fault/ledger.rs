@@ -506,7 +506,10 @@ pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverRe
         let outcome = entry
             .spec
             .restore_with_retries(&ctx, &entry.undo, opts.attempts, opts.backoff, |n, e| {
-                tracing::warn!(fault = %entry.fault_id, attempt = n, error = %e, "restore failed");
+                // A permanent failure is reported once, in the result below.
+                if !e.is_permanent() {
+                    tracing::warn!(fault = %entry.fault_id, attempt = n, error = %e, "restore failed");
+                }
             })
             .await;
         match outcome {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(
-        "the ledger {path} holds {count} fault(s) that were never restored ({ids}); run `faultline recover` first"
+        "the ledger {path} holds {count} fault(s) that were never restored ({ids}); run `faultline recover` first (a fault undone by hand: `faultline ledger resolve ID --reason \"...\"`)"
     )]
     LedgerNotClean {
         path: PathBuf,

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod fault;
 mod kube;
+mod kube_auth;
 mod leftovers;
 mod load;
 mod netns;

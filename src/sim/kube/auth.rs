@@ -159,7 +159,7 @@ impl Policy {
 
     /// Parses a policy (format in the module docs).
     pub fn parse(text: &str) -> Result<Policy, String> {
-        let docs = yaml_docs(text)?;
+        let docs = yaml_documents(text)?;
         let doc = docs.into_iter().next().unwrap_or(json!({}));
         let file: PolicyFile = serde_json::from_value(doc).map_err(|e| e.to_string())?;
         let mut p = Policy::default();
@@ -202,7 +202,11 @@ impl Policy {
     /// A ServiceAccount subject is the user `system:serviceaccount:NS:NAME`; a Group subject
     /// gets group rules.
     pub fn from_rbac_manifests(text: &str) -> Result<Policy, String> {
-        let docs = yaml_docs(text)?;
+        Policy::from_rbac_objects(&yaml_documents(text)?)
+    }
+
+    /// [`Policy::from_rbac_manifests`] for objects already parsed (as JSON).
+    pub fn from_rbac_objects(docs: &[Value]) -> Result<Policy, String> {
         let mut roles: BTreeMap<(Option<String>, String), Vec<Rule>> = BTreeMap::new();
         let rules_of = |doc: &Value| -> Result<Vec<Rule>, String> {
             let mut rules: Vec<Rule> = serde_json::from_value(doc["rules"].clone())
@@ -212,7 +216,7 @@ impl Policy {
             }
             Ok(rules)
         };
-        for d in &docs {
+        for d in docs {
             let name = d["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
@@ -229,7 +233,7 @@ impl Policy {
             }
         }
         let mut p = Policy::default();
-        for d in &docs {
+        for d in docs {
             let binding_ns = match d["kind"].as_str() {
                 Some("RoleBinding") => Some(
                     d["metadata"]["namespace"]
@@ -481,8 +485,84 @@ pub fn review(auth: &Auth, who: &Identity, body: &Value) -> Result<Value, String
     Ok(out)
 }
 
+/// A SelfSubjectAccessReview sent as Kubernetes protobuf (what kubectl's typed clients send:
+/// `k8s\0` + `runtime.Unknown{raw}`), as the JSON `review` reads. Only the fields a review
+/// needs are decoded: `spec.resourceAttributes` (namespace, verb, group, version, resource,
+/// subresource, name) and whether `spec.nonResourceAttributes` is there.
+pub fn review_from_protobuf(body: &[u8]) -> Result<Value, String> {
+    let unknown = body
+        .strip_prefix(b"k8s\0")
+        .ok_or("not a Kubernetes protobuf envelope")?;
+    let raw = proto_field(unknown, 2)?.ok_or("no raw object in the envelope")?;
+    let spec = proto_field(raw, 2)?.ok_or("no spec")?;
+    let mut out = json!({"apiVersion": "authorization.k8s.io/v1",
+                         "kind": "SelfSubjectAccessReview", "spec": {}});
+    if let Some(ra) = proto_field(spec, 1)? {
+        let names = [
+            "namespace",
+            "verb",
+            "group",
+            "version",
+            "resource",
+            "subresource",
+            "name",
+        ];
+        let mut attrs = serde_json::Map::new();
+        for (i, key) in names.iter().enumerate() {
+            if let Some(v) = proto_field(ra, i as u64 + 1)? {
+                attrs.insert(key.to_string(), json!(String::from_utf8_lossy(v)));
+            }
+        }
+        out["spec"]["resourceAttributes"] = Value::Object(attrs);
+    }
+    if proto_field(spec, 2)?.is_some() {
+        out["spec"]["nonResourceAttributes"] = json!({});
+    }
+    Ok(out)
+}
+
+/// The last length-delimited field `number` of a protobuf message (other wire types skipped).
+fn proto_field(mut buf: &[u8], number: u64) -> Result<Option<&[u8]>, String> {
+    fn varint(buf: &mut &[u8]) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
+            *buf = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+    let mut found = None;
+    while !buf.is_empty() {
+        let key = varint(&mut buf)?;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                varint(&mut buf)?;
+            }
+            1 | 5 => {
+                let n = if wire == 1 { 8 } else { 4 };
+                buf = buf.get(n..).ok_or("truncated fixed field")?;
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut buf)?).map_err(|e| e.to_string())?;
+                let (v, rest) = (buf.get(..len).ok_or("truncated field")?, &buf[len..]);
+                if field == number {
+                    found = Some(v);
+                }
+                buf = rest;
+            }
+            w => return Err(format!("unsupported wire type {w}")),
+        }
+    }
+    Ok(found)
+}
+
 /// Every document of a YAML text, as JSON.
-fn yaml_docs(text: &str) -> Result<Vec<Value>, String> {
+pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
     use saphyr::LoadableYamlNode;
     let docs = saphyr::Yaml::load_from_str(text).map_err(|e| {
         format!(
@@ -597,6 +677,34 @@ mod tests {
         assert!(!p.allows(&alice, &all));
         assert!(p.allows(&who(ADMIN_USER), &delete));
         assert!(Policy::parse("users: [{name: a, bogus: 1}]").is_err());
+    }
+
+    #[test]
+    fn a_protobuf_access_review_decodes_to_its_attributes() {
+        // k8s\0, Unknown{2: raw = SSAR{2: spec{1: ResourceAttributes{1: "default", 2: "delete",
+        // 5: "pods"}}}}, built by hand.
+        fn ld(field: u8, v: &[u8]) -> Vec<u8> {
+            let mut o = vec![(field << 3) | 2, v.len() as u8];
+            o.extend_from_slice(v);
+            o
+        }
+        let ra = [ld(1, b"default"), ld(2, b"delete"), ld(5, b"pods")].concat();
+        let ssar = ld(2, &ld(1, &ra));
+        let mut body = b"k8s\0".to_vec();
+        body.extend(ld(1, &ld(1, b"authorization.k8s.io/v1")));
+        body.extend(ld(2, &ssar));
+        let v = review_from_protobuf(&body).unwrap();
+        let ra = &v["spec"]["resourceAttributes"];
+        assert_eq!(
+            (
+                ra["namespace"].as_str(),
+                ra["verb"].as_str(),
+                ra["resource"].as_str()
+            ),
+            (Some("default"), Some("delete"), Some("pods"))
+        );
+        assert!(ra.get("group").is_none());
+        assert!(review_from_protobuf(b"{}").is_err());
     }
 
     #[test]

@@ -132,14 +132,22 @@ async fn authorize(State(st): St, mut req: Request, next: Next) -> Response {
 async fn access_review(
     State(st): St,
     axum::Extension(who): axum::Extension<Identity>,
+    h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let v: Value = match serde_json::from_slice(&body) {
+    // kubectl's typed client sends protobuf; the answer is JSON, which it also accepts.
+    let protobuf = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
+    let parsed = if protobuf {
+        auth::review_from_protobuf(&body)
+    } else {
+        serde_json::from_slice(&body).map_err(|e| format!("the body is not a JSON object: {e}"))
+    };
+    let v = match parsed {
         Ok(v) => v,
-        Err(e) => {
-            return ApiError::bad_request(format!("the body is not a JSON object: {e}"))
-                .into_response();
-        }
+        Err(e) => return ApiError::bad_request(e).into_response(),
     };
     match auth::review(&st.auth, &who, &v) {
         Ok(out) => json_response(StatusCode::CREATED, &out),
