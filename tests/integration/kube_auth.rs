@@ -861,6 +861,24 @@ async fn run_preflight_stops_on_401_and_403_with_one_message_naming_the_verb() {
     };
 
     let limited = sim.kubeconfig_with_token(&dir.path().join("limited"), "limited-token");
+    // `plan` says which cluster, from where, touching nothing.
+    let exp = experiment(dir.path(), &sim.url, &limited, faults);
+    let out = faultline(&["plan", exp.to_str().unwrap()], &[], home).await;
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    let api_url = std::fs::read_to_string(&sim.kubeconfig)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: ").map(str::to_string))
+        .unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "kubernetes: cluster {api_url} (context \"faultline-sim\", namespace \"default\") from kubeconfig {}",
+            limited.display()
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("limited-token"), "{stdout}");
     let (out, took) = run(limited).await;
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -869,6 +887,13 @@ async fn run_preflight_stops_on_401_and_403_with_one_message_naming_the_verb() {
         "{err}"
     );
     assert!(!err.contains("create networkpolicies"), "{err}");
+    // The run header names the cluster before anything else happens.
+    assert!(
+        err.starts_with(&format!(
+            "kubernetes: cluster {api_url} (context \"faultline-sim\""
+        )),
+        "{err}"
+    );
     assert_eq!(err.matches("error:").count(), 1, "{err}");
     assert_eq!(err.matches("delete networkpolicies").count(), 1, "{err}");
     assert!(took < Duration::from_secs(4), "the load ran: {took:?}");

@@ -119,12 +119,23 @@ struct PolicyFile {
 }
 
 /// Tokens and rules. `Default` is the empty policy: nobody but the admin may do anything.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Policy {
     /// token → (user, groups)
     tokens: BTreeMap<String, (String, Vec<String>)>,
     user_rules: BTreeMap<String, Vec<Rule>>,
     group_rules: BTreeMap<String, Vec<Rule>>,
+}
+
+/// Without the tokens: they are secrets.
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("tokens", &self.tokens.len())
+            .field("user_rules", &self.user_rules)
+            .field("group_rules", &self.group_rules)
+            .finish()
+    }
 }
 
 /// An authenticated identity.
