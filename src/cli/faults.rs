@@ -272,11 +272,7 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     let mut ctx = FaultContext::new(&run_id, &fault_id, hosts, deadline);
     let rt = super::runtime()?;
     rt.block_on(async {
-        let uses_kube = matches!(
-            spec,
-            FaultSpec::PodKill(_) | FaultSpec::NetworkPartition(_)
-        );
-        if uses_kube {
+        if spec.uses_kubernetes() {
             let kube = args.kube.connect().await?;
             kube_access::check(&kube, &kube_access::needs(&spec, &kube)).await?;
             ctx.kube = Some(kube);

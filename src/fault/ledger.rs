@@ -93,11 +93,10 @@ impl Entry {
             kind: spec.kind().to_string(),
             spec: spec.clone(),
             hosts: ctx.hosts.subset(&spec.host_names())?,
-            kube: match spec {
-                FaultSpec::PodKill(_) | FaultSpec::NetworkPartition(_) => {
-                    ctx.kube.as_ref().map(|k| k.spec.clone())
-                }
-                _ => None,
+            kube: if spec.uses_kubernetes() {
+                ctx.kube.as_ref().map(|k| k.spec.clone())
+            } else {
+                None
             },
             undo: undo.clone(),
             deadline: ctx.deadline,

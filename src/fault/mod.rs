@@ -173,6 +173,12 @@ impl FaultError {
 }
 
 impl FaultSpec {
+    /// Does this kind act through the Kubernetes API (so it needs a cluster and its ledger entry
+    /// records how the cluster was reached)?
+    pub fn uses_kubernetes(&self) -> bool {
+        matches!(self, FaultSpec::PodKill(_) | FaultSpec::NetworkPartition(_))
+    }
+
     /// The host names this fault acts on (for the ledger: only those are recorded).
     pub fn host_names(&self) -> Vec<String> {
         let mut v: Vec<String> = match self {

@@ -167,10 +167,6 @@ fn host_refs(spec: &FaultSpec) -> Vec<(String, Vec<Seg>)> {
     }
 }
 
-fn is_kube(spec: &FaultSpec) -> bool {
-    matches!(spec, FaultSpec::PodKill(_) | FaultSpec::NetworkPartition(_))
-}
-
 pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
     let doc = cx.doc;
     let entry_path = |i: usize, k: &str| vec![Seg::key("faults"), Seg::Index(i), Seg::key(k)];
@@ -211,7 +207,7 @@ pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
             }
         }
         let head = if e.use_.is_some() { "use" } else { "fault" };
-        if is_kube(&r.spec) && cx.spec.kubernetes.is_none() {
+        if r.spec.uses_kubernetes() && cx.spec.kubernetes.is_none() {
             errors.push(SpecError::NoKubernetes {
                 at: doc.locate_key(&entry_path(i, head)),
                 what: format!("fault '{}' ({})", r.id, r.spec.kind()),
