@@ -162,6 +162,58 @@ pub struct SlaResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trials: Vec<Trial>,
     pub max_rate_meeting_sla: Option<f64>,
+    /// How the `--find` search ended; `None` for a fixed-rate run (and files written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_end: Option<SearchEnd>,
+    /// The lowest rate of the search that failed; `None` when none failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lowest_failing_rate: Option<f64>,
+}
+
+/// How a `--find` search ended. It matters for reading the answer: "the highest rate meeting
+/// the SLA" is only a limit when a failing rate bounds it; when the whole range passed it is a
+/// floor ("at least"), and a user who reads it as the limit would plan capacity on a number
+/// nobody measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchEnd {
+    /// A passing and a failing rate within the precision: the limit lies between them.
+    Bracketed,
+    /// The top of the range passed: the limit is at least there, no failing rate was found.
+    WholeRangePassed,
+    /// The bottom of the range failed: no rate in the range meets the SLA.
+    NonePassed,
+    /// The trial budget ran out before the bracket narrowed to the precision.
+    BudgetExhausted,
+    /// Stopped (Ctrl-C) before the search ended.
+    Interrupted,
+}
+
+impl SearchEnd {
+    /// The answer in words, for the terminal and the reports.
+    pub fn describe(self, best: Option<f64>, lowest_failing: Option<f64>) -> String {
+        let r = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2} req/s"));
+        match self {
+            SearchEnd::Bracketed => r(best),
+            SearchEnd::WholeRangePassed => format!(
+                "at least {}: every rate searched passed, up to the top of the range; \
+                 raise --find-to to find where the SLA stops holding",
+                r(best)
+            ),
+            SearchEnd::NonePassed => format!(
+                "none: the lowest rate searched ({}) already failed",
+                r(lowest_failing)
+            ),
+            SearchEnd::BudgetExhausted => format!(
+                "{} (the limit lies below {}; the trial budget ran out before the precision \
+                 was reached, raise --max-trials to narrow it)",
+                r(best),
+                r(lowest_failing)
+            ),
+            SearchEnd::Interrupted => format!("{} so far (the search was interrupted)", r(best)),
+        }
+    }
 }
 
 /// Bisection over rate for the highest rate that meets the SLA. The search first tries both
@@ -202,11 +254,18 @@ impl Bisection {
                 reason: "must be in (0, 1), a fraction of the rate",
             });
         }
+        if max_trials < 2 {
+            return Err(SlaError::Invalid {
+                name: "--max-trials",
+                value: max_trials as f64,
+                reason: "must be at least 2 (the search tries both ends of the range first)",
+            });
+        }
         Ok(Bisection {
             from,
             to,
             precision,
-            max_trials: max_trials.max(2),
+            max_trials,
             pass: None,
             fail: None,
             trials: 0,
@@ -218,6 +277,11 @@ impl Bisection {
         if self.trials >= self.max_trials {
             return None;
         }
+        self.wanted()
+    }
+
+    /// The rate the search would try next with an unlimited budget.
+    fn wanted(&self) -> Option<f64> {
         match (self.pass, self.fail) {
             (None, None) => Some(self.from),
             (None, Some(_)) => None, // the lowest rate already failed
@@ -240,6 +304,22 @@ impl Bisection {
     /// The highest rate that passed.
     pub fn best(&self) -> Option<f64> {
         self.pass
+    }
+
+    /// The lowest rate that failed.
+    pub fn lowest_failing(&self) -> Option<f64> {
+        self.fail
+    }
+
+    /// How the search ended (or would end, were it stopped now).
+    pub fn end(&self) -> SearchEnd {
+        match (self.wanted(), self.pass, self.fail) {
+            (Some(_), _, _) if self.trials >= self.max_trials => SearchEnd::BudgetExhausted,
+            (Some(_), _, _) => SearchEnd::Interrupted,
+            (None, _, Some(_)) if self.pass.is_none() => SearchEnd::NonePassed,
+            (None, Some(_), None) => SearchEnd::WholeRangePassed,
+            (None, _, _) => SearchEnd::Bracketed,
+        }
     }
 }
 

@@ -146,10 +146,46 @@ fn bisection_stops_when_lowest_rate_fails_or_highest_passes() {
     let mut b = Bisection::new(5.0, 80.0, 0.05, 20).unwrap();
     b.record(5.0, false);
     assert_eq!((b.next(), b.best()), (None, None));
+    assert_eq!(b.end(), SearchEnd::NonePassed);
     let mut b = Bisection::new(5.0, 80.0, 0.05, 20).unwrap();
     b.record(5.0, true);
     b.record(80.0, true);
     assert_eq!((b.next(), b.best()), (None, Some(80.0)));
+    assert_eq!(b.end(), SearchEnd::WholeRangePassed);
+    let said = b.end().describe(b.best(), b.lowest_failing());
+    assert!(
+        said.starts_with("at least 80.00 req/s") && said.contains("raise --find-to"),
+        "{said}"
+    );
+}
+
+#[test]
+fn bisection_that_narrows_to_precision_ends_bracketed() {
+    let mut b = Bisection::new(5.0, 80.0, 0.05, 20).unwrap();
+    while let Some(rate) = b.next() {
+        b.record(rate, rate <= 37.0);
+    }
+    assert_eq!(b.end(), SearchEnd::Bracketed);
+    assert!(b.lowest_failing().unwrap() > 37.0);
+}
+
+#[test]
+fn bisection_stopped_early_says_interrupted_not_found() {
+    let mut b = Bisection::new(5.0, 80.0, 0.05, 20).unwrap();
+    b.record(5.0, true);
+    assert_eq!(b.end(), SearchEnd::Interrupted);
+    assert_eq!(
+        b.end().describe(b.best(), None),
+        "5.00 req/s so far (the search was interrupted)"
+    );
+}
+
+#[test]
+fn bisection_refuses_fewer_than_two_trials() {
+    for n in [0, 1] {
+        let err = Bisection::new(1.0, 10.0, 0.05, n).unwrap_err();
+        assert!(err.to_string().contains("--max-trials"), "{err}");
+    }
 }
 
 #[test]
@@ -161,6 +197,12 @@ fn bisection_respects_max_trials() {
         b.record(rate, rate < 3.0);
     }
     assert_eq!(n, 4);
+    assert_eq!(b.end(), SearchEnd::BudgetExhausted);
+    assert!(
+        b.end()
+            .describe(b.best(), b.lowest_failing())
+            .contains("raise --max-trials"),
+    );
 }
 
 #[test]

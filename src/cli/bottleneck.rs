@@ -13,8 +13,12 @@ use std::process::ExitCode;
 pub struct BottleneckArgs {
     /// Base URL of the Prometheus that scrapes the cluster (e.g. http://127.0.0.1:9090, or
     /// https://… with --ca-cert / --client-cert / --insecure as it needs).
-    #[arg(long, env = "FAULTLINE_PROMETHEUS")]
-    pub prometheus: String,
+    #[arg(
+        long,
+        env = "FAULTLINE_PROMETHEUS",
+        required_unless_present = "print_default_signals"
+    )]
+    pub prometheus: Option<String>,
     /// Start of the window: RFC 3339 (2025-01-31T12:00:00Z) or relative to now (-5m).
     #[arg(long, default_value = "-5m", allow_hyphen_values = true)]
     pub from: String,
@@ -33,8 +37,9 @@ pub struct BottleneckArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub tls: super::tls::TlsArgs,
-    /// Print the built-in signals as a signals file and exit.
-    #[arg(long, exclusive = true)]
+    /// Print the built-in signals as a signals file and exit (needs no Prometheus; other
+    /// options are ignored).
+    #[arg(long)]
     pub print_default_signals: bool,
 }
 
@@ -44,6 +49,9 @@ pub fn run(args: BottleneckArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&file)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let Some(prometheus) = args.prometheus.as_deref() else {
+        bail!("--prometheus (or FAULTLINE_PROMETHEUS) is required");
+    };
     let now = Utc::now();
     let window = Window {
         start: parse_time(&args.from, now).context("invalid --from")?,
@@ -55,12 +63,7 @@ pub fn run(args: BottleneckArgs) -> anyhow::Result<ExitCode> {
     };
     let tls = args.tls.checked()?;
     let rt = super::runtime()?;
-    let report = rt.block_on(bottleneck::analyze(
-        &args.prometheus,
-        &tls,
-        window,
-        &signals,
-    ))?;
+    let report = rt.block_on(bottleneck::analyze(prometheus, &tls, window, &signals))?;
     if report.signals.iter().all(|s| s.status == Status::Error) {
         bail!(
             "every query to {} failed; the first: {}",

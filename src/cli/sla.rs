@@ -225,13 +225,11 @@ pub(crate) fn sla_table(r: &SlaResult) -> String {
             if c.passed { "PASS" } else { "FAIL" }
         );
     }
-    if !r.trials.is_empty() {
+    if let Some(end) = r.search_end {
         let _ = writeln!(
             s,
             "  highest rate meeting the SLA: {}",
-            r.max_rate_meeting_sla
-                .map(|v| format!("{v:.2} req/s"))
-                .unwrap_or_else(|| "none in the searched range".into())
+            end.describe(r.max_rate_meeting_sla, r.lowest_failing_rate)
         );
     }
     let _ = writeln!(

@@ -72,6 +72,21 @@ pub struct Sla {
     pub failed_metrics: Vec<String>,
     pub summary: Option<Summary>,
     pub max_rate_meeting_sla: Option<f64>,
+    pub search_end: Option<crate::analysis::sla::SearchEnd>,
+    pub lowest_failing_rate: Option<f64>,
+}
+
+impl Sla {
+    /// The `--find` answer in words ("at least …" when the whole range passed), or `None` for
+    /// a fixed-rate run. Files written before `search_end` was recorded read as bracketed.
+    pub fn find_answer(&self) -> Option<String> {
+        let end = match (self.search_end, self.max_rate_meeting_sla) {
+            (Some(end), _) => end,
+            (None, Some(_)) => crate::analysis::sla::SearchEnd::Bracketed,
+            (None, None) => return None,
+        };
+        Some(end.describe(self.max_rate_meeting_sla, self.lowest_failing_rate))
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -39,8 +39,8 @@ pub fn render(r: &Results) -> String {
             "## SLA: {}\n\nAt {} req/s.{}\n\n| metric | limit | actual | |\n|---|---|---|---|",
             if sla.passed { "PASS" } else { "FAIL" },
             sla.rate.map(num).unwrap_or_else(|| "-".into()),
-            sla.max_rate_meeting_sla
-                .map(|r| format!(" Highest rate meeting the SLA: {} req/s.", num(r)))
+            sla.find_answer()
+                .map(|a| format!(" Highest rate meeting the SLA: {a}."))
                 .unwrap_or_default()
         );
         for c in &sla.checks {

@@ -117,6 +117,8 @@ pub async fn run(
                 summary,
                 trials: vec![],
                 max_rate_meeting_sla: None,
+                search_end: None,
+                lowest_failing_rate: None,
             }
         }
         Some(find) => {
@@ -179,6 +181,8 @@ pub async fn run(
                 summary,
                 trials: trials.into_iter().map(|(t, _)| t).collect(),
                 max_rate_meeting_sla: best,
+                search_end: Some(bisect.end()),
+                lowest_failing_rate: bisect.lowest_failing(),
             }
         }
     };

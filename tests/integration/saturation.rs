@@ -7,7 +7,7 @@
 
 use faultline::analysis::cost::CostTable;
 use faultline::analysis::saturation::{Criteria, RampResult};
-use faultline::analysis::sla::SlaResult;
+use faultline::analysis::sla::{SearchEnd, SlaResult};
 use faultline::load::client::{Api, Client, ClientConfig};
 use faultline::load::engine::Control;
 use faultline::load::schedule::ArrivalProcess;
@@ -181,6 +181,77 @@ fn sla_passes_at_low_rate_and_fails_overloaded_naming_the_metric_with_exit_1() {
         .find(|c| c.metric == "ttft_p99_ms")
         .unwrap();
     assert!(!ttft.passed && ttft.actual.unwrap() > 300.0, "{ttft:?}");
+}
+
+#[test]
+fn sla_find_whose_whole_range_passes_says_at_least_not_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("find");
+    // The small preset holds ~8 req/s; 1..3 req/s all pass, so the search never finds a
+    // failing rate and must not present 3 req/s as the limit.
+    let o = faultline(&[
+        "sla",
+        "--sim-preset",
+        "small",
+        "--workload",
+        "fixed:64:32",
+        "--arrival",
+        "constant",
+        "--find",
+        "--find-from",
+        "1",
+        "--find-to",
+        "3",
+        "--duration",
+        "2s",
+        "--ttft-p99",
+        "2s",
+        "--itl-p99",
+        "500ms",
+        "--max-error-rate",
+        "0.05",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("highest rate meeting the SLA: at least 3.00 req/s")
+            && stdout.contains("raise --find-to"),
+        "{stdout}"
+    );
+    let sla: SlaResult =
+        serde_json::from_slice(&std::fs::read(out.join("sla.json")).unwrap()).unwrap();
+    assert_eq!(sla.search_end, Some(SearchEnd::WholeRangePassed));
+    assert_eq!(sla.max_rate_meeting_sla, Some(3.0));
+    assert_eq!(sla.lowest_failing_rate, None);
+    assert_eq!(sla.trials.len(), 2, "both ends, then done");
+}
+
+#[test]
+fn bottleneck_prints_its_default_signals_without_a_prometheus() {
+    let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["bottleneck", "--print-default-signals"])
+        .env_remove("FAULTLINE_PROMETHEUS")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let file: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = file["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(names.len() >= 3, "{names:?}");
+    // And without the flag, the missing Prometheus is named.
+    let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["bottleneck"])
+        .env_remove("FAULTLINE_PROMETHEUS")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--prometheus"));
 }
 
 #[test]

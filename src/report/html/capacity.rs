@@ -32,8 +32,8 @@ pub fn sla(s: &Sla) -> String {
         "<p class=\"note\">At {} req/s for {} s.{}</p>",
         opt(s.rate),
         opt(s.duration_s),
-        s.max_rate_meeting_sla
-            .map(|r| format!(" Highest rate meeting the SLA: <b>{} req/s</b>.", num(r)))
+        s.find_answer()
+            .map(|a| format!(" Highest rate meeting the SLA: <b>{}</b>.", esc(&a)))
             .unwrap_or_default()
     );
     body.push_str(&table(
