@@ -159,8 +159,15 @@ impl KubeSpec {
         }
     }
 
-    /// The kubeconfig as kube reads it (no network).
+    /// The kubeconfig as kube reads it (no network), with token files made to read as kubectl
+    /// reads them.
     fn kubeconfig(&self) -> Result<Kubeconfig, KubeTargetError> {
+        let mut k = self.kubeconfig_as_written()?;
+        trim_token_files(&mut k);
+        Ok(k)
+    }
+
+    fn kubeconfig_as_written(&self) -> Result<Kubeconfig, KubeTargetError> {
         let read = |p: &Path| {
             Kubeconfig::read_from(p).map_err(|error| KubeTargetError::Read {
                 path: p.to_path_buf(),
@@ -223,6 +230,30 @@ impl KubeSpec {
 }
 
 /// `p` made absolute against the working directory (unchanged if that fails or it is empty).
+/// kubectl (client-go) trims the whitespace around a `tokenFile`'s content; kube sends it as
+/// is, so a token file written with `echo` (a trailing newline) is refused with 401 by the API
+/// server although kubectl works. A file with whitespace around its token is read once here and
+/// its trimmed token used instead; a clean file (kubelet's projected service-account token is
+/// one) is left to kube, which rereads it every minute and so follows token rotation.
+fn trim_token_files(k: &mut Kubeconfig) {
+    for user in &mut k.auth_infos {
+        let Some(auth) = user.auth_info.as_mut() else {
+            continue;
+        };
+        let Some(path) = auth.token_file.as_deref() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read_to_string(path) else {
+            continue; // kube reports the unreadable file by name
+        };
+        let token = raw.trim();
+        if token.len() != raw.len() && auth.token.is_none() {
+            auth.token = Some(secrecy::SecretString::from(token.to_string()));
+            auth.token_file = None;
+        }
+    }
+}
+
 fn absolute(p: &Path) -> PathBuf {
     if p.as_os_str().is_empty() {
         return PathBuf::new();

@@ -340,8 +340,8 @@ async fn token_file_insecure_skip_proxy_url_and_context_selection_work_and_an_un
     let c = start(1, None).await;
     let dir = c.dir.path().to_path_buf();
     let token_file = dir.join("token");
-    // No trailing newline: kube (unlike client-go) does not trim a token file.
-    std::fs::write(&token_file, c.api.admin_token()).unwrap();
+    // With a trailing newline, as `echo $TOKEN > token` writes it: kubectl trims it, so must we.
+    std::fs::write(&token_file, format!("{}\n", c.api.admin_token())).unwrap();
 
     let tf = c.kubeconfig(
         "tokenfile",
