@@ -90,14 +90,17 @@ fn header(r: &Results) -> String {
     let mut meta = Vec::new();
     if let Some(run) = &r.run {
         meta.push(format!("run <code>{}</code>", esc(&run.run_id)));
-        meta.push(format!("started {}", esc(&run.started_at)));
+        meta.push(format!(
+            "started {}",
+            esc(&super::fmt::timestamp(&run.started_at))
+        ));
     } else if let Some(started) = r
         .run_info
         .as_ref()
         .and_then(|i| i.get("started_at"))
         .and_then(|v| v.as_str())
     {
-        meta.push(format!("started {}", esc(started)));
+        meta.push(format!("started {}", esc(&super::fmt::timestamp(started))));
     }
     if let Some(b) = &r.bench
         && let Some(p) = &b.profile
@@ -125,7 +128,91 @@ fn header(r: &Results) -> String {
     )
 }
 
+/// A bench's headline: what a capacity review asks first — where it saturates, what rate to
+/// run at, whether the SLA holds and what a token costs. (The single-user baseline is in the
+/// load summary further down; as a headline it answered a question nobody asked.)
+fn bench_cards(r: &Results) -> Vec<(String, String)> {
+    let mut cards: Vec<(String, String)> = Vec::new();
+    let ramp = r.ramp.as_ref();
+    let saturation = match ramp.and_then(|x| x.saturation.as_ref()) {
+        Some(s) => s
+            .rate
+            .map(|v| format!("{} req/s", num(v)))
+            .unwrap_or_else(|| "–".into()),
+        None if ramp.is_some() => "not reached".into(),
+        None => "no ramp".into(),
+    };
+    cards.push(("saturation point".into(), saturation));
+    let recommended = match ramp.and_then(|x| x.recommended_rate) {
+        Some(v) if ramp.is_some_and(|x| x.recommended_is_extrapolated) => {
+            format!("{} req/s (extrapolated)", num(v))
+        }
+        Some(v) => format!("{} req/s", num(v)),
+        None => "–".into(),
+    };
+    cards.push(("recommended rate".into(), recommended));
+    let sla = match &r.sla {
+        Some(s) => {
+            let at = s
+                .rate
+                .map(|v| format!(" at {} req/s", num(v)))
+                .unwrap_or_default();
+            if s.passed {
+                format!("PASS{at}")
+            } else {
+                format!("FAIL{at}")
+            }
+        }
+        None => "not checked".into(),
+    };
+    cards.push(("SLA".into(), sla));
+    // The cheapest configuration with a number.
+    let cheapest = r.cost.as_ref().and_then(|c| {
+        c.rows
+            .iter()
+            .filter_map(|row| row.cost_per_million_output_tokens.map(|v| (row, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    });
+    match cheapest {
+        Some((row, v)) if r.cost.as_ref().is_some_and(|c| c.rows.len() > 1) => cards.push((
+            format!("cost ({})", row.name),
+            format!("${v:.2} / 1M output tokens"),
+        )),
+        Some((_, v)) => cards.push(("cost".into(), format!("${v:.2} / 1M output tokens"))),
+        None => cards.push(("cost".into(), "–".into())),
+    }
+    if let Some(t) = ramp
+        .and_then(|x| x.max_throughput.as_ref())
+        .and_then(|m| m.output_tok_s)
+    {
+        cards.push(("max output tok/s".into(), format!("{t:.0}")));
+    }
+    cards
+}
+
 fn cards(r: &Results) -> String {
+    let cards = if r.kind == Kind::Bench {
+        bench_cards(r)
+    } else {
+        other_cards(r)
+    };
+    if cards.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<div class=\"cards\" id=\"cards\">");
+    for (label, value) in cards {
+        let _ = write!(
+            out,
+            "<div class=\"card\"><div class=\"label\">{}</div><div class=\"value\">{}</div></div>",
+            esc(&label),
+            esc(&value)
+        );
+    }
+    out.push_str("</div>\n");
+    out
+}
+
+fn other_cards(r: &Results) -> Vec<(String, String)> {
     let mut cards: Vec<(&str, String)> = Vec::new();
     if let Some(s) = &r.summary {
         cards.push(("requests", s.requests.to_string()));
@@ -151,20 +238,7 @@ fn cards(r: &Results) -> String {
             cards.push(("recommended rate", format!("{} req/s{ext}", num(rec))));
         }
     }
-    if cards.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("<div class=\"cards\">");
-    for (label, value) in cards {
-        let _ = write!(
-            out,
-            "<div class=\"card\"><div class=\"label\">{}</div><div class=\"value\">{}</div></div>",
-            esc(label),
-            esc(&value)
-        );
-    }
-    out.push_str("</div>\n");
-    out
+    cards.into_iter().map(|(l, v)| (l.to_string(), v)).collect()
 }
 
 /// A `<section>` with a heading.

@@ -223,6 +223,7 @@ mod tests {
             bottleneck: None,
             bench: None,
             run_info: None,
+            completed: vec![],
         }
     }
 

@@ -9,7 +9,7 @@
 use super::inputs::{Bench, Bottleneck, Cost, Ramp, Sla};
 use crate::analysis::summary::Summary;
 use crate::analysis::window::WindowStats;
-use crate::load::recorder::{WINDOWS_FILE, read_windows};
+use crate::load::recorder::{REQUESTS_FILE, WINDOWS_FILE, read_windows};
 use crate::runner::result::RunResult;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,12 @@ pub enum LoadDirError {
     #[error("{path} is not valid: {source}")]
     Parse {
         path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}:{line} is not a request record: {source}")]
+    BrokenLine {
+        path: PathBuf,
+        line: usize,
         source: serde_json::Error,
     },
     #[error("cannot read windows: {0}")]
@@ -75,6 +81,93 @@ pub struct Results {
     pub bench: Option<Bench>,
     /// `run.json` as written (what was asked for), shown as key/value pairs.
     pub run_info: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Requests per window of *completion* time, from `requests.jsonl` (empty without it).
+    pub completed: Vec<Completed>,
+}
+
+/// The requests that ended in one window: when their users saw the answer or the error.
+///
+/// Why beside the windows of intended start: a phase holds the requests *meant* to start in
+/// it (so a fault's cost is charged to the fault), but a request that hangs until the fault
+/// resets it fails seconds after it started; drawn at its start, the error curve rises before
+/// the fault's line. A chart of what users saw over time counts requests where they ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Completed {
+    pub start_s: f64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+impl Completed {
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+    }
+}
+
+/// The few fields of a `requests.jsonl` line the completion chart needs. The outcome is read
+/// by its tag only, so a class added by a newer faultline still counts (as an error).
+#[derive(serde::Deserialize)]
+struct RequestEnd {
+    intended_s: f64,
+    e2e_us: u64,
+    outcome: OutcomeTag,
+}
+
+#[derive(serde::Deserialize)]
+struct OutcomeTag {
+    kind: String,
+}
+
+/// Buckets `requests.jsonl` by completion time (intended start + end-to-end time) into windows
+/// of `len_s`, from 0 to the last completion. A torn last line (a crashed run) is skipped;
+/// any other broken line is an error naming the line.
+fn read_completed(path: &Path, len_s: f64) -> Result<Vec<Completed>, LoadDirError> {
+    use std::io::BufRead as _;
+    let file = std::fs::File::open(path).map_err(|source| LoadDirError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out: Vec<Completed> = Vec::new();
+    let mut broken: Option<(usize, serde_json::Error)> = None;
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|source| LoadDirError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some((line, source)) = broken.take() {
+            return Err(LoadDirError::BrokenLine {
+                path: path.to_path_buf(),
+                line,
+                source,
+            });
+        }
+        let r: RequestEnd = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                broken = Some((i + 1, e));
+                continue;
+            }
+        };
+        let end = r.intended_s + r.e2e_us as f64 / 1e6;
+        if !end.is_finite() || end < 0.0 {
+            continue;
+        }
+        let idx = (end / len_s).floor() as usize;
+        if out.len() <= idx {
+            out.extend((out.len()..=idx).map(|k| Completed {
+                start_s: k as f64 * len_s,
+                ..Completed::default()
+            }));
+        }
+        out[idx].requests += 1;
+        if r.outcome.kind != "ok" {
+            out[idx].errors += 1;
+        }
+    }
+    Ok(out)
 }
 
 impl Results {
@@ -137,6 +230,17 @@ pub fn load(dir: &Path) -> Result<Results, LoadDirError> {
             .collect(),
         None => Vec::new(),
     };
+    // The window length the recorder used (1 s unless it was set otherwise).
+    let len_s = match windows.as_slice() {
+        [a, b, ..] if b.start_s > a.start_s => {
+            (b.start_s - a.start_s) / (b.index - a.index).max(1) as f64
+        }
+        _ => 1.0,
+    };
+    let completed = match find(dir, &[REQUESTS_FILE]) {
+        Some(p) => read_completed(&p, len_s)?,
+        None => Vec::new(),
+    };
     let kind = if run.is_some() {
         Kind::Experiment
     } else if bench.is_some() {
@@ -164,6 +268,7 @@ pub fn load(dir: &Path) -> Result<Results, LoadDirError> {
         bottleneck,
         bench,
         run_info,
+        completed,
     })
 }
 
@@ -194,6 +299,39 @@ mod tests {
         assert_eq!(r.kind, Kind::Bench);
         assert!(r.ramp.is_some());
         assert_eq!(r.sla.unwrap().checks[0].actual, None);
+    }
+
+    #[test]
+    fn requests_are_counted_in_the_window_they_ended_in() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("summary.json"), "{}").ok();
+        let line = |intended: f64, e2e_us: u64, kind: &str| {
+            format!(
+                r#"{{"intended_s": {intended}, "e2e_us": {e2e_us}, "outcome": {{"kind": "{kind}"}}, "id": 1}}"#
+            )
+        };
+        let text = [
+            line(0.2, 300_000, "ok"),          // ends 0.5 s: window 0
+            line(0.5, 2_700_000, "timeout"),   // started in window 0, ends 3.2 s: window 3
+            line(1.1, 100_000, "http_status"), // ends 1.2 s: window 1
+            line(1.5, 100_000, "a_new_class"), // an outcome this build does not know: an error
+        ]
+        .join("\n");
+        let path = dir.path().join("requests.jsonl");
+        std::fs::write(&path, format!("{text}\n{{\"intended_s\": 4.0, \"e2")).unwrap();
+        let c = read_completed(&path, 1.0).unwrap();
+        let counts: Vec<(u64, u64)> = c.iter().map(|w| (w.requests, w.errors)).collect();
+        assert_eq!(
+            counts,
+            vec![(1, 0), (2, 2), (0, 0), (1, 1)],
+            "torn last line skipped"
+        );
+        assert_eq!(c[3].start_s, 3.0);
+        assert_eq!(c[2].error_rate(), None, "no requests ended: no rate, not 0");
+
+        std::fs::write(&path, format!("not json\n{}\n", line(0.1, 1, "ok"))).unwrap();
+        let e = read_completed(&path, 1.0).unwrap_err().to_string();
+        assert!(e.contains("requests.jsonl:1 "), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub fn experiment(r: &RunResult) -> String {
         out,
         "Run `{}`, started {}. Load: {} requests, {:.1} req/s achieved, error rate {}, TTFT p50/p99 {} / {}, {:.0} output tok/s. Warm-up: {:.0} s (excluded from the baseline).\n",
         r.run_id,
-        r.started_at,
+        crate::report::fmt::timestamp(&r.started_at),
         r.load.requests,
         r.load.achieved_rate,
         pct(r.load.error_rate),

@@ -188,6 +188,7 @@ mod tests {
             bottleneck: None,
             bench: None,
             run_info: None,
+            completed: vec![],
         };
         let md = render(&r);
         assert!(md.contains("## SLA: FAIL"), "{md}");

@@ -147,7 +147,10 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
             if config.faultline_bin.is_none() {
                 config.faultline_bin = opts.faultline_bin.clone();
             }
-            let handle = sim::start(config.clone(), "127.0.0.1:0".parse().expect("valid")).await?;
+            let listen = config
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid"));
+            let handle = sim::start(config.clone(), listen).await?;
             let url = format!("http://{}", handle.addr);
             (
                 Some(handle),

@@ -62,7 +62,7 @@ pub async fn check(
             }
         }
         ProbeCheck::Prometheus(p) => {
-            let url = format!("{}/api/v1/query", p.url.trim_end_matches('/'));
+            let url = format!("{}/api/v1/query", p.url().trim_end_matches('/'));
             let body: serde_json::Value = http
                 .post(&url)
                 .form(&[("query", p.query.as_str())])

@@ -73,6 +73,10 @@ pub struct SimConfig {
     /// `events.jsonl` live. `null` = a fresh temporary directory, removed on shutdown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
+    /// Where an experiment's embedded sim listens, so a Prometheus can scrape it at a known
+    /// address (`faultline sim` takes `--listen` instead). `null` = a free loopback port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
     /// The faultline binary the `nvidia-smi` wrapper runs. `null` = the running executable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faultline_bin: Option<PathBuf>,
@@ -249,6 +253,7 @@ fn h100x4_70b() -> SimConfig {
         health_check_interval: Duration::from_secs(1),
         health_check_failures: 2,
         state_dir: None,
+        listen: None,
         faultline_bin: None,
     }
 }
@@ -278,6 +283,7 @@ fn small() -> SimConfig {
         health_check_interval: Duration::from_millis(100),
         health_check_failures: 2,
         state_dir: None,
+        listen: None,
         faultline_bin: None,
     }
 }

@@ -408,3 +408,66 @@ async fn zero_latency_has_no_processes_and_refuses_lifecycle_controls() {
     assert!(c.kill_worker(9, "x").is_err());
     h.shutdown().await;
 }
+
+/// The value of the series `name` (with its `{labels}` or none) on the `/metrics` page.
+fn series(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {name} in\n{page}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_show_the_routers_view_change_when_it_removes_and_readds_a_worker() {
+    let h = sim(two_workers()).await;
+    let c = h.control();
+    let mut rx = c.subscribe();
+    let page = metrics(&h).await;
+    assert_eq!(series(&page, "faultline_sim_router_workers_healthy"), 2.0);
+    assert_eq!(series(&page, "faultline_sim_router_workers_total"), 2.0);
+    assert_eq!(
+        series(&page, r#"faultline_sim_router_worker_routed{worker="0"}"#),
+        1.0
+    );
+    assert!(page.contains("# TYPE faultline_sim_router_workers_healthy gauge"));
+
+    // Cut off but not yet removed: the process is up and the router still routes to it, with
+    // failed checks counting up; once removed, the router's series say so and `up` does not.
+    c.set_cut_off(0, true).unwrap();
+    next(&mut rx, "router_removed", 0).await;
+    let page = metrics(&h).await;
+    assert_eq!(series(&page, "faultline_sim_router_workers_healthy"), 1.0);
+    assert_eq!(
+        series(&page, r#"faultline_sim_router_worker_routed{worker="0"}"#),
+        0.0
+    );
+    assert_eq!(
+        series(&page, r#"faultline_sim_router_worker_routed{worker="1"}"#),
+        1.0
+    );
+    assert!(
+        series(
+            &page,
+            r#"faultline_sim_router_worker_health_check_failures{worker="0"}"#
+        ) >= f64::from(FAILURES)
+    );
+    assert_eq!(
+        series(&page, r#"faultline_sim_worker_up{worker="0"}"#),
+        1.0,
+        "a cut-off worker's process is still up: only the router's view shows the partition"
+    );
+
+    c.set_cut_off(0, false).unwrap();
+    next(&mut rx, "router_added", 0).await;
+    let page = metrics(&h).await;
+    assert_eq!(series(&page, "faultline_sim_router_workers_healthy"), 2.0);
+    assert_eq!(
+        series(
+            &page,
+            r#"faultline_sim_router_worker_health_check_failures{worker="0"}"#
+        ),
+        0.0
+    );
+    h.shutdown().await;
+}

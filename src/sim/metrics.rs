@@ -9,6 +9,8 @@
 //! start again from zero when it restarts (a new process). `faultline_sim_worker_up{worker}`
 //! says which workers are up (like Prometheus' `up`); DCGM's per-GPU series stay (the GPUs are
 //! still there), idle and with no framebuffer used while the worker has no process.
+//! `faultline_sim_router_*` is the router's view (healthy workers, per-worker routing state),
+//! the signal a real gateway exports and an operator alerts on.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -96,6 +98,7 @@ pub(crate) fn render(cluster: &Cluster) -> String {
             .enumerate()
             .map(|(i, &u)| (format!("worker=\"{i}\""), if u { 1.0 } else { 0.0 })),
     );
+    router(&mut out, cluster);
     let gauges: Vec<_> = gauges
         .into_iter()
         .zip(&up)
@@ -241,6 +244,60 @@ pub(crate) fn render(cluster: &Cluster) -> String {
     out
 }
 
+/// The router's view, as a gateway exports it (Envoy's `membership_healthy` /
+/// `membership_total`, a router's per-backend health): which workers it sends requests to.
+///
+/// Why: a worker can be `up` and still out of rotation (cut off by a network policy), and the
+/// moment the router drops a worker is what an operator's alert fires on; without these series
+/// the only detection signal an experiment had for a partition was its users' errors.
+fn router(out: &mut String, cluster: &Cluster) {
+    let routed: Vec<(usize, bool, u32)> = cluster
+        .workers
+        .iter()
+        .map(|w| {
+            let core = w.core();
+            (
+                w.id,
+                core.life.routed && w.health().is_healthy(),
+                core.life.failed_checks,
+            )
+        })
+        .collect();
+    let healthy = routed.iter().filter(|r| r.1).count();
+    family(
+        out,
+        "faultline_sim_router_workers_healthy",
+        "gauge",
+        "Workers the router sends requests to (passing its health checks, not marked unavailable).",
+        [(String::new(), healthy as f64)],
+    );
+    family(
+        out,
+        "faultline_sim_router_workers_total",
+        "gauge",
+        "Workers the router knows, in rotation or not.",
+        [(String::new(), routed.len() as f64)],
+    );
+    family(
+        out,
+        "faultline_sim_router_worker_routed",
+        "gauge",
+        "1 while the router sends the worker requests, 0 while it has removed it.",
+        routed
+            .iter()
+            .map(|&(i, r, _)| (format!("worker=\"{i}\""), if r { 1.0 } else { 0.0 })),
+    );
+    family(
+        out,
+        "faultline_sim_router_worker_health_check_failures",
+        "gauge",
+        "Consecutive failed health checks of the worker (0 once one passes).",
+        routed
+            .iter()
+            .map(|&(i, _, f)| (format!("worker=\"{i}\""), f64::from(f))),
+    );
+}
+
 fn family(
     out: &mut String,
     name: &str,
@@ -250,7 +307,11 @@ fn family(
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, v) in values {
-        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
     }
 }
 

@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod partition;
+
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 /// A Prometheus scraping one target every second, its data in a temp dir; killed on drop.
@@ -25,7 +27,7 @@ pub struct Prometheus {
     child: Child,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -45,21 +47,23 @@ impl Prometheus {
     }
 
     pub async fn start_with(target: SocketAddr, tls: Option<&WebTls>) -> Prometheus {
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: sim\n    scrape_interval: 1s\n    \
+             scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        Prometheus::start_config(&config, tls).await
+    }
+
+    /// A Prometheus with the configuration file `config` (one scrape target).
+    pub async fn start_config(config_text: &str, tls: Option<&WebTls>) -> Prometheus {
         assert!(
             Path::new(PROMETHEUS).exists(),
             "{PROMETHEUS} is missing: install Debian's prometheus package (scripts/test.sh does)"
         );
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: sim\n    scrape_interval: 1s\n    \
-                 scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, config_text).unwrap();
         let mut last = String::new();
         // A free port can be taken between finding and binding it: try a few.
         for _ in 0..5 {
@@ -102,7 +106,7 @@ impl Prometheus {
         panic!("prometheus did not start: {last}");
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         log(self.dir.path())
     }
 

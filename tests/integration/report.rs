@@ -92,6 +92,20 @@ fn table(dom: &str, id: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The attributes of the element whose text follows its tag name.
+fn attrs(element: &str) -> &str {
+    element.split('>').next().unwrap_or("")
+}
+
+/// The number of points of the polyline whose attributes start `element`.
+fn points(element: &str) -> usize {
+    element
+        .split("points=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .map_or(0, |pts| pts.split_whitespace().count())
+}
+
 /// The largest number of points of any polyline in `svg`: the data line, not axes or ticks.
 fn longest_polyline(svg: &str) -> usize {
     svg.split("<polyline")
@@ -188,10 +202,73 @@ async fn experiment_report_opens_in_chromium_with_charts_and_the_numbers_of_resu
         windows.len(),
         "a throughput point per window"
     );
-    let with_requests = windows.iter().filter(|w| w.requests > 0).count();
+    // Throughput: the raw windows faint behind their rolling mean, both a point per window.
+    let faint = tput
+        .split("<polyline")
+        .skip(1)
+        .map(attrs)
+        .filter(|p| p.contains("opacity=\"0.35\"") && p.contains("#EA580C"))
+        .map(points)
+        .max();
+    assert_eq!(faint, Some(windows.len()), "the raw line is there, faint");
+
+    // Errors are drawn where users saw them: by completion time, and the page says so.
     let err = element(dom, "<figure id=\"chart-error-rate\">", "</figure>");
-    assert!(longest_polyline(err) >= with_requests.min(windows.len()) - 1);
-    assert!(err.contains("spike injected") && err.contains("spike cleared"));
+    assert!(
+        text(err).contains("Error rate (by completion time)"),
+        "{}",
+        text(err)
+    );
+    let over_time = text(element(dom, "<section id=\"over-time\">", "</section>"));
+    assert!(
+        over_time.contains("Error rate by completion time")
+            && over_time.contains("Shaded by intended start time"),
+        "{over_time}"
+    );
+    // Completion windows with requests, recomputed from requests.jsonl: one point each (the
+    // line is broken only where no request ended).
+    let ends: std::collections::BTreeSet<u64> = std::fs::read_to_string(out.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let end = v["intended_s"].as_f64().unwrap() + v["e2e_us"].as_f64().unwrap() / 1e6;
+            end.floor() as u64
+        })
+        .filter(|w| (*w as f64) <= windows.last().unwrap().start_s)
+        .collect();
+    let err_points: usize = err
+        .split("<polyline")
+        .skip(1)
+        .map(attrs)
+        .filter(|p| p.contains("stroke=\"#EA580C\""))
+        .map(points)
+        .sum();
+    assert_eq!(
+        err_points - 2,
+        ends.len(),
+        "a point per window in which requests ended (less the legend's 2-point sample)"
+    );
+    // The fault is numbered on its line and named in the key, once each; the cleared line
+    // carries no label of its own.
+    let words = text(err);
+    assert_eq!(words.matches("spike").count(), 1, "{words}");
+    let badges = err
+        .split("<circle")
+        .skip(1)
+        .map(attrs)
+        .filter(|c| c.contains("fill=\"#DC2626\""))
+        .count();
+    assert_eq!(badges, 2, "a badge in the key and one on the line");
+
+    // Times read as people read them.
+    let started = chrono::DateTime::parse_from_rfc3339(&result.started_at)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+        .format("started %Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    let meta = text(element(dom, "<div class=\"meta\">", "</div>"));
+    assert!(meta.contains(&started), "{meta}");
 
     // Tables: the failure row and the phases are result.json's numbers.
     let failures = table(dom, "failures");

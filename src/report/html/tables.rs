@@ -265,6 +265,9 @@ pub fn load_summary(
             .iter()
             .map(|(k, v)| {
                 let v = match v {
+                    serde_json::Value::String(s) if k.ends_with("_at") => {
+                        crate::report::fmt::timestamp(s)
+                    }
                     serde_json::Value::String(s) => s.clone(),
                     v => v.to_string(),
                 };
@@ -282,8 +285,17 @@ pub fn load_summary(
     section("load", "Load summary", &body)
 }
 
-/// The run's events on the load's clock, and the definitions behind the numbers.
+/// The run's events on the load's clock, with the wall-clock time beside it (to line up with
+/// dashboards and logs), and the definitions behind the numbers.
 pub fn timeline(run: &RunResult) -> String {
+    let start = chrono::DateTime::parse_from_rfc3339(run.started_at.trim()).ok();
+    let clock = |t_s: f64| match start {
+        Some(s) if t_s.is_finite() => (s + chrono::Duration::milliseconds((t_s * 1000.0) as i64))
+            .with_timezone(&chrono::Utc)
+            .format("%H:%M:%S")
+            .to_string(),
+        _ => "–".into(),
+    };
     let rows: Vec<(Vec<Cell>, bool)> = run
         .events
         .iter()
@@ -291,6 +303,7 @@ pub fn timeline(run: &RunResult) -> String {
             (
                 vec![
                     n(format!("{:.2} s", e.t_s)),
+                    n(clock(e.t_s)),
                     t(&e.kind),
                     t(e.fault.clone().unwrap_or_default()),
                     t(&e.detail),
@@ -299,7 +312,11 @@ pub fn timeline(run: &RunResult) -> String {
             )
         })
         .collect();
-    let mut body = table("events", &["time", "event", "fault", "detail"], &rows);
+    let mut body = table(
+        "events",
+        &["time", "UTC", "event", "fault", "detail"],
+        &rows,
+    );
     body.push_str("<h3>Definitions</h3><ul class=\"defs\">");
     for d in &run.definitions {
         let _ = write!(body, "<li>{}</li>", esc(d));

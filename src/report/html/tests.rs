@@ -86,6 +86,7 @@ fn everything() -> Results {
         }),
         bench: None,
         run_info: Some(info),
+        completed: vec![],
     }
 }
 
@@ -183,4 +184,84 @@ fn a_load_folder_without_windows_renders_no_data_charts() {
         .nth(1)
         .unwrap();
     assert!(fig.split("</figure>").next().unwrap().contains("no data"));
+}
+
+/// The cards' (label, value) pairs, in order.
+fn card_pairs(html: &str) -> Vec<(String, String)> {
+    let cards = html
+        .split("<div class=\"cards\" id=\"cards\">")
+        .nth(1)
+        .unwrap()
+        .split("</div>\n")
+        .next()
+        .unwrap();
+    cards
+        .split("<div class=\"card\">")
+        .skip(1)
+        .map(|c| {
+            let field = |class: &str| {
+                c.split(&format!("<div class=\"{class}\">"))
+                    .nth(1)
+                    .unwrap()
+                    .split("</div>")
+                    .next()
+                    .unwrap()
+                    .to_string()
+            };
+            (field("label"), field("value"))
+        })
+        .collect()
+}
+
+#[test]
+fn bench_headline_is_saturation_recommended_rate_sla_and_cost_not_the_baseline() {
+    let html = render(&everything());
+    let cards = card_pairs(&html);
+    assert_eq!(
+        cards,
+        vec![
+            ("saturation point".to_string(), "8 req/s".to_string()),
+            ("recommended rate".into(), "5.6 req/s".into()),
+            ("SLA".into(), "FAIL at 4 req/s".into()),
+            ("cost".into(), "$1.23 / 1M output tokens".into()),
+        ]
+    );
+    // The baseline's numbers are no headline (they stay in the load summary).
+    assert!(
+        !cards
+            .iter()
+            .any(|(l, _)| l == "TTFT p50" || l == "requests")
+    );
+
+    // A ramp that never saturated says so; the cheapest of several configurations is named.
+    let mut r = everything();
+    r.ramp.as_mut().unwrap().saturation = None;
+    r.ramp.as_mut().unwrap().recommended_is_extrapolated = true;
+    r.sla.as_mut().unwrap().passed = true;
+    r.cost.as_mut().unwrap().rows.push(CostRow {
+        name: "8xA100".into(),
+        cost_per_million_output_tokens: Some(0.5),
+        ..CostRow::default()
+    });
+    let cards = card_pairs(&render(&r));
+    assert_eq!(cards[0].1, "not reached");
+    assert_eq!(cards[1].1, "5.6 req/s (extrapolated)");
+    assert_eq!(cards[2].1, "PASS at 4 req/s");
+    assert_eq!(
+        cards[3],
+        ("cost (8xA100)".into(), "$0.50 / 1M output tokens".into())
+    );
+}
+
+#[test]
+fn started_at_reads_as_a_human_utc_time() {
+    let mut r = everything();
+    r.kind = Kind::Load;
+    r.run_info.as_mut().unwrap().insert(
+        "started_at".into(),
+        "2026-11-28T18:40:12.353407241+01:00".into(),
+    );
+    let html = render(&r);
+    assert!(html.contains("started 2026-11-28 17:40:12 UTC"), "header");
+    assert!(!html.contains(".353407241"), "no nanoseconds anywhere");
 }

@@ -261,8 +261,12 @@ pub fn plan(exp: &Experiment) -> String {
         let what = match &p.check {
             ProbeCheck::Http(h) => format!("GET {} expects {}", h.url, h.expect_status),
             ProbeCheck::Prometheus(q) => format!(
-                "prometheus {} query `{}`{}",
-                q.url,
+                "prometheus {}{} query `{}`{}",
+                q.url(),
+                q.url_env
+                    .as_ref()
+                    .map(|v| format!(" (${v}, default {})", q.url))
+                    .unwrap_or_default(),
                 q.query,
                 q.threshold
                     .map(|x| format!(" fails above {x}"))

@@ -193,6 +193,17 @@ pub struct HttpProbe {
     pub tls: TlsOptions,
 }
 
+impl PrometheusProbe {
+    /// The Prometheus to ask: `$url_env` when it is set and not empty, else `url`.
+    pub fn url(&self) -> String {
+        self.url_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| self.url.clone())
+    }
+}
+
 fn ok_status() -> u16 {
     200
 }
@@ -201,6 +212,10 @@ fn ok_status() -> u16 {
 #[serde(deny_unknown_fields)]
 pub struct PrometheusProbe {
     pub url: String,
+    /// An environment variable whose value, when set and not empty at run time, replaces `url`
+    /// (so a shipped experiment names a default and each machine points it at its Prometheus).
+    #[serde(default)]
+    pub url_env: Option<String>,
     pub query: String,
     /// Fails when the query's value is above it; without it, fails when the query is empty.
     #[serde(default)]
