@@ -46,12 +46,14 @@
 //! partitioned node drops SYNs), which is a different story from a server that is slow to answer.
 
 use crate::load::record::{Outcome, RequestRecord, TokenSource};
-use crate::load::sse::{SseEvent, SseParser};
+use crate::load::redact::Redactor;
+use crate::load::sse::{DEFAULT_MAX_EVENT_BYTES, SseEvent, SseParser};
 use crate::load::workload::RequestSpec;
 use crate::tls::TlsOptions;
 use bytes::Bytes;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+    USER_AGENT,
 };
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -123,6 +125,8 @@ pub enum ClientError {
     ApiKeyInvalid,
     #[error("{what} must be greater than zero")]
     ZeroDuration { what: &'static str },
+    #[error("{what} must be greater than zero")]
+    ZeroSize { what: &'static str },
     #[error("cannot build the http client: {0}")]
     Build(String),
     #[error("TLS settings: {0}")]
@@ -210,6 +214,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// How to speak TLS to an `https://` base URL (CA, client certificate, `insecure`).
     pub tls: TlsOptions,
+    /// Cap on one SSE line and one event's data; past it the request is `InvalidResponse`.
+    pub max_event_bytes: usize,
 }
 
 impl ClientConfig {
@@ -226,6 +232,7 @@ impl ClientConfig {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             tls: TlsOptions::default(),
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }
@@ -248,6 +255,7 @@ impl fmt::Debug for ClientConfig {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("tls", &self.tls)
+            .field("max_event_bytes", &self.max_event_bytes)
             .finish()
     }
 }
@@ -265,6 +273,8 @@ struct Inner {
     models_url: reqwest::Url,
     cfg: ClientConfig,
     run_start: Instant,
+    /// The API key and header values, kept out of every stored or printed server text.
+    redactor: Redactor,
 }
 
 impl fmt::Debug for Client {
@@ -289,6 +299,8 @@ const DRAIN_GRACE: Duration = Duration::from_millis(500);
 const MAX_TOKENS_PER_CHUNK: u64 = 65_536;
 /// Length of snippets of server output in `error`.
 const SNIPPET: usize = 200;
+/// How much of a body's start is kept for the message when it turns out not to be a stream.
+const HEAD: usize = 4096;
 
 impl Client {
     /// Checks the config and builds the connection pool. `run_start` is the instant that
@@ -311,6 +323,11 @@ impl Client {
                 what: "connect timeout",
             });
         }
+        if cfg.max_event_bytes == 0 {
+            return Err(ClientError::ZeroSize {
+                what: "max event size",
+            });
+        }
 
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -326,6 +343,10 @@ impl Client {
             USER_AGENT,
             HeaderValue::from_static(concat!("faultline/", env!("CARGO_PKG_VERSION"))),
         );
+        // Ask for the body as it is: a server that compresses an event stream has to buffer
+        // it, which would show in TTFT. A body that comes compressed anyway is decoded (gzip),
+        // and one that does not decode is an `InvalidResponse`. `--header` can override this.
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         for (name, value) in &cfg.headers {
             let n = HeaderName::from_bytes(name.trim().as_bytes())
                 .map_err(|_| ClientError::HeaderName { name: name.clone() })?;
@@ -351,6 +372,12 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ClientError::Build(root_message(&e)))?;
+        let redactor = Redactor::new(
+            cfg.api_key
+                .iter()
+                .map(|k| k.0.as_str())
+                .chain(cfg.headers.iter().map(|(_, v)| v.as_str())),
+        );
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -358,6 +385,7 @@ impl Client {
                 models_url,
                 cfg,
                 run_start,
+                redactor,
             }),
         })
     }
@@ -416,7 +444,12 @@ impl Client {
         let now = Instant::now();
         let (outcome, error) = match result {
             Ok(Ok(())) => (Outcome::Ok, None),
-            Ok(Err(f)) => (f.outcome, Some(f.message)),
+            // Server texts were redacted when they were cut to snippets; this pass covers the
+            // rest of the message (transport errors quote no server text, but cost nothing).
+            Ok(Err(f)) => (
+                f.outcome,
+                Some(inner.redactor.redact(&f.message).into_owned()),
+            ),
             Err(_) if m.complete => (Outcome::Ok, None),
             Err(_) => (Outcome::Timeout, Some(m.timeout_message(timeout))),
         };
@@ -484,20 +517,21 @@ impl Client {
                 }
             };
             let status = resp.status();
-            let (body, _) = read_limited(&mut resp, MODELS_LIMIT)
+            let (body, truncated) = read_limited(&mut resp, MODELS_LIMIT)
                 .await
                 .map_err(|e| unreachable(reason(&e)))?;
+            let shown = || inner.snippet(&String::from_utf8_lossy(&body), truncated);
             if !status.is_success() {
                 return Err(ClientError::Status {
                     url: url.to_owned(),
                     code: status.as_u16(),
-                    snippet: snippet(&String::from_utf8_lossy(&body)),
+                    snippet: shown(),
                 });
             }
             let list: ModelList =
                 serde_json::from_slice(&body).map_err(|e| ClientError::Models {
                     url: url.to_owned(),
-                    reason: format!("{e}: {}", snippet(&String::from_utf8_lossy(&body))),
+                    reason: format!("{e}: {}", shown()),
                 })?;
             Ok(list.data.into_iter().map(|m| m.id).collect())
         };
@@ -564,28 +598,49 @@ impl Inner {
         m.phase = Phase::Body;
         let status = resp.status();
         if !status.is_success() {
-            return Err(http_status_failure(&mut resp, status).await);
+            return Err(self.http_status_failure(&mut resp, status).await);
         }
-        let is_json = resp
+        let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
-        if !self.cfg.stream || is_json {
+            .map(|v| v.trim().to_ascii_lowercase());
+        let is = |prefix: &str| {
+            content_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with(prefix))
+        };
+        if !self.cfg.stream || is("application/json") {
             self.read_whole(&mut resp, m).await
+        } else if is("text/html") {
+            // A login page, a gateway's error page, a captive portal: never a stream.
+            let head = tokio::time::timeout(DRAIN_GRACE, read_limited(&mut resp, HEAD))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            Err(self.not_a_stream(content_type.as_deref(), &head.0, head.1))
         } else {
-            self.read_stream(&mut resp, m, on_gap).await
+            let sse = is("text/event-stream");
+            self.read_stream(&mut resp, m, on_gap, sse, content_type.as_deref())
+                .await
         }
     }
 
+    /// An SSE body. `sse`: the server labelled it `text/event-stream`.
     async fn read_stream(
         &self,
         resp: &mut reqwest::Response,
         m: &mut Measure,
         on_gap: &mut impl FnMut(u64),
+        sse: bool,
+        content_type: Option<&str>,
     ) -> Result<(), Failure> {
-        let mut parser = SseParser::default();
-        loop {
+        let mut parser = SseParser::new(self.cfg.max_event_bytes);
+        // The start of the body, for the message when it turns out not to be a stream.
+        let mut head = Vec::new();
+        let mut done = false;
+        'read: loop {
             let chunk = match resp.chunk().await {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
@@ -601,17 +656,45 @@ impl Inner {
             };
             let now = Instant::now();
             m.body_bytes += chunk.len() as u64;
+            if head.len() < HEAD {
+                head.extend_from_slice(&chunk[..chunk.len().min(HEAD - head.len())]);
+            }
             parser.push(&chunk);
-            while let Some(ev) = parser.next_event() {
-                if m.on_event(ev, now, on_gap)? {
-                    m.complete = true;
-                    m.end = Some(now);
-                    // Read the end of the body so the connection goes back to the pool.
-                    let drain = async { while let Ok(Some(_)) = resp.chunk().await {} };
-                    let _ = tokio::time::timeout(DRAIN_GRACE, drain).await;
-                    return Ok(());
+            loop {
+                match parser.next_event() {
+                    Ok(Some(ev)) => {
+                        if m.on_event(ev, now, on_gap, &self.redactor)? {
+                            done = true;
+                            break 'read;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(Failure::invalid(format!(
+                            "stream refused after {} bytes: {e}",
+                            m.body_bytes
+                        )));
+                    }
                 }
             }
+        }
+        if done {
+            // `[DONE]`: complete only if the server also said why the answer ended.
+            if m.finish_reason.is_none() {
+                return Err(Failure {
+                    outcome: Outcome::StreamEndedEarly,
+                    message: format!(
+                        "stream ended with [DONE] after {} tokens without a finish_reason",
+                        m.stream_tokens
+                    ),
+                });
+            }
+            m.complete = true;
+            m.end = Some(Instant::now());
+            // Read the end of the body so the connection goes back to the pool.
+            let drain = async { while let Ok(Some(_)) = resp.chunk().await {} };
+            let _ = tokio::time::timeout(DRAIN_GRACE, drain).await;
+            return Ok(());
         }
         let finish = parser.finish();
         if m.finish_reason.is_some() {
@@ -619,11 +702,11 @@ impl Inner {
             m.end = Some(Instant::now());
             return Ok(());
         }
-        if m.data_events == 0 && parser.unknown_fields() > 0 {
-            return Err(Failure::invalid(format!(
-                "response is not an event stream: {:?}",
-                parser.first_unknown_line().unwrap_or("")
-            )));
+        // Nothing that looks like an event: a body in some other format behind a 2xx.
+        let foreign = parser.unknown_fields() > 0 || (!sse && m.body_bytes > 0);
+        if m.data_events == 0 && foreign {
+            let cut = (head.len() as u64) < m.body_bytes;
+            return Err(self.not_a_stream(content_type, &head, cut));
         }
         Err(Failure {
             outcome: Outcome::StreamEndedEarly,
@@ -638,6 +721,15 @@ impl Inner {
                 }
             ),
         })
+    }
+
+    /// A 2xx body that is not an event stream (`cut`: `head` is only its start).
+    fn not_a_stream(&self, content_type: Option<&str>, head: &[u8], cut: bool) -> Failure {
+        Failure::invalid(format!(
+            "response is not an event stream (content-type {}): {}",
+            content_type.unwrap_or("none"),
+            self.snippet(&String::from_utf8_lossy(head), cut)
+        ))
     }
 
     /// A whole JSON response (non-streaming, or a server that ignored `stream`): TTFT = e2e.
@@ -656,35 +748,77 @@ impl Inner {
                 "response larger than {RESPONSE_LIMIT} bytes"
             )));
         }
-        let text = String::from_utf8_lossy(&body);
-        let chunk: Chunk<'_> = serde_json::from_str(&text).map_err(|e| {
-            Failure::invalid(format!(
-                "invalid json in response ({e}): {}",
-                snippet(&text)
-            ))
+        let shown = || self.snippet(&String::from_utf8_lossy(&body), false);
+        // From the bytes, not a lossy copy: invalid UTF-8 is a broken response.
+        let chunk: Chunk<'_> = serde_json::from_slice(&body).map_err(|e| {
+            Failure::invalid(format!("invalid json in response ({e}): {}", shown()))
         })?;
         if let Some(msg) = chunk.error_message() {
-            return Err(Failure::invalid(format!("error in response: {msg}")));
+            return Err(Failure::invalid(format!(
+                "error in response: {}",
+                self.snippet(&msg, false)
+            )));
         }
         let Some(choices) = chunk.choices else {
             return Err(Failure::invalid(format!(
                 "response has no choices: {}",
-                snippet(&text)
+                shown()
             )));
         };
         if choices.content {
             m.first = Some(now);
         }
-        if let Some(f) = choices.finish_reason {
-            m.finish_reason = Some(f.into_owned());
-        }
         if let Some(u) = chunk.usage {
             m.usage_prompt = u.prompt_tokens.or(m.usage_prompt);
             m.usage_completion = u.completion_tokens;
         }
+        let Some(f) = choices.finish_reason else {
+            return Err(Failure {
+                outcome: Outcome::StreamEndedEarly,
+                message: "response without a finish_reason: the answer is not complete".into(),
+            });
+        };
+        m.finish_reason = Some(f.into_owned());
         m.complete = true;
         m.end = Some(now);
         Ok(())
+    }
+
+    async fn http_status_failure(
+        &self,
+        resp: &mut reqwest::Response,
+        status: reqwest::StatusCode,
+    ) -> Failure {
+        // Read (a bounded amount of) the body so the connection can be reused; a failure here
+        // does not change what happened: the server said `status`.
+        // A server that sends the status and then stalls on the body is still an HTTP error,
+        // not a timeout: the body read gets a short grace of its own.
+        let (body, cut) = tokio::time::timeout(DRAIN_GRACE, read_limited(resp, ERROR_BODY_LIMIT))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let text = self.snippet(&String::from_utf8_lossy(&body), cut);
+        Failure {
+            outcome: Outcome::HttpStatus {
+                code: status.as_u16(),
+            },
+            message: if text.is_empty() {
+                format!("http {}", status.as_u16())
+            } else {
+                format!("http {}: {text}", status.as_u16())
+            },
+        }
+    }
+
+    /// Server text as it may be stored or printed: secrets masked (`cut`: the text is only the
+    /// start of what the server sent), then shortened to one line.
+    fn snippet(&self, text: &str, cut: bool) -> String {
+        if cut {
+            snippet(&self.redactor.redact_cut(text))
+        } else {
+            snippet(&self.redactor.redact(text))
+        }
     }
 }
 
@@ -777,17 +911,27 @@ impl Measure {
     }
 
     /// Handles one event; true at `[DONE]`.
+    /// Server text in messages goes through `redactor` before it is shortened.
     fn on_event(
         &mut self,
         ev: SseEvent<'_>,
         now: Instant,
         on_gap: &mut impl FnMut(u64),
+        redactor: &Redactor,
     ) -> Result<bool, Failure> {
         let data = ev.data.trim_ascii();
+        let shown = |text: &str| snippet(&redactor.redact(text));
         if ev.event == Some("error") {
             return Err(Failure::invalid(format!(
                 "error event in stream: {}",
-                snippet(data)
+                shown(data)
+            )));
+        }
+        if ev.invalid_utf8 {
+            // Measuring mangled text would count tokens the server never meant to send.
+            return Err(Failure::invalid(format!(
+                "invalid utf-8 in stream: {}",
+                shown(data)
             )));
         }
         if data.is_empty() {
@@ -798,10 +942,13 @@ impl Measure {
         }
         self.data_events += 1;
         let chunk: Chunk<'_> = serde_json::from_str(data).map_err(|e| {
-            Failure::invalid(format!("invalid json in stream ({e}): {}", snippet(data)))
+            Failure::invalid(format!("invalid json in stream ({e}): {}", shown(data)))
         })?;
         if let Some(msg) = chunk.error_message() {
-            return Err(Failure::invalid(format!("error in stream: {msg}")));
+            return Err(Failure::invalid(format!(
+                "error in stream: {}",
+                shown(&msg)
+            )));
         }
         let usage_completion = chunk.usage.as_ref().and_then(|u| u.completion_tokens);
         if let Some(p) = chunk.usage.as_ref().and_then(|u| u.prompt_tokens) {
@@ -921,30 +1068,6 @@ fn classify(e: &reqwest::Error, m: &Measure, cfg: &ClientConfig) -> Failure {
     Failure {
         outcome: Outcome::ConnectionReset,
         message: format!("connection broken {place}: {root}"),
-    }
-}
-
-async fn http_status_failure(resp: &mut reqwest::Response, status: reqwest::StatusCode) -> Failure {
-    // Read (a bounded amount of) the body so the connection can be reused; a failure here
-    // does not change what happened: the server said `status`.
-    // A server that sends the status and then stalls on the body is still an HTTP error, not a
-    // timeout: the body read gets a short grace of its own.
-    let body = tokio::time::timeout(DRAIN_GRACE, read_limited(resp, ERROR_BODY_LIMIT))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|(b, _)| b)
-        .unwrap_or_default();
-    let text = snippet(&String::from_utf8_lossy(&body));
-    Failure {
-        outcome: Outcome::HttpStatus {
-            code: status.as_u16(),
-        },
-        message: if text.is_empty() {
-            format!("http {}", status.as_u16())
-        } else {
-            format!("http {}: {text}", status.as_u16())
-        },
     }
 }
 
@@ -1077,7 +1200,7 @@ impl Chunk<'_> {
                 return Some(message.clone().unwrap_or_else(|| "(no message)".into()));
             }
             Some(ErrorField::Text(t)) => return Some(t.clone()),
-            Some(ErrorField::Other(v)) => return Some(snippet(&v.to_string())),
+            Some(ErrorField::Other(v)) => return Some(v.to_string()),
             None => {}
         }
         if self.object.as_deref() == Some("error") {
@@ -1371,9 +1494,11 @@ mod tests {
                     SseEvent {
                         event: None,
                         data: e,
+                        invalid_utf8: false,
                     },
                     now,
                     &mut |g| gaps.push(g),
+                    &Redactor::default(),
                 )
                 .map_err(|f| f.message);
             if last.is_err() {
@@ -1448,8 +1573,9 @@ mod tests {
         let ev = SseEvent {
             event: Some("error"),
             data: r#"{"message":"overloaded"}"#,
+            invalid_utf8: false,
         };
-        let r = m.on_event(ev, Instant::now(), &mut |_| {});
+        let r = m.on_event(ev, Instant::now(), &mut |_| {}, &Redactor::default());
         assert!(r.is_err_and(
             |f| f.outcome == Outcome::InvalidResponse && f.message.contains("overloaded")
         ));
