@@ -32,15 +32,23 @@
 //! measure the target.
 //!
 //! ## Outcome mapping
+//! The classes and the server behaviour behind each are documented in [`crate::load::record`];
+//! how the client tells them apart:
 //! | what happened | outcome |
 //! |---|---|
-//! | 2xx and the stream had `[DONE]` or a `finish_reason` (also when the connection broke after it) | `Ok` |
-//! | non-2xx status (body read up to 64 KiB for at most 0.5 s, a snippet kept in `error`) | `HttpStatus{code}` |
+//! | 2xx and a `finish_reason` arrived (also when the connection broke after it) | `Ok` |
+//! | non-2xx status (body read up to 64 KiB for at most 0.5 s, a redacted snippet kept in `error`) | `HttpStatus{code}` |
 //! | the per-request timeout expired (whole request: connect, headers, body) | `Timeout` |
-//! | TCP connect refused, unreachable, DNS failure, or `connect_timeout` expired | `ConnectError` |
+//! | TCP connect refused, unreachable, DNS failure, TLS handshake failure, or `connect_timeout` expired | `ConnectError` |
 //! | connection reset or closed while reading headers or body (including a chunked body cut short) | `ConnectionReset` |
-//! | the body ended cleanly (EOF) without `finish_reason` or `[DONE]` | `StreamEndedEarly` |
-//! | not HTTP, bad JSON in an event, non-SSE body, an error object or `event: error` in the stream | `InvalidResponse` |
+//! | `[DONE]` or a clean EOF without a `finish_reason`; a whole response whose `finish_reason` is null | `StreamEndedEarly` |
+//! | not HTTP; `text/html`; a body with no SSE event that is not labelled `text/event-stream` or has non-SSE lines; bad JSON; invalid UTF-8; a `content-encoding` that does not decode; an event past `max_event_bytes`; an error object or `event: error` | `InvalidResponse` |
+//!
+//! Compression: requests say `accept-encoding: identity` (a server compressing a stream must
+//! buffer it, which would show as TTFT); a gzip body sent anyway is decoded.
+//!
+//! Secrets: every server text that goes into `error` (or a [`ClientError`]) is first passed
+//! through a [`Redactor`] holding the API key and every header value, then shortened.
 //!
 //! A connect timeout is a `ConnectError`, not a `Timeout`: the connection could not be made (a
 //! partitioned node drops SYNs), which is a different story from a server that is slow to answer.
@@ -453,11 +461,8 @@ impl Client {
             Err(_) if m.complete => (Outcome::Ok, None),
             Err(_) => (Outcome::Timeout, Some(m.timeout_message(timeout))),
         };
-        let end = if outcome.is_ok() {
-            m.end.unwrap_or(now)
-        } else {
-            now
-        };
+        // `end` is set when the answer was over (complete, or a whole response found wanting).
+        let end = m.end.unwrap_or(now);
         let (output_tokens, token_source) = match m.usage_completion {
             Some(c) => (c, TokenSource::Usage),
             None => (m.stream_tokens, TokenSource::Stream),
@@ -772,6 +777,7 @@ impl Inner {
             m.usage_prompt = u.prompt_tokens.or(m.usage_prompt);
             m.usage_completion = u.completion_tokens;
         }
+        m.end = Some(now);
         let Some(f) = choices.finish_reason else {
             return Err(Failure {
                 outcome: Outcome::StreamEndedEarly,
@@ -780,7 +786,6 @@ impl Inner {
         };
         m.finish_reason = Some(f.into_owned());
         m.complete = true;
-        m.end = Some(now);
         Ok(())
     }
 
@@ -1052,10 +1057,19 @@ fn classify(e: &reqwest::Error, m: &Measure, cfg: &ClientConfig) -> Failure {
     }
     let mut source = e.source();
     while let Some(err) = source {
-        if let Some(h) = err.downcast_ref::<hyper::Error>()
-            && (h.is_parse() || h.is_parse_status() || h.is_parse_too_large())
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
+                return Failure::invalid(format!("invalid http response: {h}"));
+            }
+            break; // the transport (a decoder passes the body's errors on wrapped in io errors)
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
         {
-            return Failure::invalid(format!("invalid http response: {h}"));
+            // The content decoder (gzip) found bytes that are not what the header announced.
+            return Failure::invalid(format!(
+                "body cannot be decoded as its content-encoding says: {root}"
+            ));
         }
         source = err.source();
     }
