@@ -487,7 +487,8 @@ fn write_run_info(
         "workload": args.corpus.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| args.workload.clone()),
         "seed": seed,
         "timeout_s": args.target.timeout.as_secs_f64(),
-        // True whenever credentials went out, also as `--header "Authorization: …"`.
+        // True whenever credentials went out, also as `--header "Authorization: …"` (or
+        // `api-key`, `x-api-key`).
         "api_key_sent": cfg.api_key.is_some() || sends_authorization(&cfg.headers),
         "api_key_source": api_key_source(args.target.api_key_var().0, cfg),
         // Names only: the values are secrets as far as faultline knows.
@@ -503,20 +504,72 @@ fn write_run_info(
     Ok(())
 }
 
-/// Whether `--header` sends credentials (an `Authorization` header).
-fn sends_authorization(headers: &[(String, String)]) -> bool {
+/// Headers that carry credentials: the bearer token, and the key headers of Azure OpenAI and
+/// of gateways that follow it.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
+
+/// The credential header `--header` sends, if any (lowercase).
+fn credential_header(headers: &[(String, String)]) -> Option<String> {
     headers
         .iter()
-        .any(|(n, _)| n.trim().eq_ignore_ascii_case("authorization"))
+        .map(|(n, _)| n.trim().to_ascii_lowercase())
+        .find(|n| CREDENTIAL_HEADERS.contains(&n.as_str()))
+}
+
+/// Whether `--header` sends credentials.
+fn sends_authorization(headers: &[(String, String)]) -> bool {
+    credential_header(headers).is_some()
 }
 
 /// Where the credentials came from, for `run.json`.
 fn api_key_source(var: &str, cfg: &ClientConfig) -> String {
     if cfg.api_key.is_some() {
         format!("environment variable {var}")
-    } else if sends_authorization(&cfg.headers) {
-        "--header Authorization".to_owned()
+    } else if let Some(h) = credential_header(&cfg.headers) {
+        format!("--header {h}")
     } else {
         "none".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_size_takes_bytes_or_binary_units() {
+        assert_eq!(parse_event_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_event_size("64kib"), Ok(64 << 10));
+        assert_eq!(parse_event_size("2000000"), Ok(2_000_000));
+        assert_eq!(parse_event_size("4096B"), Ok(4096));
+        assert_eq!(parse_event_size("1GiB"), Ok(1 << 30));
+    }
+
+    #[test]
+    fn event_size_out_of_range_or_malformed_is_refused_quoting_the_value() {
+        for (v, why) in [
+            ("100", "must be between 1KiB and 1GiB"),
+            ("2GiB", "must be between 1KiB and 1GiB"),
+            ("1MB", "expected bytes, or a number with KiB, MiB or GiB"),
+            ("", "expected bytes"),
+            ("-5", "expected bytes"),
+            ("99999999999999999999MiB", "expected bytes"),
+        ] {
+            let e = parse_event_size(v).unwrap_err();
+            assert!(
+                e.starts_with(&format!("'{v}': ")) && e.contains(why),
+                "{v}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn authorization_header_counts_as_credentials_sent() {
+        let h = |n: &str| vec![(n.to_owned(), "v".to_owned())];
+        assert!(sends_authorization(&h("Authorization")));
+        assert!(sends_authorization(&h("authorization")));
+        assert!(sends_authorization(&h("X-Api-Key")));
+        assert!(sends_authorization(&h("api-key")));
+        assert!(!sends_authorization(&h("x-tenant")));
     }
 }

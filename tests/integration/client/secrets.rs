@@ -182,7 +182,7 @@ async fn authorization_sent_by_header_counts_as_a_key_sent_and_stays_secret() {
     assert_eq!(code, 0, "{stderr}");
     let run: serde_json::Value = serde_json::from_str(&read(&out, "run.json")).unwrap();
     assert_eq!(run["api_key_sent"], true, "{run}");
-    assert_eq!(run["api_key_source"], "--header Authorization");
+    assert_eq!(run["api_key_source"], "--header authorization");
     assert_clean("requests.jsonl", &read(&out, "requests.jsonl"));
     assert_clean("stderr", &stderr);
 }
