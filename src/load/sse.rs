@@ -819,7 +819,15 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+            // 512 cases take about a second; a longer run (20000 cases: 47 s):
+            // PROPTEST_CASES=20000 cargo test --lib load::sse::tests::props
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(512),
+                ..ProptestConfig::default()
+            })]
 
             #[test]
             fn any_split_gives_the_events_of_one_read(
