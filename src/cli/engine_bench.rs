@@ -145,6 +145,7 @@ fn steps(
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             tls: tls.clone(),
+            max_event_bytes: crate::load::sse::DEFAULT_MAX_EVENT_BYTES,
         };
         let summary = rt.block_on(async {
             let probe = Client::new(cfg.clone(), Instant::now())?;

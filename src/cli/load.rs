@@ -43,11 +43,16 @@ pub struct TargetArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
     /// Environment variable holding the API key (sent as a bearer token, never printed).
-    #[arg(long, default_value = "OPENAI_API_KEY")]
-    pub api_key_env: String,
+    /// [default: OPENAI_API_KEY; a variable named here that is not set gets a warning]
+    #[arg(long)]
+    pub api_key_env: Option<String>,
     /// Extra request header, "Name: value" (repeatable).
     #[arg(long = "header")]
     pub headers: Vec<String>,
+    /// Largest SSE event (or line) accepted from the server, e.g. 1MiB, 64KiB, 2000000; a
+    /// larger one fails the request as invalid_response.
+    #[arg(long, default_value = "1MiB", value_parser = parse_event_size)]
+    pub max_event_size: usize,
     /// Embedded sim preset (when no --endpoint is given).
     #[arg(long, default_value = "h100x4-70b")]
     pub sim_preset: String,
@@ -119,6 +124,40 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("'{s}': must be longer than zero"));
     }
     Ok(d)
+}
+
+/// The environment variable read when `--api-key-env` is not given.
+pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
+
+/// Bounds of `--max-event-size`: below 1 KiB not even a chunk with logprobs fits; above 1 GiB
+/// the limit no longer protects the client's memory.
+const EVENT_SIZE_RANGE: std::ops::RangeInclusive<usize> = 1024..=1 << 30;
+
+/// A byte size: a number of bytes, or a number with `KiB`, `MiB` or `GiB` (or `B`).
+pub(crate) fn parse_event_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit_bytes: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "'{s}': expected bytes, or a number with KiB, MiB or GiB"
+            ));
+        }
+    };
+    let n = num
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_bytes))
+        .ok_or_else(|| format!("'{s}': expected bytes, or a number with KiB, MiB or GiB"))?;
+    if !EVENT_SIZE_RANGE.contains(&n) {
+        return Err(format!("'{s}': must be between 1KiB and 1GiB"));
+    }
+    Ok(n)
 }
 
 pub(crate) fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
@@ -233,11 +272,43 @@ impl TargetArgs {
         }
     }
 
-    /// Checks the flags that need no network (headers, API key, sim config); call before
-    /// anything starts so a typo costs nothing.
+    /// The environment variable holding the API key, and whether the user named it.
+    fn api_key_var(&self) -> (&str, bool) {
+        match &self.api_key_env {
+            Some(v) => (v.as_str(), true),
+            None => (DEFAULT_API_KEY_ENV, false),
+        }
+    }
+
+    /// Checks the flags that need no network (model, headers, API key, sim config); call
+    /// before anything starts so a typo costs nothing. Warns on stderr when `--api-key-env`
+    /// names a variable that is not set (the default one unset is normal: a server without
+    /// keys).
     pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if let Some(m) = &self.model
+            && m.trim().is_empty()
+        {
+            bail!(
+                "invalid value '{m}' for --model: must not be empty (leave --model out to use \
+                 the first model the endpoint lists)"
+            );
+        }
+        if let Some(v) = &self.api_key_env
+            && v.trim().is_empty()
+        {
+            bail!(
+                "invalid value '{v}' for --api-key-env: must name an environment variable \
+                 (leave it out for {DEFAULT_API_KEY_ENV})"
+            );
+        }
         self.headers()?;
-        ApiKey::from_env(&self.api_key_env)?;
+        let (var, named) = self.api_key_var();
+        if ApiKey::from_env(var)?.is_none() && named {
+            eprintln!(
+                "warning: --api-key-env {var}: the variable is not set; requests are sent \
+                 without an api key"
+            );
+        }
         crate::tls::client_config(&self.tls.options())?;
         if self.endpoint.is_none() {
             self.sim_config()?;
@@ -249,7 +320,7 @@ impl TargetArgs {
     /// resolves the model name. Must run inside the tokio runtime.
     pub(crate) async fn connect(&self) -> anyhow::Result<Connected> {
         let headers = self.headers()?;
-        let api_key = ApiKey::from_env(&self.api_key_env)?;
+        let api_key = ApiKey::from_env(self.api_key_var().0)?;
         let tls = self.tls.checked()?;
         let sim = match &self.endpoint {
             Some(_) => None,
@@ -287,6 +358,7 @@ impl TargetArgs {
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
             tls,
+            max_event_bytes: self.max_event_size,
         };
         let checked = async {
             cfg.model = Client::new(cfg.clone(), Instant::now())?
@@ -415,7 +487,13 @@ fn write_run_info(
         "workload": args.corpus.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| args.workload.clone()),
         "seed": seed,
         "timeout_s": args.target.timeout.as_secs_f64(),
-        "api_key_sent": cfg.api_key.is_some(),
+        // True whenever credentials went out, also as `--header "Authorization: …"` (or
+        // `api-key`, `x-api-key`).
+        "api_key_sent": cfg.api_key.is_some() || sends_authorization(&cfg.headers),
+        "api_key_source": api_key_source(args.target.api_key_var().0, cfg),
+        // Names only: the values are secrets as far as faultline knows.
+        "headers": cfg.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect::<Vec<_>>(),
+        "max_event_bytes": cfg.max_event_bytes,
         // Paths and the insecure switch only, never key material.
         "tls": cfg.tls,
         "tls_insecure": cfg.tls.insecure,
@@ -424,4 +502,74 @@ fn write_run_info(
     std::fs::write(&path, serde_json::to_vec_pretty(&info)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// Headers that carry credentials: the bearer token, and the key headers of Azure OpenAI and
+/// of gateways that follow it.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
+
+/// The credential header `--header` sends, if any (lowercase).
+fn credential_header(headers: &[(String, String)]) -> Option<String> {
+    headers
+        .iter()
+        .map(|(n, _)| n.trim().to_ascii_lowercase())
+        .find(|n| CREDENTIAL_HEADERS.contains(&n.as_str()))
+}
+
+/// Whether `--header` sends credentials.
+fn sends_authorization(headers: &[(String, String)]) -> bool {
+    credential_header(headers).is_some()
+}
+
+/// Where the credentials came from, for `run.json`.
+fn api_key_source(var: &str, cfg: &ClientConfig) -> String {
+    if cfg.api_key.is_some() {
+        format!("environment variable {var}")
+    } else if let Some(h) = credential_header(&cfg.headers) {
+        format!("--header {h}")
+    } else {
+        "none".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_size_takes_bytes_or_binary_units() {
+        assert_eq!(parse_event_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_event_size("64kib"), Ok(64 << 10));
+        assert_eq!(parse_event_size("2000000"), Ok(2_000_000));
+        assert_eq!(parse_event_size("4096B"), Ok(4096));
+        assert_eq!(parse_event_size("1GiB"), Ok(1 << 30));
+    }
+
+    #[test]
+    fn event_size_out_of_range_or_malformed_is_refused_quoting_the_value() {
+        for (v, why) in [
+            ("100", "must be between 1KiB and 1GiB"),
+            ("2GiB", "must be between 1KiB and 1GiB"),
+            ("1MB", "expected bytes, or a number with KiB, MiB or GiB"),
+            ("", "expected bytes"),
+            ("-5", "expected bytes"),
+            ("99999999999999999999MiB", "expected bytes"),
+        ] {
+            let e = parse_event_size(v).unwrap_err();
+            assert!(
+                e.starts_with(&format!("'{v}': ")) && e.contains(why),
+                "{v}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn authorization_header_counts_as_credentials_sent() {
+        let h = |n: &str| vec![(n.to_owned(), "v".to_owned())];
+        assert!(sends_authorization(&h("Authorization")));
+        assert!(sends_authorization(&h("authorization")));
+        assert!(sends_authorization(&h("X-Api-Key")));
+        assert!(sends_authorization(&h("api-key")));
+        assert!(!sends_authorization(&h("x-tenant")));
+    }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod engine;
 pub mod record;
 pub mod recorder;
+pub mod redact;
 pub mod schedule;
 pub mod sse;
 pub mod workload;

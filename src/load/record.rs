@@ -1,14 +1,29 @@
 //! What one request records. Shared by the client (which fills it in), the recorder (which
 //! streams it to `requests.jsonl` and folds it into windows) and the analysis.
+//!
+//! ## Outcome classes
+//! Every request ends in exactly one class. Only `ok` is a success: the analysis counts every
+//! other class as an error (error rate = non-`ok` share), so a class must never flatter — an
+//! answer the server did not say was complete is not `ok`, whatever arrived before.
+//!
+//! | class (`errors_by_kind` key) | what the server did |
+//! |---|---|
+//! | `ok` | 2xx, and the answer carried a `finish_reason` (streamed: before `[DONE]` or the end of the body; a connection lost *after* the finish reason is still `ok`) |
+//! | `http_<code>` | answered with a non-2xx status (429, 500, 503…); up to 200 characters of its body are kept |
+//! | `timeout` | sent nothing more within `--timeout` (counted from the actual send): no headers, no first token, or a stream that stalled |
+//! | `connect_error` | the connection could not be made: refused, unreachable, DNS, TLS handshake, or no SYN-ACK within `--connect-timeout` |
+//! | `connection_reset` | the connection broke before the answer was complete: RST, or EOF before the headers or inside a chunked/length-framed body |
+//! | `stream_ended_early` | the answer ended without a `finish_reason`: `[DONE]` after some or no tokens (llama.cpp when a new request interrupts one), a close-delimited stream that just stops, an empty event stream, a whole JSON response with `finish_reason: null` |
+//! | `invalid_response` | a 2xx that is not what was asked for: not HTTP at all; HTML (or any body without a single SSE event) instead of an event stream; bad JSON in an event or the response; bytes that are not UTF-8; a body whose `content-encoding` does not decode; an event or line larger than `--max-event-size` (1 MiB); an error object or `event: error` in the stream |
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
-/// The classified result of one request.
+/// The classified result of one request (see the table in the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Outcome {
-    /// A complete response (stream ended with a finish reason or `[DONE]`).
+    /// A complete response: it carried a `finish_reason`.
     Ok,
     /// The server answered with a non-2xx HTTP status.
     HttpStatus { code: u16 },
@@ -18,9 +33,10 @@ pub enum Outcome {
     ConnectError,
     /// The connection was reset or closed while the response was being read.
     ConnectionReset,
-    /// The stream ended without a finish reason or `[DONE]`.
+    /// The answer ended without a `finish_reason` (`[DONE]` or EOF without one).
     StreamEndedEarly,
-    /// The response could not be understood (bad JSON, bad SSE, an error object mid-stream).
+    /// The response could not be understood (not HTTP, not SSE or JSON, bad JSON, invalid
+    /// UTF-8, undecodable content encoding, an oversized event, an error object mid-stream).
     InvalidResponse,
 }
 
@@ -77,7 +93,8 @@ pub struct RequestRecord {
     pub input_tokens: u64,
     pub finish_reason: Option<String>,
     pub outcome: Outcome,
-    /// A short description of what went wrong (never contains secrets).
+    /// A short description of what went wrong. Server text in it has the API key and every
+    /// header value masked (`***`) before it is stored.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
 }

@@ -5,6 +5,13 @@
 //! sealed: written to `windows.jsonl` (digest + exact histograms) and dropped from memory, so
 //! memory stays flat however long the run is. `requests.jsonl` gets one line per request the
 //! moment it finishes.
+//!
+//! A window is sealed at the first tick (every 250 ms) after its last request finished, as soon
+//! as no request can still be dispatched into it: the pacer hands out intended start times in
+//! order, so once a request of a later window has begun, an earlier window gets no more. Only
+//! when no later request comes (low rates, the end of the run) does sealing wait one window
+//! length past the window's end. So `windows.jsonl` trails `requests.jsonl` by the duration of
+//! the window's slowest request plus a tick, not by two windows: a crash loses little of either.
 
 use crate::analysis::window::{Window, WindowLine, WindowStats};
 use crate::load::record::RequestRecord;
@@ -80,6 +87,8 @@ struct OpenWindow {
 
 struct Inner {
     open: BTreeMap<u64, OpenWindow>,
+    /// The latest intended start begun: no request is dispatched before it any more.
+    frontier_s: f64,
     total: Window,
     sealed: Vec<WindowStats>,
     requests_out: BufWriter<File>,
@@ -117,6 +126,7 @@ impl Recorder {
             window_len_s,
             inner: Mutex::new(Inner {
                 open: BTreeMap::new(),
+                frontier_s: 0.0,
                 total: Window::new(0, 0.0),
                 sealed: Vec::new(),
                 requests_out: open(REQUESTS_FILE)?,
@@ -145,6 +155,7 @@ impl Recorder {
         let index = (intended_s.max(0.0) / self.window_len_s) as u64;
         let len = self.window_len_s;
         let mut g = self.lock();
+        g.frontier_s = g.frontier_s.max(intended_s);
         g.progress.sent += 1;
         g.progress.in_flight += 1;
         g.open
@@ -215,15 +226,20 @@ impl Recorder {
         }
     }
 
-    /// Seals every window that ended before `now_s - grace` and has nothing in flight, and
-    /// flushes both files. Call about once a second.
+    /// Seals every window that has nothing in flight and can get no more requests (a later
+    /// one has begun, or it ended more than a window length ago), and flushes both files.
+    /// Call a few times a second.
     pub fn tick(&self, now_s: f64) -> Result<(), RecorderError> {
         let grace = self.window_len_s;
         let mut g = self.lock();
+        let frontier = g.frontier_s;
         let ready: Vec<u64> = g
             .open
             .iter()
-            .filter(|(_, w)| w.in_flight == 0 && w.window.start_s + w.window.len_s + grace <= now_s)
+            .filter(|(_, w)| {
+                let end = w.window.start_s + w.window.len_s;
+                w.in_flight == 0 && (end <= frontier || end + grace <= now_s)
+            })
             .map(|(i, _)| *i)
             .collect();
         for index in ready {
@@ -366,5 +382,79 @@ impl<'a> ItlBuffer<'a> {
 impl Drop for ItlBuffer<'_> {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::record::{Outcome, TokenSource};
+
+    fn rec(intended_s: f64) -> RequestRecord {
+        RequestRecord {
+            id: 0,
+            class: "chat".into(),
+            intended_s,
+            dispatch_lag_us: 0,
+            ttft_us: Some(1000),
+            e2e_us: 2000,
+            itl_count: 0,
+            itl_mean_us: 0,
+            itl_max_us: 0,
+            output_tokens: 1,
+            token_source: TokenSource::Stream,
+            input_tokens: 1,
+            finish_reason: Some("stop".into()),
+            outcome: Outcome::Ok,
+            error: None,
+        }
+    }
+
+    fn lines(dir: &Path) -> usize {
+        std::fs::read_to_string(dir.join(WINDOWS_FILE))
+            .unwrap()
+            .lines()
+            .count()
+    }
+
+    #[test]
+    fn window_is_written_as_soon_as_a_later_request_begins_and_its_own_are_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::create(dir.path(), 1.0).unwrap();
+        let w0 = r.begin(0.4);
+        let w0b = r.begin(0.9);
+        r.finish(w0, &rec(0.4));
+        r.tick(1.05).unwrap();
+        assert_eq!(
+            lines(dir.path()),
+            0,
+            "no later request yet, one still in flight"
+        );
+        let w1 = r.begin(1.1);
+        r.tick(1.15).unwrap();
+        assert_eq!(
+            lines(dir.path()),
+            0,
+            "window 0 still has a request in flight"
+        );
+        r.finish(w0b, &rec(0.9));
+        r.tick(1.25).unwrap();
+        assert_eq!(
+            lines(dir.path()),
+            1,
+            "window 0 written 0.25 s after its end"
+        );
+        r.finish(w1, &rec(1.1));
+        r.tick(2.5).unwrap();
+        assert_eq!(
+            lines(dir.path()),
+            1,
+            "window 1: nothing later began, wait the grace"
+        );
+        r.tick(3.0).unwrap();
+        assert_eq!(lines(dir.path()), 2);
+        let done = r.close().unwrap();
+        assert_eq!(done.windows.len(), 2);
+        assert_eq!(done.total.requests, 3);
     }
 }

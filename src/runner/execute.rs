@@ -205,6 +205,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         timeout: timeout.unwrap_or(Duration::from_secs(30)),
         connect_timeout: Duration::from_secs(5),
         tls,
+        max_event_bytes: crate::load::sse::DEFAULT_MAX_EVENT_BYTES,
     };
     // Reachable (TLS included) before anything is injected; an endpoint without /v1/models is
     // fine, the file names the model.

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod outcomes;
+mod secrets;
+
 // ---- a scripted raw HTTP server ----
 
 /// One thing the server does after reading a request.

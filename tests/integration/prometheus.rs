@@ -191,6 +191,7 @@ fn client_for(addr: SocketAddr) -> Client {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
             tls: Default::default(),
+            max_event_bytes: faultline::load::sse::DEFAULT_MAX_EVENT_BYTES,
         },
         Instant::now(),
     )

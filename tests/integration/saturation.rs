@@ -52,6 +52,7 @@ async fn ramp_finds_the_small_sims_capacity_within_ten_percent_and_stops_early()
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(2),
         tls: Default::default(),
+        max_event_bytes: faultline::load::sse::DEFAULT_MAX_EVENT_BYTES,
     };
     Client::new(cfg.clone(), Instant::now())
         .unwrap()
