@@ -61,15 +61,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         super::tls::warn_if_insecure(tls, &format!("probe '{}' tls.insecure", p.name));
     }
-    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+    // Unique even for two runs started in the same second: the ledger, the dead-man markers and
+    // the results folder all key on it.
+    let run_id = crate::fault::ledger::new_run_id(&exp.name);
     let out_dir = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{stamp}", exp.name)));
+        .unwrap_or_else(|| PathBuf::from("results").join(&run_id));
     let opts = RunOptions {
         out_dir: out_dir.clone(),
         ledger: ledger_at(&args.ledger),
-        run_id: format!("{}-{stamp}", exp.name),
+        run_id,
         faultline_bin: None,
     };
     let rt = super::runtime()?;

@@ -389,10 +389,8 @@ pub(crate) fn first_error(dir: &std::path::Path) -> Option<(String, String)> {
 
 /// `results/<kind>-<timestamp>`: the default results folder of a command.
 pub(crate) fn default_out(kind: &str) -> PathBuf {
-    PathBuf::from("results").join(format!(
-        "{kind}-{}",
-        chrono::Local::now().format("%Y%m%d-%H%M%S")
-    ))
+    // Unique even for two commands started in the same second.
+    PathBuf::from("results").join(crate::fault::ledger::new_run_id(kind))
 }
 
 /// `run.json`: what was asked for, so a run can be understood and repeated. No secrets.

@@ -1,5 +1,6 @@
 //! The `faultline` binary: a user's mistakes get clear messages and exit code 2.
 
+mod concurrency;
 use crate::leftovers;
 use faultline::fault::deadman;
 use faultline::fault::ledger::Ledger;
