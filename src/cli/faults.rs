@@ -260,6 +260,22 @@ fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
 
 pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     let spec = resolve(&args.fault, &args.sets)?;
+    let problems = crate::fault::params::problems(&spec);
+    if !problems.is_empty() {
+        bail!(
+            "{}",
+            problems
+                .iter()
+                .map(|p| format!(
+                    "invalid value {} for '{}': {}",
+                    p.value,
+                    p.path.join("."),
+                    p.message
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     let hosts = Arc::new(hosts_for(&args, &spec)?);
     let ledger = ledger_at(&args.ledger);
     // Unique (time plus a random suffix): two injects within a second would otherwise share a

@@ -618,15 +618,18 @@ mod tests {
 
     #[test]
     fn run_ids_made_in_the_same_second_differ() {
-        let ids: std::collections::HashSet<String> =
-            (0..1000).map(|_| new_run_id("exp")).collect();
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_run_id("exp")).collect();
         // 1000 draws of a 32-bit suffix within one second: one collision has probability ~1e-4,
         // two ~1e-8 (time-only ids were all equal).
         assert!(ids.len() >= 999, "{}", ids.len());
         let id = ids.iter().next().unwrap();
         let parts: Vec<&str> = id.split('-').collect();
         assert_eq!(parts.len(), 4, "{id}");
-        assert_eq!((parts[1].len(), parts[2].len(), parts[3].len()), (8, 6, 8), "{id}");
+        assert_eq!(
+            (parts[1].len(), parts[2].len(), parts[3].len()),
+            (8, 6, 8),
+            "{id}"
+        );
     }
 
     #[test]
