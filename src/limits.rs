@@ -74,7 +74,16 @@ pub fn open_regular(path: &Path, max: u64) -> Result<File, ReadError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever. The
+    // type is checked on the opened file, so a path swapped in between cannot slip through.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io)?
+    };
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(ReadError::NotRegular {
