@@ -113,7 +113,12 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Terminal escape sequences in a user's value (a name, a server's text) are shown,
+            // not obeyed; a runaway message is cut.
+            eprintln!(
+                "error: {}",
+                crate::limits::printable(&format!("{e:#}"), 20_000)
+            );
             ExitCode::from(2)
         }
     }

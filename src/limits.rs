@@ -67,6 +67,24 @@ pub enum ReadError {
     },
 }
 
+impl ReadError {
+    /// As an `io::Error` for readers whose error types hold one: the original error for an I/O
+    /// failure, else the reason without the path (their message names the path already).
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            ReadError::Io { source, .. } => source,
+            e => {
+                let text = e.to_string();
+                let reason = match text.split_once(": ") {
+                    Some((_, r)) => r.to_string(),
+                    None => text,
+                };
+                std::io::Error::other(reason)
+            }
+        }
+    }
+}
+
 /// Opens `path` for reading if it is a regular file of at most `max` bytes (`/dev/zero`, a FIFO
 /// or a directory is refused before a byte is read).
 pub fn open_regular(path: &Path, max: u64) -> Result<File, ReadError> {

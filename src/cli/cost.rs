@@ -48,8 +48,8 @@ pub fn run(args: CostArgs) -> anyhow::Result<ExitCode> {
             let tok_s = match (&args.tok_s, &args.ramp) {
                 (Some(t), _) => *t,
                 (None, Some(path)) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let text =
+                        crate::limits::read_text_capped(path, crate::limits::MAX_SMALL_FILE_BYTES)?;
                     let r: crate::analysis::saturation::RampResult = serde_json::from_str(&text)
                         .with_context(|| format!("{} is not a ramp.json", path.display()))?;
                     r.max_throughput.output_tok_s

@@ -122,8 +122,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
+    use crate::limits::{MAX_RATE, MIN_RATE};
     if !v.is_finite() || v <= 0.0 {
         bail!("invalid value '{v}' for --{name}: must be a positive number");
+    }
+    // `--rate 1e12` was accepted and then grew memory without end.
+    if !(MIN_RATE..=MAX_RATE).contains(&v) {
+        bail!(
+            "invalid value '{v:e}' for --{name}: must be between {MIN_RATE} and {MAX_RATE} requests per second"
+        );
     }
     Ok(v)
 }
@@ -134,9 +141,25 @@ impl LoadArgs {
         if self.max_in_flight == Some(0) {
             bail!("invalid value '0' for --max-in-flight: must be at least 1");
         }
+        use crate::limits::MAX_CONCURRENCY;
+        if let Some(n) = self.max_in_flight.filter(|n| *n as u64 > MAX_CONCURRENCY) {
+            bail!("invalid value '{n}' for --max-in-flight: must be at most {MAX_CONCURRENCY}");
+        }
+        if self.duration > crate::limits::MAX_DURATION {
+            bail!(
+                "invalid value '{}' for --duration: must be at most {}",
+                humantime::format_duration(self.duration),
+                humantime::format_duration(crate::limits::MAX_DURATION)
+            );
+        }
         if let Some(users) = self.concurrency {
             if users == 0 {
                 bail!("invalid value '0' for --concurrency: must be at least 1");
+            }
+            if users as u64 > MAX_CONCURRENCY {
+                bail!(
+                    "invalid value '{users}' for --concurrency: must be at most {MAX_CONCURRENCY}"
+                );
             }
             return Ok(Schedule::Closed {
                 users,
