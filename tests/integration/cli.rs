@@ -265,3 +265,104 @@ fn inject_names_a_host_it_cannot_reach() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--host node-7=ssh:"), "{err}");
 }
+
+/// Issue 9, item 4: each value that was accepted and then grew memory without end (or read
+/// forever, or panicked) is refused up front with exit 2, naming the flag or file.
+#[test]
+fn limits_on_flags_and_files_are_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fifo = fifo.to_str().unwrap();
+    let rows: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["load", "--rate", "1e12"],
+            "invalid value '1e12' for --rate: must be between 0.001 and 100000",
+        ),
+        (
+            vec!["load", "--rate", "4.9e-324"],
+            "for --rate: must be between 0.001",
+        ),
+        (
+            vec!["load", "--ramp-to", "1e12"],
+            "for --ramp-to: must be between",
+        ),
+        (
+            vec!["load", "--concurrency", "1000000000"],
+            "invalid value '1000000000' for --concurrency: must be at most 100000",
+        ),
+        (
+            vec!["load", "--max-in-flight", "1000000000"],
+            "for --max-in-flight: must be at most 100000",
+        ),
+        (
+            vec!["load", "--duration", "100000h"],
+            "for --duration: must be at most 7days",
+        ),
+        (
+            vec!["load", "--trace", "/dev/zero"],
+            "/dev/zero: not a regular file",
+        ),
+        (
+            vec!["load", "--corpus", "/dev/zero"],
+            "/dev/zero: not a regular file",
+        ),
+        (
+            vec!["load", "--corpus", "/dev/urandom"],
+            "/dev/urandom: not a regular file",
+        ),
+        (vec!["load", "--corpus", fifo], "not a regular file"),
+        (
+            vec!["load", "--sim-config", "/dev/zero"],
+            "not a regular file",
+        ),
+        (vec!["cost", "--file", "/dev/zero"], "not a regular file"),
+        (vec!["validate", "/dev/zero"], "not a regular file"),
+        (vec!["validate", fifo], "not a regular file"),
+        (
+            vec![
+                "ramp",
+                "--from",
+                "1",
+                "--to",
+                "1000000000",
+                "--step",
+                "0.000000001",
+            ],
+            "for --to: must be between 0.001 and 100000",
+        ),
+        (
+            vec!["ramp", "--from", "1", "--to", "100000", "--step", "1"],
+            "1e5 steps (at most 10000 steps",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (args, needle) in &rows {
+        let t0 = std::time::Instant::now();
+        let (code, _, err) = faultline(args);
+        if code != 2 || !err.contains(needle) || t0.elapsed() > std::time::Duration::from_secs(10) {
+            failures.push(format!(
+                "{args:?}: exit {code} in {:?}: {err}",
+                t0.elapsed()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn terminal_escapes_in_a_name_are_shown_not_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.yaml");
+    std::fs::write(
+        &f,
+        "name: \"evil\\e]0;pwned\\a\\e[2J\"\ntarget: {sim: {}}\nload: {rate: 1, duration: 5s}\nwarmup: 1s\n",
+    )
+    .unwrap();
+    let (code, out, err) = faultline(&["validate", f.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"), "{err}");
+}
