@@ -293,3 +293,54 @@ fn a_long_name_is_refused_and_truncated_in_the_message() {
     assert!(err.contains("…(99800 more characters)"), "{err}");
     assert!(err.len() < 1000, "{}", err.len());
 }
+
+mod property {
+    //! The experiment parser on arbitrary input: never a panic, always `Ok` or an `Err` that
+    //! names the file. 256 cases of each strategy run in the normal test command (a few
+    //! seconds); a longer run: `PROPTEST_CASES=20000 cargo test --test integration spec::limits::property`.
+
+    use faultline::runner::spec::{load_experiment, validate_file};
+    use proptest::prelude::*;
+
+    /// Fragments that steer random text into the parser's interesting corners.
+    const PIECES: &[&str] = &[
+        "name: x\n", "target: {sim: {}}\n", "load: {rate: 5, duration: 30s}\n", "warmup: 1s\n",
+        "faults:\n", "  - fault: {kind: load-spike, multiplier: 2}\n", "    at: 10s\n",
+        "    duration: 5s\n", "    repeat: {times: 3, every: 1s}\n", "probes: []\n", "kind: pod-kill\n",
+        "selector: ''\n", "analysis: {window: 0s}\n", "&a [1, *a]\n", "!!binary x\n", "- \n",
+        ": :\n", "{{{{\n", "'\n", "\"\\u\n", "\t\n", "999999999999999999999999\n", "-.inf\n",
+        "0x1p-1074\n", "\u{feff}", "\u{0}", "? [a]\n", "--- \n", "...\n", "%YAML 1.2\n",
+    ];
+
+    fn check(text: &[u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.yaml");
+        std::fs::write(&file, text).unwrap();
+        if let Err(e) = load_experiment(&file) {
+            assert!(e.to_string().contains("p.yaml"), "{e}");
+        }
+        let _ = validate_file(&file);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            check(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_yaml_like_text_never_panics(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    proptest::sample::select(PIECES).prop_map(str::to_string),
+                    "[ -~\n]{0,40}",
+                ],
+                0..24,
+            )
+        ) {
+            check(parts.concat().as_bytes());
+        }
+    }
+}
