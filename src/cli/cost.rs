@@ -56,6 +56,12 @@ pub fn run(args: CostArgs) -> anyhow::Result<ExitCode> {
                 }
                 (None, None) => bail!("give --tok-s or --ramp"),
             };
+            // A subnormal throughput made the cost per token `inf`.
+            if !(tok_s.is_finite() && tok_s >= 0.001) {
+                bail!(
+                    "invalid value '{tok_s:e}' for --tok-s: must be at least 0.001 output tokens per second"
+                );
+            }
             CostTable {
                 rows: vec![cost::cost_row(
                     &args.name,

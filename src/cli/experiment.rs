@@ -111,7 +111,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let exp = spec::load_experiment(&args.experiment)?;
+    let exp = match spec::validate_file(&args.experiment)? {
+        Validated::Experiment(e) => e,
+        Validated::FaultDefinition(d) => anyhow::bail!(
+            "{} is a fault definition ('{}', {}), not an experiment: `faultline inject {}` runs it by hand, or `use: {}` in an experiment's faults",
+            args.experiment.display(),
+            crate::limits::quoted(&d.name),
+            d.spec.kind(),
+            args.experiment.display(),
+            crate::limits::quoted(&d.name)
+        ),
+    };
     print!("{}", spec::plan(&exp));
     Ok(ExitCode::SUCCESS)
 }
@@ -134,7 +144,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             ),
             Err(e) => {
                 bad += 1;
-                eprintln!("{e}");
+                eprintln!("{}", crate::limits::printable(&e.to_string(), 100_000));
             }
         }
     }

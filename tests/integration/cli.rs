@@ -276,6 +276,7 @@ fn limits_on_flags_and_files_are_refused_with_exit_2() {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let fifo = fifo.to_str().unwrap();
+    let pod_kill = format!("{}/faults/pod-kill-one.yaml", env!("CARGO_MANIFEST_DIR"));
     let rows: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["load", "--rate", "1e12"],
@@ -336,6 +337,19 @@ fn limits_on_flags_and_files_are_refused_with_exit_2() {
         (
             vec!["ramp", "--from", "1", "--to", "100000", "--step", "1"],
             "1e5 steps (at most 10000 steps",
+        ),
+        // Item 8's smaller messages.
+        (
+            vec!["sla", "--find", "--max-trials", "0", "--rate", "10"],
+            "invalid value '0' for --max-trials: must be at least 2",
+        ),
+        (
+            vec!["cost", "--gpus", "1", "--price", "2", "--tok-s", "1e-320"],
+            "invalid value '1e-320' for --tok-s",
+        ),
+        (
+            vec!["plan", pod_kill.as_str()],
+            "pod-kill-one.yaml is a fault definition ('pod-kill-one', pod-kill), not an experiment",
         ),
     ];
     let mut failures = Vec::new();
