@@ -73,7 +73,7 @@ EOF
   pol=$(kubectl --kubeconfig "$W/kc" get networkpolicies -A -o name 2>/dev/null | grep -c faultline || true)
   [ "$pol" = 0 ] || problems+=("$pol faultline NetworkPolicies")
   [ ! -e "$MARK" ] || problems+=("marker file $MARK")
-  timers=$(for p in /proc/[0-9]*; do tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "faultline-deadman[:]sweep-" && echo "${p#/proc/}"; done | wc -l)
+  timers=$(for p in /proc/[0-9]*; do tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q "faultline-deadman[:]sweep-" && echo "${p#/proc/}"; done | wc -l)
   [ "$timers" = 0 ] || problems+=("$timers dead-man timers")
   "$BIN" status --ledger "$LEDGER" | grep -q "no faults in effect" || problems+=("ledger: $("$BIN" status --ledger "$LEDGER" | tr '\n' ' ')")
   if [ ${#problems[@]} -gt 0 ]; then

@@ -78,7 +78,10 @@ pub fn rate_steps(from: f64, to: f64, step: f64) -> Result<Vec<StepLoad>, RampEr
     }
     // Counted before any is built: `--step 0.000000001` over 1..1e9 overflowed the capacity.
     let count = ((to - from) / step + 1e-9).floor() + 1.0;
-    if !(count <= crate::limits::MAX_RAMP_STEPS as f64) || to > crate::limits::MAX_RATE {
+    if count.is_nan()
+        || count > crate::limits::MAX_RAMP_STEPS as f64
+        || to > crate::limits::MAX_RATE
+    {
         return Err(RampError::BadLoad(format!(
             "{from}..{to} step {step} is {count:e} steps (at most {} steps, rates up to {} req/s)",
             crate::limits::MAX_RAMP_STEPS,
