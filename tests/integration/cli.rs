@@ -171,13 +171,16 @@ fn inject_by_hand_stays_until_restored_and_is_listed_by_status() {
     );
 }
 
+/// Two injects on one host within a second get their own dead-man timers, and restoring one
+/// leaves the other's armed. On one ledger the second is now refused (one owner per target), so
+/// they use two ledgers — which is also how two teams would collide on one machine.
 #[test]
 fn two_injects_by_hand_in_one_second_have_their_own_deadman_timers() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger.jsonl");
-    let ledger = ledger.to_str().unwrap();
-    let inject = || {
-        let (code, out, err) = faultline(&[
+    let ledgers = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
+    let ledgers = [ledgers[0].to_str().unwrap(), ledgers[1].to_str().unwrap()];
+    let inject = |ledger: &str| {
+        faultline(&[
             "inject",
             "ssh-command",
             "--ledger",
@@ -188,16 +191,26 @@ fn two_injects_by_hand_in_one_second_have_their_own_deadman_timers() {
             "inject=exit 0",
             "--set",
             "restore=exit 0",
-        ]);
-        assert_eq!(code, 0, "{err}");
-        out.trim().to_string()
+        ])
     };
-    let (first, second) = (inject(), inject());
-    let entries = Ledger::at(ledger).outstanding().unwrap();
-    assert_eq!(
-        entries.len(),
-        2,
-        "{first} and {second} are one ledger entry"
+    let (code, first, err) = inject(ledgers[0]);
+    assert_eq!(code, 0, "{err}");
+    // On the same ledger: refused, naming the holder.
+    let (code, _, err) = inject(ledgers[0]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("host:local@") && err.contains("is still injected by run manual-"),
+        "{err}"
+    );
+    let (code, second, err) = inject(ledgers[1]);
+    assert_eq!(code, 0, "{err}");
+    let entries: Vec<_> = ledgers
+        .iter()
+        .map(|l| Ledger::at(*l).outstanding().unwrap().remove(0))
+        .collect();
+    assert_ne!(
+        entries[0].run_id, entries[1].run_id,
+        "{first} and {second} share a run id"
     );
     let timers = |i: usize| {
         leftovers::armed(&deadman::marker(
@@ -212,15 +225,14 @@ fn two_injects_by_hand_in_one_second_have_their_own_deadman_timers() {
         a.is_disjoint(&b),
         "{first} and {second} share a dead-man timer"
     );
-    let one = format!("{}/{}", entries[0].run_id, entries[0].fault_id);
-    let (code, _, err) = faultline(&["restore", &one, "--ledger", ledger]);
+    let (code, _, err) = faultline(&["restore", "--all", "--ledger", ledgers[0]]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(leftovers::left_of(&a), Vec::<String>::new());
     assert!(
         b.iter().any(|p| timers(1).contains(p)),
         "restoring one cancelled the other's timer"
     );
-    let (code, _, err) = faultline(&["restore", "--all", "--ledger", ledger]);
+    let (code, _, err) = faultline(&["restore", "--all", "--ledger", ledgers[1]]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(leftovers::left_of(&b), Vec::<String>::new());
 }
