@@ -89,6 +89,8 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a pipe or a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Command::Run(args) => experiment::run(args),
@@ -113,7 +115,12 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Terminal escape sequences in a user's value (a name, a server's text) are shown,
+            // not obeyed; a runaway message is cut.
+            eprintln!(
+                "error: {}",
+                crate::limits::printable(&format!("{e:#}"), 20_000)
+            );
             ExitCode::from(2)
         }
     }

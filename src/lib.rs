@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod fault;
+pub mod limits;
 pub mod load;
 pub mod report;
 pub mod runner;

@@ -125,9 +125,12 @@ struct CostFile {
 /// Reads a YAML cost file (see `costs/example.yaml`) into a table.
 pub fn load_file(path: &Path) -> Result<CostTable, CostError> {
     let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|source| CostError::Read {
-            path: p.to_path_buf(),
-            source,
+        // Capped, regular files only: `cost --file /dev/zero` read forever.
+        crate::limits::read_text_capped(p, crate::limits::MAX_SMALL_FILE_BYTES).map_err(|e| {
+            CostError::Read {
+                path: p.to_path_buf(),
+                source: e.into_io(),
+            }
         })
     };
     let parse = |p: &Path, message: String| CostError::Parse {

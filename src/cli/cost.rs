@@ -48,14 +48,20 @@ pub fn run(args: CostArgs) -> anyhow::Result<ExitCode> {
             let tok_s = match (&args.tok_s, &args.ramp) {
                 (Some(t), _) => *t,
                 (None, Some(path)) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let text =
+                        crate::limits::read_text_capped(path, crate::limits::MAX_SMALL_FILE_BYTES)?;
                     let r: crate::analysis::saturation::RampResult = serde_json::from_str(&text)
                         .with_context(|| format!("{} is not a ramp.json", path.display()))?;
                     r.max_throughput.output_tok_s
                 }
                 (None, None) => bail!("give --tok-s or --ramp"),
             };
+            // A subnormal throughput made the cost per token `inf`.
+            if !(tok_s.is_finite() && tok_s >= 0.001) {
+                bail!(
+                    "invalid value '{tok_s:e}' for --tok-s: must be at least 0.001 output tokens per second"
+                );
+            }
             CostTable {
                 rows: vec![cost::cost_row(
                     &args.name,

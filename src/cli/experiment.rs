@@ -61,15 +61,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         super::tls::warn_if_insecure(tls, &format!("probe '{}' tls.insecure", p.name));
     }
-    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+    // Unique even for two runs started in the same second: the ledger, the dead-man markers and
+    // the results folder all key on it.
+    let run_id = crate::fault::ledger::new_run_id(&exp.name);
     let out_dir = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{stamp}", exp.name)));
+        .unwrap_or_else(|| PathBuf::from("results").join(&run_id));
     let opts = RunOptions {
         out_dir: out_dir.clone(),
         ledger: ledger_at(&args.ledger),
-        run_id: format!("{}-{stamp}", exp.name),
+        run_id,
         faultline_bin: None,
     };
     let rt = super::runtime()?;
@@ -109,7 +111,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let exp = spec::load_experiment(&args.experiment)?;
+    let exp = match spec::validate_file(&args.experiment)? {
+        Validated::Experiment(e) => e,
+        Validated::FaultDefinition(d) => anyhow::bail!(
+            "{} is a fault definition ('{}', {}), not an experiment: `faultline inject {}` runs it by hand, or `use: {}` in an experiment's faults",
+            args.experiment.display(),
+            crate::limits::quoted(&d.name),
+            d.spec.kind(),
+            args.experiment.display(),
+            crate::limits::quoted(&d.name)
+        ),
+    };
     print!("{}", spec::plan(&exp));
     Ok(ExitCode::SUCCESS)
 }
@@ -132,7 +144,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             ),
             Err(e) => {
                 bad += 1;
-                eprintln!("{e}");
+                eprintln!("{}", crate::limits::printable(&e.to_string(), 100_000));
             }
         }
     }

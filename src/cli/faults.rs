@@ -7,6 +7,7 @@ use crate::fault::exec::{HostSpec, Hosts, SshSpec};
 use crate::fault::kube_access;
 use crate::fault::kube_target::{KubeSpec, KubeTarget};
 use crate::fault::ledger::{self, Entry, RecoverOptions};
+use crate::fault::owner::{self, Ownership};
 use crate::fault::{FaultContext, FaultSpec, Restoration, network_partition};
 use crate::runner::spec;
 use anyhow::{Context, bail};
@@ -259,14 +260,32 @@ fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
 
 pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     let spec = resolve(&args.fault, &args.sets)?;
+    let problems = crate::fault::params::problems(&spec);
+    if !problems.is_empty() {
+        bail!(
+            "{}",
+            problems
+                .iter()
+                .map(|p| format!(
+                    "invalid value {} for '{}': {}",
+                    p.value,
+                    p.path.join("."),
+                    p.message
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     let hosts = Arc::new(hosts_for(&args, &spec)?);
     let ledger = ledger_at(&args.ledger);
-    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
-    // The pid makes the run id (and so the dead-man marker) unique: two injects of one kind on
-    // one host within a second would otherwise share a timer marker, and restoring one would
-    // cancel the other's timer.
-    let run_id = format!("manual-{stamp}-{}", std::process::id());
-    let fault_id = format!("{}-{stamp}", spec.kind());
+    // Unique (time plus a random suffix): two injects within a second would otherwise share a
+    // ledger key and a dead-man marker, and restoring one would cancel the other's timer.
+    let run_id = crate::fault::ledger::new_run_id("manual");
+    let fault_id = format!(
+        "{}-{}",
+        spec.kind(),
+        run_id.strip_prefix("manual-").unwrap_or(&run_id)
+    );
     let window = args.r#for.unwrap_or(args.max);
     let deadline = chrono::Utc::now() + chrono::Duration::from_std(window)?;
     let mut ctx = FaultContext::new(&run_id, &fault_id, hosts, deadline);
@@ -279,6 +298,9 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
         } else if args.kube.given() {
             bail!("{} does not act on Kubernetes: drop --kubeconfig/--context/--namespace", spec.kind());
         }
+        // Held until this process ends: a second inject (or a run) on the same target is
+        // refused up front, naming this one.
+        let _owner = Ownership::claim(&ledger, &run_id, &owner::target_keys(&spec, &ctx))?;
         spec.preflight(&ctx).await.context("preflight failed")?;
         let undo = spec.prepare(&ctx).await?;
         ledger.record_inject(&Entry::new(&ctx, &spec, &undo)?)?;
@@ -456,7 +478,9 @@ fn report(r: &ledger::RecoverReport) -> ExitCode {
     if r.restored.is_empty() && r.failed.is_empty() && r.skipped.is_empty() {
         println!("nothing to restore");
     }
-    if r.failed.is_empty() {
+    // Anything left unrestored — failed, or skipped because its injector still runs — is a
+    // non-zero exit: a script must not take "skipped" for "clean".
+    if r.failed.is_empty() && r.skipped.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

@@ -161,8 +161,15 @@ pub(crate) fn parse_event_size(s: &str) -> Result<usize, String> {
 }
 
 pub(crate) fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
+    use crate::limits::{MAX_RATE, MIN_RATE};
     if !v.is_finite() || v <= 0.0 {
         bail!("invalid value '{v}' for --{name}: must be a positive number");
+    }
+    // `--rate 1e12` was accepted and then grew memory without end.
+    if !(MIN_RATE..=MAX_RATE).contains(&v) {
+        bail!(
+            "invalid value '{v:e}' for --{name}: must be between {MIN_RATE} and {MAX_RATE} requests per second"
+        );
     }
     Ok(v)
 }
@@ -173,9 +180,25 @@ impl LoadArgs {
         if self.max_in_flight == Some(0) {
             bail!("invalid value '0' for --max-in-flight: must be at least 1");
         }
+        use crate::limits::MAX_CONCURRENCY;
+        if let Some(n) = self.max_in_flight.filter(|n| *n as u64 > MAX_CONCURRENCY) {
+            bail!("invalid value '{n}' for --max-in-flight: must be at most {MAX_CONCURRENCY}");
+        }
+        if self.duration > crate::limits::MAX_DURATION {
+            bail!(
+                "invalid value '{}' for --duration: must be at most {}",
+                humantime::format_duration(self.duration),
+                humantime::format_duration(crate::limits::MAX_DURATION)
+            );
+        }
         if let Some(users) = self.concurrency {
             if users == 0 {
                 bail!("invalid value '0' for --concurrency: must be at least 1");
+            }
+            if users as u64 > MAX_CONCURRENCY {
+                bail!(
+                    "invalid value '{users}' for --concurrency: must be at most {MAX_CONCURRENCY}"
+                );
             }
             return Ok(Schedule::Closed {
                 users,
@@ -461,10 +484,8 @@ pub(crate) fn first_error(dir: &std::path::Path) -> Option<(String, String)> {
 
 /// `results/<kind>-<timestamp>`: the default results folder of a command.
 pub(crate) fn default_out(kind: &str) -> PathBuf {
-    PathBuf::from("results").join(format!(
-        "{kind}-{}",
-        chrono::Local::now().format("%Y%m%d-%H%M%S")
-    ))
+    // Unique even for two commands started in the same second.
+    PathBuf::from("results").join(crate::fault::ledger::new_run_id(kind))
 }
 
 /// `run.json`: what was asked for, so a run can be understood and repeated. No secrets.

@@ -89,6 +89,13 @@ pub fn run(args: SlaArgs) -> anyhow::Result<ExitCode> {
     let limits = args.limits.limits();
     limits.check()?;
     let find = if args.find {
+        // The search always tries both ends of the range: fewer trials than that were ignored.
+        if args.max_trials < 2 {
+            bail!(
+                "invalid value '{}' for --max-trials: must be at least 2 (the search tries both ends of the range first)",
+                args.max_trials
+            );
+        }
         let Some(to) = args.find_to.or(args.rate) else {
             bail!("--find needs --find-to (or --rate) as the upper end of the search");
         };

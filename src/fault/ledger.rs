@@ -78,6 +78,14 @@ pub struct Entry {
     pub deadline: DateTime<Utc>,
     pub injected_at: DateTime<Utc>,
     pub pid: u32,
+    /// The injecting process in full (start time, host, boot id), so that `recover` never takes
+    /// a zombie, a reused pid or a process on another machine for the live injector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::fault::owner::Process>,
+    /// The targets it holds ([`crate::fault::owner::target_keys`]): no other run may claim them
+    /// while this entry is outstanding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 impl Entry {
@@ -102,6 +110,8 @@ impl Entry {
             deadline: ctx.deadline,
             injected_at: Utc::now(),
             pid: std::process::id(),
+            process: Some(crate::fault::owner::Process::current()),
+            targets: crate::fault::owner::target_keys(spec, ctx),
         })
     }
 }
@@ -470,10 +480,10 @@ pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverRe
             kind: entry.kind.clone(),
             reason,
         };
-        if !opts.force && owner_is_running(entry.pid, entry.injected_at) {
+        if !opts.force && owner_is_running(&entry) {
             report.skipped.push(not(format!(
-                "the process that injected it (pid {}) is still running",
-                entry.pid
+                "the process that injected it (pid {}) is still running; stop it, or `faultline restore {}/{}` to restore anyway",
+                entry.pid, entry.run_id, entry.fault_id
             )));
             continue;
         }
@@ -540,32 +550,34 @@ pub async fn recover(ledger: &Ledger, opts: &RecoverOptions) -> Result<RecoverRe
     Ok(report)
 }
 
-/// Is `pid` a live process other than this one that started before the entry was written
-/// (so not a reuse of the pid after the injector died)?
-fn owner_is_running(pid: u32, injected_at: DateTime<Utc>) -> bool {
-    if pid == std::process::id() {
+/// Is the process that injected `entry` alive, and not this one? A zombie, a reused pid and a
+/// process recorded on another machine are not ([`crate::fault::owner::Process::is_running`]).
+fn owner_is_running(entry: &Entry) -> bool {
+    if entry.pid == std::process::id() {
         return false;
     }
-    match process_start(pid) {
-        Some(started) => started <= injected_at + chrono::Duration::seconds(1),
-        None => false,
+    match &entry.process {
+        Some(p) => p.is_running(),
+        // An entry written before processes were recorded in full: the pid must be alive, not a
+        // zombie, and have started before the entry was written.
+        None => {
+            crate::fault::owner::proc_stat(entry.pid)
+                .is_some_and(|s| s.state != 'Z' && s.state != 'X')
+                && crate::fault::owner::process_start(entry.pid).is_some_and(|started| {
+                    started <= entry.injected_at + chrono::Duration::seconds(1)
+                })
+        }
     }
 }
 
-/// When process `pid` started, from `/proc` (None: no such process, or not Linux).
-fn process_start(pid: u32) -> Option<DateTime<Utc>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 (starttime, clock ticks after boot) counted after the `(comm)` field.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let ticks: i64 = after.split_whitespace().nth(19)?.parse().ok()?;
-    let btime: i64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as i64 } else { 100 };
-    DateTime::from_timestamp(btime + ticks / hz, 0)
+/// A run id: `<prefix>-YYYYMMDD-HHMMSS-<8 random hex digits>` (local time). The random part makes
+/// two runs started in the same second distinct — in the ledger and in dead-man markers.
+pub fn new_run_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{:08x}",
+        chrono::Local::now().format("%Y%m%d-%H%M%S"),
+        rand::random::<u32>()
+    )
 }
 
 #[cfg(test)]
@@ -585,6 +597,8 @@ mod tests {
             deadline: Utc::now(),
             injected_at: Utc::now(),
             pid: 1,
+            process: None,
+            targets: vec![],
         }
     }
 
@@ -600,6 +614,22 @@ mod tests {
             at: Utc::now(),
             inject_error: None,
         })
+    }
+
+    #[test]
+    fn run_ids_made_in_the_same_second_differ() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_run_id("exp")).collect();
+        // 1000 draws of a 32-bit suffix within one second: one collision has probability ~1e-4,
+        // two ~1e-8 (time-only ids were all equal).
+        assert!(ids.len() >= 999, "{}", ids.len());
+        let id = ids.iter().next().unwrap();
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(parts.len(), 4, "{id}");
+        assert_eq!(
+            (parts[1].len(), parts[2].len(), parts[3].len()),
+            (8, 6, 8),
+            "{id}"
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub mod kube_target;
 pub mod ledger;
 pub mod load_spike;
 pub mod network_partition;
+pub mod owner;
+pub mod params;
 pub mod pod_kill;
 pub mod ssh_command;
 

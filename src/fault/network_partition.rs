@@ -12,6 +12,9 @@ pub struct Params {
     pub namespace: Option<String>,
     /// Label selector of the pods to cut off, e.g. `app=vllm,worker=1`.
     pub selector: String,
+    /// An empty selector selects every pod in the namespace: refused unless this says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_pods: bool,
     #[serde(default)]
     pub direction: Direction,
 }
@@ -515,6 +518,7 @@ mod tests {
         let p = Params {
             namespace: None,
             selector: "app=sim-llm,worker=1".into(),
+            all_pods: false,
             direction: Direction::Ingress,
         };
         let undo = Undo {

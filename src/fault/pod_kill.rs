@@ -12,6 +12,9 @@ pub struct Params {
     pub namespace: Option<String>,
     /// Label selector, e.g. `app=vllm,role=worker`.
     pub selector: String,
+    /// An empty selector selects every pod in the namespace: refused unless this says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_pods: bool,
     /// How many of the matching pods to delete.
     #[serde(default)]
     pub mode: KillMode,

@@ -17,7 +17,6 @@
 //!
 //! Everything random comes from one seeded [`StdRng`], so `--seed` reproduces a run's schedule.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -604,7 +603,10 @@ pub fn load_trace(path: &Path) -> Result<Vec<TraceEntry>, ScheduleError> {
         path: path.to_path_buf(),
         source,
     };
-    let reader = BufReader::new(File::open(path).map_err(io_err)?);
+    // Capped, regular files only: `--trace /dev/zero` read forever.
+    let file = crate::limits::open_regular(path, crate::limits::MAX_TRACE_BYTES)
+        .map_err(|e| io_err(e.into_io()))?;
+    let reader = BufReader::new(file);
     let mut entries = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(io_err)?;

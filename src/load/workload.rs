@@ -15,7 +15,6 @@
 //! rng, so equal-length prompts do not all share a prefix (which a prefix cache would serve
 //! without prefill, flattering the server); corpus prompts are sent as they are.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -356,10 +355,13 @@ impl Workload {
     /// Errors name `file:line` and quote the offending value; a corpus with no prompts is an
     /// error. The whole file is read into memory (a full ShareGPT dump is a few hundred MB).
     pub fn load_corpus(path: &Path) -> Result<Workload, WorkloadError> {
-        let text = fs::read_to_string(path).map_err(|source| WorkloadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // Capped, regular files only: `--corpus /dev/zero` read forever.
+        let text = crate::limits::read_text_capped(path, crate::limits::MAX_CORPUS_BYTES).map_err(
+            |e| WorkloadError::Io {
+                path: path.to_path_buf(),
+                source: e.into_io(),
+            },
+        )?;
         let entries = if text.trim_start().starts_with('[') {
             parse_sharegpt(path, &text)?
         } else {

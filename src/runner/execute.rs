@@ -8,6 +8,7 @@ use crate::fault::exec::{HostSpec, Hosts, SshSpec};
 use crate::fault::kube_access;
 use crate::fault::kube_target::{KubeSource, KubeSpec, KubeTarget};
 use crate::fault::ledger::Ledger;
+use crate::fault::owner::{self, Ownership};
 use crate::fault::{FaultContext, FaultSpec};
 use crate::load::client::{ApiKey, Client, ClientConfig};
 use crate::load::engine::{self, Control, EngineConfig};
@@ -36,6 +37,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Ledger(#[from] crate::fault::ledger::LedgerError),
+    #[error(transparent)]
+    Owner(#[from] crate::fault::owner::OwnerError),
     #[error("cannot start the embedded sim: {0}")]
     Sim(#[from] crate::sim::SimError),
     #[error(transparent)]
@@ -266,6 +269,16 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         ctx.kube = kube.clone();
         ctx
     };
+
+    // One owner per target: every target of the timeline is claimed before any preflight or
+    // load, and held until after the last restore (dropped when this function returns). A run
+    // that shares a target with a live one is refused here, naming the holder.
+    let targets: Vec<String> = exp
+        .timeline
+        .iter()
+        .flat_map(|f| owner::target_keys(&f.spec, &context(f, f.end())))
+        .collect();
+    let _ownership = Ownership::claim(&opts.ledger, &opts.run_id, &targets)?;
 
     // Least privilege: every verb the run will use, asked of the API server at once.
     if let Some(k) = &kube {

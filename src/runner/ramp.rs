@@ -76,7 +76,19 @@ pub fn rate_steps(from: f64, to: f64, step: f64) -> Result<Vec<StepLoad>, RampEr
     if !(from > 0.0 && step > 0.0 && to >= from && from.is_finite() && to.is_finite()) {
         return Err(RampError::BadLoad(format!("{from}..{to} step {step}")));
     }
-    let n = ((to - from) / step + 1e-9).floor() as usize;
+    // Counted before any is built: `--step 0.000000001` over 1..1e9 overflowed the capacity.
+    let count = ((to - from) / step + 1e-9).floor() + 1.0;
+    if count.is_nan()
+        || count > crate::limits::MAX_RAMP_STEPS as f64
+        || to > crate::limits::MAX_RATE
+    {
+        return Err(RampError::BadLoad(format!(
+            "{from}..{to} step {step} is {count:e} steps (at most {} steps, rates up to {} req/s)",
+            crate::limits::MAX_RAMP_STEPS,
+            crate::limits::MAX_RATE
+        )));
+    }
+    let n = count as usize - 1;
     Ok((0..=n)
         .map(|i| StepLoad::Rate(((from + i as f64 * step) * 1e6).round() / 1e6))
         .collect())
@@ -248,6 +260,15 @@ mod tests {
     fn rate_steps_refuse_a_backwards_range() {
         assert!(rate_steps(10.0, 5.0, 1.0).is_err());
         assert!(rate_steps(1.0, 5.0, 0.0).is_err());
+    }
+
+    #[test]
+    fn rate_steps_are_counted_before_they_are_built() {
+        // Issue 9: this panicked with a capacity overflow.
+        let e = rate_steps(1.0, 1e9, 1e-9).unwrap_err().to_string();
+        assert!(e.contains("at most 10000 steps"), "{e}");
+        assert!(rate_steps(1.0, 1e12, 1e11).is_err());
+        assert_eq!(rate_steps(1.0, 10_000.0, 1.0).unwrap().len(), 10_000);
     }
 
     #[test]

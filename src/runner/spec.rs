@@ -27,6 +27,7 @@ mod check;
 mod de;
 mod error;
 mod fault;
+mod limits;
 mod model;
 mod plan;
 pub mod raw;

@@ -103,10 +103,12 @@ impl SimConfig {
 
     /// Reads a JSON config file (every field required, unknown fields refused) and checks it.
     pub fn load(path: &Path) -> Result<SimConfig, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::ReadConfig {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // Capped, regular files only: `--sim-config /dev/zero` read forever.
+        let text = crate::limits::read_text_capped(path, crate::limits::MAX_SIM_CONFIG_BYTES)
+            .map_err(|e| SimError::ReadConfig {
+                path: path.to_path_buf(),
+                source: e.into_io(),
+            })?;
         Self::from_json(&text).map_err(|e| match e {
             ConfigProblem::Parse {
                 line,

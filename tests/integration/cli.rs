@@ -1,5 +1,6 @@
 //! The `faultline` binary: a user's mistakes get clear messages and exit code 2.
 
+mod concurrency;
 use crate::leftovers;
 use faultline::fault::deadman;
 use faultline::fault::ledger::Ledger;
@@ -170,13 +171,16 @@ fn inject_by_hand_stays_until_restored_and_is_listed_by_status() {
     );
 }
 
+/// Two injects on one host within a second get their own dead-man timers, and restoring one
+/// leaves the other's armed. On one ledger the second is now refused (one owner per target), so
+/// they use two ledgers — which is also how two teams would collide on one machine.
 #[test]
 fn two_injects_by_hand_in_one_second_have_their_own_deadman_timers() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger.jsonl");
-    let ledger = ledger.to_str().unwrap();
-    let inject = || {
-        let (code, out, err) = faultline(&[
+    let ledgers = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
+    let ledgers = [ledgers[0].to_str().unwrap(), ledgers[1].to_str().unwrap()];
+    let inject = |ledger: &str| {
+        faultline(&[
             "inject",
             "ssh-command",
             "--ledger",
@@ -187,16 +191,26 @@ fn two_injects_by_hand_in_one_second_have_their_own_deadman_timers() {
             "inject=exit 0",
             "--set",
             "restore=exit 0",
-        ]);
-        assert_eq!(code, 0, "{err}");
-        out.trim().to_string()
+        ])
     };
-    let (first, second) = (inject(), inject());
-    let entries = Ledger::at(ledger).outstanding().unwrap();
-    assert_eq!(
-        entries.len(),
-        2,
-        "{first} and {second} are one ledger entry"
+    let (code, first, err) = inject(ledgers[0]);
+    assert_eq!(code, 0, "{err}");
+    // On the same ledger: refused, naming the holder.
+    let (code, _, err) = inject(ledgers[0]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("host:local@") && err.contains("is still injected by run manual-"),
+        "{err}"
+    );
+    let (code, second, err) = inject(ledgers[1]);
+    assert_eq!(code, 0, "{err}");
+    let entries: Vec<_> = ledgers
+        .iter()
+        .map(|l| Ledger::at(*l).outstanding().unwrap().remove(0))
+        .collect();
+    assert_ne!(
+        entries[0].run_id, entries[1].run_id,
+        "{first} and {second} share a run id"
     );
     let timers = |i: usize| {
         leftovers::armed(&deadman::marker(
@@ -211,15 +225,14 @@ fn two_injects_by_hand_in_one_second_have_their_own_deadman_timers() {
         a.is_disjoint(&b),
         "{first} and {second} share a dead-man timer"
     );
-    let one = format!("{}/{}", entries[0].run_id, entries[0].fault_id);
-    let (code, _, err) = faultline(&["restore", &one, "--ledger", ledger]);
+    let (code, _, err) = faultline(&["restore", "--all", "--ledger", ledgers[0]]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(leftovers::left_of(&a), Vec::<String>::new());
     assert!(
         b.iter().any(|p| timers(1).contains(p)),
         "restoring one cancelled the other's timer"
     );
-    let (code, _, err) = faultline(&["restore", "--all", "--ledger", ledger]);
+    let (code, _, err) = faultline(&["restore", "--all", "--ledger", ledgers[1]]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(leftovers::left_of(&b), Vec::<String>::new());
 }
@@ -263,4 +276,119 @@ fn inject_names_a_host_it_cannot_reach() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--host node-7=ssh:"), "{err}");
+}
+
+/// Issue 9, item 4: each value that was accepted and then grew memory without end (or read
+/// forever, or panicked) is refused up front with exit 2, naming the flag or file.
+#[test]
+fn limits_on_flags_and_files_are_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fifo = fifo.to_str().unwrap();
+    let pod_kill = format!("{}/faults/pod-kill-one.yaml", env!("CARGO_MANIFEST_DIR"));
+    let rows: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["load", "--rate", "1e12"],
+            "invalid value '1e12' for --rate: must be between 0.001 and 100000",
+        ),
+        (
+            vec!["load", "--rate", "4.9e-324"],
+            "for --rate: must be between 0.001",
+        ),
+        (
+            vec!["load", "--ramp-to", "1e12"],
+            "for --ramp-to: must be between",
+        ),
+        (
+            vec!["load", "--concurrency", "1000000000"],
+            "invalid value '1000000000' for --concurrency: must be at most 100000",
+        ),
+        (
+            vec!["load", "--max-in-flight", "1000000000"],
+            "for --max-in-flight: must be at most 100000",
+        ),
+        (
+            vec!["load", "--duration", "100000h"],
+            "for --duration: must be at most 7days",
+        ),
+        (
+            vec!["load", "--trace", "/dev/zero"],
+            "/dev/zero: not a regular file",
+        ),
+        (
+            vec!["load", "--corpus", "/dev/zero"],
+            "/dev/zero: not a regular file",
+        ),
+        (
+            vec!["load", "--corpus", "/dev/urandom"],
+            "/dev/urandom: not a regular file",
+        ),
+        (vec!["load", "--corpus", fifo], "not a regular file"),
+        (
+            vec!["load", "--sim-config", "/dev/zero"],
+            "not a regular file",
+        ),
+        (vec!["cost", "--file", "/dev/zero"], "not a regular file"),
+        (vec!["validate", "/dev/zero"], "not a regular file"),
+        (vec!["validate", fifo], "not a regular file"),
+        (
+            vec![
+                "ramp",
+                "--from",
+                "1",
+                "--to",
+                "1000000000",
+                "--step",
+                "0.000000001",
+            ],
+            "for --to: must be between 0.001 and 100000",
+        ),
+        (
+            vec!["ramp", "--from", "1", "--to", "100000", "--step", "1"],
+            "1e5 steps (at most 10000 steps",
+        ),
+        // Item 8's smaller messages.
+        (
+            vec!["sla", "--find", "--max-trials", "0", "--rate", "10"],
+            "invalid value '0' for --max-trials: must be at least 2",
+        ),
+        (
+            vec!["cost", "--gpus", "1", "--price", "2", "--tok-s", "1e-320"],
+            "invalid value '1e-320' for --tok-s",
+        ),
+        (
+            vec!["plan", pod_kill.as_str()],
+            "pod-kill-one.yaml is a fault definition ('pod-kill-one', pod-kill), not an experiment",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (args, needle) in &rows {
+        let t0 = std::time::Instant::now();
+        let (code, _, err) = faultline(args);
+        if code != 2 || !err.contains(needle) || t0.elapsed() > std::time::Duration::from_secs(10) {
+            failures.push(format!(
+                "{args:?}: exit {code} in {:?}: {err}",
+                t0.elapsed()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn terminal_escapes_in_a_name_are_shown_not_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.yaml");
+    std::fs::write(
+        &f,
+        "name: \"evil\\e]0;pwned\\a\\e[2J\"\ntarget: {sim: {}}\nload: {rate: 1, duration: 5s}\nwarmup: 1s\n",
+    )
+    .unwrap();
+    let (code, out, err) = faultline(&["validate", f.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"), "{err}");
 }

@@ -203,6 +203,7 @@ async fn pod_kill_deletes_the_recorded_victim_and_wait_ready_returns_once_it_is_
     let none = pod_kill::Params {
         namespace: None,
         selector: "app=nope".into(),
+        all_pods: false,
         mode: KillMode::One,
         grace_period: None,
     };
@@ -216,6 +217,7 @@ async fn pod_kill_deletes_the_recorded_victim_and_wait_ready_returns_once_it_is_
     let p = pod_kill::Params {
         namespace: None,
         selector: "app=sim-llm".into(),
+        all_pods: false,
         mode: KillMode::One,
         grace_period: Some(Duration::ZERO),
     };
@@ -326,6 +328,7 @@ async fn network_partition_cuts_the_worker_off_and_restore_deletes_exactly_its_p
     let p = network_partition::Params {
         namespace: None,
         selector: "app=sim-llm,worker=1".into(),
+        all_pods: false,
         direction: Direction::Ingress,
     };
     let np_api: Api<NetworkPolicy> = Api::namespaced(kube.client.clone(), "default");

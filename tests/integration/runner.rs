@@ -548,6 +548,7 @@ fn recover_with_kubeconfig_sweeps_expired_faultline_policies_even_without_a_ledg
         let p = Params {
             namespace: None,
             selector: "worker=0".into(),
+            all_pods: false,
             direction: Direction::Ingress,
         };
         let undo = network_partition::Undo {

@@ -134,6 +134,7 @@ fn plan_lists_every_action_with_its_time() {
 }
 
 mod bad_files;
+mod limits;
 
 #[test]
 #[ignore = "prints plans for eyeballing"]

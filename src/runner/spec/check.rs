@@ -68,6 +68,7 @@ pub fn tls(t: &TlsOptions, doc: &Doc, at: &[Seg]) -> Result<TlsOptions, SpecErro
 pub fn check(doc: &Doc) -> Result<Experiment, SpecError> {
     let spec: ExperimentSpec = from_value(doc.root.to_json(), &Source::new(doc, vec![]))?;
     let mut errors = Vec::new();
+    super::limits::check(&spec, doc, &mut errors);
     let target = keep(target(&spec.target, doc), &mut errors);
     let kubernetes = spec.kubernetes.as_ref().map(|k| Kubernetes {
         kubeconfig: match k.kubeconfig.as_deref() {

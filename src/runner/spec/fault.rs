@@ -64,30 +64,28 @@ pub fn parse_fault(mut map: Map<String, Value>, src: &Source) -> Result<FaultSpe
     Ok(spec)
 }
 
-/// Value checks serde can't express.
+/// Value checks serde can't express ([`crate::fault::params`]), every one reported.
 fn check_params(spec: &FaultSpec, src: &Source) -> Result<(), SpecError> {
-    let bad = |key: &str, value: String, message: &str| {
-        Err(SpecError::WrongType {
-            at: src.locate(&[Seg::key(key)]),
-            key: key.into(),
-            value,
-            message: message.into(),
+    let errors = crate::fault::params::problems(spec)
+        .into_iter()
+        .map(|p| {
+            let path: Vec<Seg> = p
+                .path
+                .iter()
+                .map(|k| match k.parse::<usize>() {
+                    Ok(i) => Seg::Index(i),
+                    Err(_) => Seg::key(k),
+                })
+                .collect();
+            SpecError::WrongType {
+                at: src.locate(&path),
+                key: p.path.join("."),
+                value: p.value,
+                message: p.message,
+            }
         })
-    };
-    match spec {
-        FaultSpec::LoadSpike(p) if !(p.multiplier.is_finite() && p.multiplier > 0.0) => bad(
-            "multiplier",
-            format!("'{}'", p.multiplier),
-            "must be a positive number (2.0 = twice the traffic)",
-        ),
-        FaultSpec::GpuLockout(p) if p.targets.is_empty() => {
-            bad("targets", "[]".into(), "needs at least one {host, gpus}")
-        }
-        FaultSpec::SshCommand(p) if p.hosts.is_empty() => {
-            bad("hosts", "[]".into(), "needs at least one host")
-        }
-        _ => Ok(()),
-    }
+        .collect();
+    SpecError::collect(errors)
 }
 
 /// A definition file as read, before `set:` overrides: kept as a value plus its tree so an

@@ -19,6 +19,7 @@ use super::raw::{ExperimentSpec, FaultEntrySpec, Sequence};
 use super::suggest::closest;
 use super::yaml::{Doc, Seg};
 use crate::fault::FaultSpec;
+use crate::limits::{MAX_DURATION, MAX_TIMELINE_EVENTS};
 
 pub struct Context<'a> {
     pub doc: &'a Doc,
@@ -175,7 +176,32 @@ pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
     let mut ids = BTreeSet::new();
     let mut cursor: Option<Duration> = None;
     let gap = cx.spec.gap.map(|g| g.0).unwrap_or(DEFAULT_GAP);
+    // Counted before anything is built: `repeat: {times: 4000000000}` asked for 64 GB.
+    let total: u64 = cx
+        .spec
+        .faults
+        .iter()
+        .map(|e| e.repeat.as_ref().map_or(1, |r| u64::from(r.times.max(1))))
+        .sum();
+    if total > MAX_TIMELINE_EVENTS {
+        errors.push(SpecError::invalid(
+            doc.locate(&keys(&["faults"])),
+            format!(
+                "the timeline would hold {total} fault occurrences ({} fault entries, repeats expanded); the limit is {MAX_TIMELINE_EVENTS}",
+                cx.spec.faults.len()
+            ),
+        ));
+        return Vec::new();
+    }
     for (i, e) in cx.spec.faults.iter().enumerate() {
+        // Reported by `limits::check`; skipped here so no offset arithmetic can overflow.
+        let too_long = [e.at, e.duration, e.repeat.as_ref().and_then(|r| r.every)]
+            .iter()
+            .flatten()
+            .any(|d| d.0 > MAX_DURATION);
+        if too_long {
+            continue;
+        }
         let r = match resolve(cx, i, e, &mut defs) {
             Ok(r) => r,
             Err(err) => {
@@ -225,6 +251,13 @@ pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
             ));
         }
         let duration = e.duration.map(|d| d.0);
+        if duration.is_some_and(|d| d.is_zero()) {
+            errors.push(SpecError::invalid(
+                doc.locate(&entry_path(i, "duration")),
+                "'duration' must be longer than 0s (a one-shot pod-kill has no duration)",
+            ));
+            continue;
+        }
         if duration.is_none() && !matches!(r.spec, FaultSpec::PodKill(_)) {
             errors.push(SpecError::MissingKey {
                 at: doc.locate(&[Seg::key("faults"), Seg::Index(i)]),
@@ -261,7 +294,14 @@ pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
                 }
                 (1, e) => (1, e.map(|d| d.0).unwrap_or_default()),
                 (n, Some(every)) if !every.0.is_zero() => (n, every.0),
-                (_, _) => {
+                (_, Some(_)) => {
+                    errors.push(SpecError::invalid(
+                        doc.locate(&[entry_path(i, "repeat"), keys(&["every"])].concat()),
+                        "'every' must be longer than 0s (the pause between repeats, e.g. every: 45s)",
+                    ));
+                    continue;
+                }
+                (_, None) => {
                     errors.push(SpecError::MissingKey {
                         at: doc.locate(&entry_path(i, "repeat")),
                         key: "every".into(),

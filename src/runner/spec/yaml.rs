@@ -74,9 +74,24 @@ pub struct Doc {
 impl Doc {
     /// Reads and parses `path`. An empty file is an empty mapping.
     pub fn read(path: &Path) -> Result<Doc, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
-            path: path.to_path_buf(),
-            source,
+        use crate::limits::{MAX_SPEC_BYTES, ReadError, read_text_capped};
+        let text = read_text_capped(path, MAX_SPEC_BYTES).map_err(|e| match e {
+            ReadError::Io { source, .. } => SpecError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            ReadError::NotUtf8 { line, column, .. } => SpecError::Syntax {
+                at: Location::new(path, line, column),
+                message: "not UTF-8 text".into(),
+            },
+            e @ (ReadError::NotRegular { .. } | ReadError::TooBig { .. }) => SpecError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(
+                    e.to_string()
+                        .trim_start_matches(&format!("{}: ", path.display()))
+                        .to_string(),
+                ),
+            },
         })?;
         Doc::parse(path, &text)
     }
@@ -236,8 +251,12 @@ fn convert(path: &Path, y: &MarkedYaml) -> Result<Node, SpecError> {
             NodeData::Map(entries)
         }
         YamlData::Tagged(_, inner) => return convert(path, inner),
-        YamlData::Alias(_) | YamlData::BadValue => {
-            return Err(bad("unresolvable value (a dangling alias?)".into()));
+        YamlData::Alias(_) => return Err(bad("a dangling alias".into())),
+        YamlData::BadValue => {
+            return Err(bad(
+                "a value faultline cannot read: an unsupported YAML tag (such as !!binary), or a tag that does not fit its value (such as !!int on text)"
+                    .into(),
+            ));
         }
     };
     Ok(Node { mark, data })
