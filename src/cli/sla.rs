@@ -89,16 +89,11 @@ pub fn run(args: SlaArgs) -> anyhow::Result<ExitCode> {
     let limits = args.limits.limits();
     limits.check()?;
     let find = if args.find {
-        // The search always tries both ends of the range: fewer trials than that were ignored.
-        if args.max_trials < 2 {
-            bail!(
-                "invalid value '{}' for --max-trials: must be at least 2 (the search tries both ends of the range first)",
-                args.max_trials
-            );
-        }
         let Some(to) = args.find_to.or(args.rate) else {
             bail!("--find needs --find-to (or --rate) as the upper end of the search");
         };
+        // Checked here, before a target starts, by the search's own rules.
+        crate::analysis::sla::Bisection::new(args.find_from, to, args.precision, args.max_trials)?;
         Some(FindPlan {
             from: args.find_from,
             to,
