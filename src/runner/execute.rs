@@ -15,11 +15,13 @@ use crate::load::client::{ApiKey, Client, ClientConfig};
 use crate::load::engine::{self, Control, EngineConfig};
 use crate::load::recorder::{Progress, read_windows};
 use crate::runner::drive::drive_fault;
+use crate::runner::live::{self, Observer};
 use crate::runner::result::{self, FaultResult, FaultStatus, RunResult, Status};
 use crate::runner::shared::Shared;
 use crate::runner::spec::{Experiment, ScheduledFault, Target};
 use crate::runner::watch::{run_probe, watch_stop_conditions};
 use crate::sim;
+use crate::version;
 use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -118,6 +120,16 @@ fn bind_to_sim(exp: &Experiment, state_dir: &std::path::Path) -> Experiment {
 /// Runs the experiment and writes `result.json`, `summary.md` and the run's ledger slice next to
 /// the load's files in `opts.out_dir`.
 pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunError> {
+    run_observed(exp, opts, None).await
+}
+
+/// [`run`], handing `observer` a [`LiveStatus`](crate::runner::live::LiveStatus) about twice a
+/// second while the load goes (a progress display).
+pub async fn run_observed(
+    exp: &Experiment,
+    opts: &RunOptions,
+    observer: Option<Observer>,
+) -> Result<RunResult, RunError> {
     let original = exp;
     let outstanding = opts.ledger.outstanding()?;
     if !outstanding.is_empty() {
@@ -361,6 +373,39 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         })
     };
 
+    let observer_task = observer.map(|observe| {
+        let shared = shared.clone();
+        let total_s = exp.load.schedule.duration().as_secs_f64();
+        let warmup_s = exp.warmup.as_secs_f64();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shared.abort.cancelled() => return,
+                }
+                let p = shared
+                    .progress
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let mut faults = shared
+                    .results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                faults.sort_by(|a, b| a.scheduled_at_s.total_cmp(&b.scheduled_at_s));
+                observe(&live::snapshot(
+                    shared.now_s(),
+                    total_s,
+                    warmup_s,
+                    &p,
+                    &faults,
+                ));
+            }
+        })
+    });
+
     // The body: faults, probes, stop conditions. Runs in its own task so that a panic in it
     // still reaches the restore below.
     let body = {
@@ -401,6 +446,9 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
 
     let body_result = body.await;
     let engine_result = engine_task.await;
+    if let Some(t) = observer_task {
+        t.abort();
+    }
     // Whatever happened, nothing stays injected.
     shared.abort.cancel();
     shared.restore_all().await;
@@ -595,7 +643,8 @@ fn write_outputs(result: &RunResult, opts: &RunOptions) -> Result<(), RunError> 
     };
     write(
         "result.json",
-        serde_json::to_vec_pretty(result).expect("a result always serializes"),
+        serde_json::to_vec_pretty(&version::stamped(result, version::RESULT_SCHEMA_VERSION))
+            .expect("a result always serializes"),
     )?;
     write(
         "summary.md",
