@@ -88,11 +88,11 @@ fn game_day_runs_the_faults_one_after_another() {
     assert_eq!(
         starts,
         [
-            ("gpu-lockout-1".to_string(), 40),
-            ("gpu-lockout-2".into(), 100),
-            ("pod-kill-one".into(), 160),
-            ("network-partition-worker-0".into(), 205),
-            ("load-spike-2x".into(), 265),
+            ("gpu-lockout-1".to_string(), 45),
+            ("gpu-lockout-2".into(), 105),
+            ("pod-kill-one".into(), 165),
+            ("network-partition-worker-0".into(), 210),
+            ("load-spike-2x".into(), 270),
         ]
     );
     // 45 s gaps give every fault a baseline of its own (analysis.baseline_min 20 s).
