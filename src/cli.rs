@@ -12,6 +12,7 @@ mod experiment;
 mod faults;
 mod load;
 mod nvsmi;
+mod progress;
 mod ramp;
 mod report;
 mod sim;
@@ -88,7 +89,7 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(progress::StderrWriter)
         // Colour codes only on a terminal: a pipe or a log file gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

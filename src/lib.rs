@@ -10,3 +10,4 @@ pub mod report;
 pub mod runner;
 pub mod sim;
 pub mod tls;
+pub mod version;

@@ -1,6 +1,7 @@
 //! Turning recorded requests into numbers: per-second windows of HDR histograms that merge
 //! exactly into any time range (or across load-generator shards), and the run summary.
 
+pub mod baseline;
 pub mod bottleneck;
 pub mod cost;
 pub mod hist;

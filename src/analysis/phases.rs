@@ -4,6 +4,7 @@
 //! Everything is computed from windows keyed by *intended* start, so a request belongs to the
 //! phase in which it was meant to start, whatever happened to it afterwards.
 
+use super::baseline::Baseline;
 use super::hist::Percentiles;
 use super::window::Window;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,12 @@ pub struct FaultTiming {
     pub cleared_s: f64,
     /// Recovery is measured from here: the clearing, or the injection for one-shot faults.
     pub recovery_from_s: f64,
+    /// For a one-shot fault whose end is watched for (a pod kill: its replacements Ready):
+    /// `Some(true)` when it ended at `cleared_s`, and the system has not recovered before then;
+    /// `Some(false)` when it had not ended by `cleared_s` (the watch gave up there): not
+    /// recovered, whatever the windows say. `None`: nothing to watch, the windows decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<bool>,
 }
 
 /// Tolerances of the baseline band (how far a window may be from `pre` and still count as
@@ -120,6 +127,9 @@ pub struct Impact {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaultAnalysis {
+    /// Which stretch `pre` is and why (absent in results written before per-fault baselines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
     pub pre: PhaseStats,
     pub during: PhaseStats,
     pub recovery: PhaseStats,
@@ -204,6 +214,7 @@ pub fn analyze(
         itl_p99_change: rel(during.itl_ms.p99, pre.itl_ms.p99),
     };
     FaultAnalysis {
+        baseline: None,
         pre,
         during,
         recovery,
@@ -274,8 +285,23 @@ fn recover(
     pre: &PhaseStats,
     cfg: &AnalysisConfig,
 ) -> Recovery {
+    if t.ended == Some(false) {
+        return Recovery::NotRecovered {
+            within_s: t.cleared_s - t.recovery_from_s,
+        };
+    }
     if pre.requests == 0 {
         return Recovery::NoBaseline;
+    }
+    // Recovered when both are true: the fault ended, and the windows are back in the band.
+    let not_before_s = match t.ended {
+        Some(true) => t.cleared_s - t.recovery_from_s,
+        _ => 0.0,
+    };
+    if t.recovery_from_s + not_before_s > end_s + 1e-9 {
+        return Recovery::NotRecovered {
+            within_s: end_s - t.recovery_from_s,
+        };
     }
     let after: Vec<&Window> = windows
         .iter()
@@ -297,7 +323,7 @@ fn recover(
         }
         if block.iter().all(|w| w.requests > 0) && in_band(&merged, pre, &cfg.tolerance) {
             return Recovery::Recovered {
-                after_s: (block[0].start_s - t.recovery_from_s).max(0.0),
+                after_s: (block[0].start_s - t.recovery_from_s).max(not_before_s),
             };
         }
     }
@@ -359,6 +385,7 @@ mod tests {
             effective_s: 30.0,
             cleared_s: 50.0,
             recovery_from_s: 50.0,
+            ended: None,
         }
     }
 
@@ -469,9 +496,53 @@ mod tests {
             effective_s: 30.0,
             cleared_s: 50.5,
             recovery_from_s: 50.5,
+            ended: None,
         };
         let a = analyze(&ws, &t, (10.0, 30.0), 60.0, &AnalysisConfig::default(), &[]);
         assert_eq!(a.detection, Detection::NotDetected);
+    }
+
+    /// A pod kill at 30 s: windows back in the band from 33 s.
+    fn one_shot(ended: Option<bool>, cleared_s: f64) -> FaultAnalysis {
+        let ws: Vec<Window> = (0..80)
+            .map(|i| match i {
+                30..33 => window(i, 20, 6, 100),
+                _ => window(i, 20, 0, 100),
+            })
+            .collect();
+        let t = FaultTiming {
+            effective_s: 30.0,
+            cleared_s,
+            recovery_from_s: 30.0,
+            ended,
+        };
+        analyze(&ws, &t, (10.0, 30.0), 80.0, &AnalysisConfig::default(), &[])
+    }
+
+    #[test]
+    fn a_one_shot_fault_recovers_at_the_later_of_its_end_and_the_windows() {
+        // Windows back at 33 s, replacements Ready at 41.5 s: recovered after 11.5 s.
+        assert_eq!(
+            one_shot(Some(true), 41.5).recovery_time,
+            Recovery::Recovered { after_s: 11.5 }
+        );
+        // Ready at 31 s, windows back at 33 s: the windows decide.
+        assert_eq!(
+            one_shot(Some(true), 31.0).recovery_time,
+            Recovery::Recovered { after_s: 3.0 }
+        );
+        assert_eq!(
+            one_shot(None, 30.0).recovery_time,
+            Recovery::Recovered { after_s: 3.0 }
+        );
+    }
+
+    #[test]
+    fn a_one_shot_fault_that_never_ended_is_not_recovered_though_the_windows_are() {
+        assert_eq!(
+            one_shot(Some(false), 55.0).recovery_time,
+            Recovery::NotRecovered { within_s: 25.0 }
+        );
     }
 
     #[test]

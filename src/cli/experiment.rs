@@ -75,7 +75,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         faultline_bin: None,
     };
     let rt = super::runtime()?;
-    let result = rt.block_on(execute::run(&exp, &opts))?;
+    // Progress on stderr: in place on a terminal, a plain line every 10 s otherwise.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let observer = super::progress::observer(tty, std::time::Duration::from_secs(10));
+    let result = rt.block_on(execute::run_observed(&exp, &opts, Some(observer)));
+    super::progress::finish();
+    let result = result?;
     // The HTML report and JUnit XML come with every run; a failure to draw them is reported but
     // does not change the run's verdict (`faultline report DIR` rebuilds them).
     if let Err(e) = crate::report::build::build(&out_dir, None) {
@@ -85,7 +90,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::version::stamped(
+                &result,
+                crate::version::RESULT_SCHEMA_VERSION
+            ))?
+        );
     } else {
         println!("{}", summary_table(&result.load));
         println!("{}", failure_table(&result));

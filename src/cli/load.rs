@@ -499,6 +499,8 @@ fn write_run_info(
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let cfg = &target.cfg;
     let info = serde_json::json!({
+        "faultline_version": crate::version::FAULTLINE_VERSION,
+        "schema_version": crate::version::RUN_INFO_SCHEMA_VERSION,
         "started_at": chrono::Local::now().to_rfc3339(),
         "endpoint": target.label,
         "model": cfg.model,

@@ -1,5 +1,9 @@
 //! `load-spike`: multiplies the load engine's arrival rate for the fault's window (2.0 = twice
 //! the traffic). Lives in the runner's process, so nothing is left behind if it dies.
+//!
+//! It acts only on load that the same process generates (`faultline run`): a running
+//! `faultline load` has no control channel another process could reach, so a manual
+//! `faultline inject` of a spike is refused rather than "verified" against nothing.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +17,7 @@ pub struct Params {
 // Implementation.
 
 use crate::fault::{FaultContext, Verification};
+use crate::load::engine::Control;
 
 /// Undo data: the multiplier before the spike.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,30 +31,38 @@ pub enum Error {
     BadMultiplier(f64),
     #[error("load-spike did not take effect: the multiplier is {actual}, not {want}")]
     NotInEffect { actual: f64, want: f64 },
+    #[error(
+        "load-spike has no load to act on: it multiplies the rate of the load this process generates, and `faultline inject` generates none (a running `faultline load` or `run` cannot be reached from another process); put the spike in an experiment's timeline and use `faultline run`"
+    )]
+    NoLoad,
 }
 
-pub async fn preflight(p: &Params, _ctx: &FaultContext) -> Result<(), Error> {
-    if p.multiplier.is_finite() && p.multiplier > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::BadMultiplier(p.multiplier))
+fn control(ctx: &FaultContext) -> Result<&Control, Error> {
+    ctx.control.as_deref().ok_or(Error::NoLoad)
+}
+
+pub async fn preflight(p: &Params, ctx: &FaultContext) -> Result<(), Error> {
+    if !(p.multiplier.is_finite() && p.multiplier > 0.0) {
+        return Err(Error::BadMultiplier(p.multiplier));
     }
+    control(ctx)?;
+    Ok(())
 }
 
 pub async fn prepare(p: &Params, ctx: &FaultContext) -> Result<Undo, Error> {
     preflight(p, ctx).await?;
     Ok(Undo {
-        previous: ctx.control.multiplier(),
+        previous: control(ctx)?.multiplier(),
     })
 }
 
 pub async fn inject(p: &Params, ctx: &FaultContext, _undo: &Undo) -> Result<(), Error> {
-    ctx.control.set_multiplier(p.multiplier);
+    control(ctx)?.set_multiplier(p.multiplier);
     Ok(())
 }
 
 pub async fn verify(p: &Params, ctx: &FaultContext, _undo: &Undo) -> Result<Verification, Error> {
-    let actual = ctx.control.multiplier();
+    let actual = control(ctx)?.multiplier();
     if actual == p.multiplier {
         Ok(Verification::Verified)
     } else {
@@ -60,7 +73,53 @@ pub async fn verify(p: &Params, ctx: &FaultContext, _undo: &Undo) -> Result<Veri
     }
 }
 
+/// Without a load engine (`faultline recover` in another process) there is nothing to put
+/// back: the spike died with the process that ran it.
 pub async fn restore(_p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
-    ctx.control.set_multiplier(undo.previous);
+    if let Some(c) = &ctx.control {
+        c.set_multiplier(undo.previous);
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::exec::Hosts;
+    use std::sync::Arc;
+
+    fn ctx(control: Option<Arc<Control>>) -> FaultContext {
+        let mut c = FaultContext::new("r", "f", Arc::new(Hosts::default()), chrono::Utc::now());
+        c.control = control;
+        c
+    }
+
+    #[tokio::test]
+    async fn without_a_load_engine_the_spike_is_refused_and_restore_is_a_no_op() {
+        let p = Params { multiplier: 2.0 };
+        let c = ctx(None);
+        let e = preflight(&p, &c).await.unwrap_err();
+        assert!(matches!(e, Error::NoLoad), "{e}");
+        assert!(e.to_string().contains("no load to act on"));
+        assert!(matches!(prepare(&p, &c).await, Err(Error::NoLoad)));
+        assert!(matches!(
+            inject(&p, &c, &Undo { previous: 1.0 }).await,
+            Err(Error::NoLoad)
+        ));
+        restore(&p, &c, &Undo { previous: 1.0 }).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_a_load_engine_the_spike_sets_and_restores_the_multiplier() {
+        let p = Params { multiplier: 2.5 };
+        let control = Arc::new(Control::default());
+        let c = ctx(Some(control.clone()));
+        preflight(&p, &c).await.unwrap();
+        let undo = prepare(&p, &c).await.unwrap();
+        inject(&p, &c, &undo).await.unwrap();
+        assert_eq!(control.multiplier(), 2.5);
+        assert_eq!(verify(&p, &c, &undo).await.unwrap(), Verification::Verified);
+        restore(&p, &c, &undo).await.unwrap();
+        assert_eq!(control.multiplier(), 1.0);
+    }
 }

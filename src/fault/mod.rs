@@ -89,8 +89,9 @@ pub struct FaultContext {
     pub run_id: String,
     pub fault_id: String,
     pub hosts: Arc<Hosts>,
-    /// The load engine's knobs (`load-spike`).
-    pub control: Arc<Control>,
+    /// The knobs of the load engine this process runs (`load-spike`); `None` when it runs none
+    /// (`faultline inject`), so there is no load to act on.
+    pub control: Option<Arc<Control>>,
     /// The Kubernetes client and default namespace (`pod-kill`, `network-partition`).
     pub kube: Option<kube_target::KubeTarget>,
     /// When the fault is meant to be over; dead-man switches fire after it plus their margin.
@@ -105,7 +106,7 @@ impl FaultContext {
             run_id: run_id.to_string(),
             fault_id: fault_id.to_string(),
             hosts,
-            control: Arc::new(Control::default()),
+            control: None,
             kube: None,
             deadline,
             command_timeout: Duration::from_secs(30),

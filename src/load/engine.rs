@@ -153,7 +153,11 @@ pub async fn run(
     };
     let summary = Summary::new(&recorded.total, schedule_s, target_rate);
     let path = recorder.dir().join(SUMMARY_FILE);
-    let text = serde_json::to_vec_pretty(&summary).expect("a summary always serializes");
+    let text = serde_json::to_vec_pretty(&crate::version::stamped(
+        &summary,
+        crate::version::SUMMARY_SCHEMA_VERSION,
+    ))
+    .expect("a summary always serializes");
     std::fs::write(&path, text).map_err(|source| EngineError::Summary { path, source })?;
     Ok(RunOutput {
         summary,

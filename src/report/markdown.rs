@@ -1,7 +1,7 @@
 //! `summary.md`: the experiment's result for people, readable on GitHub or in a launch review.
 
 use crate::report::fmt::{ms, pct};
-use crate::report::table::{FAILURE_HEADER, failure_row};
+use crate::report::table::{FAILURE_HEADER, baseline_line, failure_row};
 use crate::runner::result::RunResult;
 use std::fmt::Write;
 
@@ -34,6 +34,9 @@ pub fn experiment(r: &RunResult) -> String {
         let _ = writeln!(out, "\n### {}\n\n{}\n", f.id, f.action);
         if let Some(reason) = &f.reason {
             let _ = writeln!(out, "- {reason}");
+        }
+        if let Some(b) = baseline_line(f) {
+            let _ = writeln!(out, "- baseline: {b}\n");
         }
         if let Some(a) = &f.analysis {
             let _ = writeln!(

@@ -122,6 +122,21 @@ fn cells(a: &FaultAnalysis) -> (String, String, String, String, String) {
     )
 }
 
+/// Which baseline a fault was compared with, in one line (`None` for results written before
+/// per-fault baselines).
+pub fn baseline_line(f: &FaultResult) -> Option<String> {
+    let b = f.analysis.as_ref()?.baseline.as_ref()?;
+    let range = format!(
+        "{:.0}–{:.0} s, {} windows, {} requests",
+        b.from_s, b.to_s, b.windows, b.requests
+    );
+    Some(match (&b.reason, b.fell_back) {
+        (Some(why), true) => format!("the run's first baseline ({range}); fell back: {why}"),
+        (Some(why), false) => format!("{range} ({why})"),
+        (None, _) => range,
+    })
+}
+
 pub const FAILURE_HEADER: [&str; 7] = [
     "fault",
     "detection",
@@ -174,6 +189,11 @@ pub fn failure_table(r: &RunResult) -> String {
         }
         if let Some(reason) = &f.reason {
             let _ = writeln!(out, "  {}: {reason}", f.id);
+        }
+    }
+    for f in &r.faults {
+        if let Some(b) = baseline_line(f) {
+            let _ = writeln!(out, "  {} baseline: {b}", f.id);
         }
     }
     out

@@ -37,6 +37,7 @@ pub(crate) async fn drive_fault(
         scheduled_at_s: f.at.as_secs_f64(),
         effective_s: None,
         cleared_s: None,
+        gave_up_s: None,
         verification: None,
         analysis: None,
         checks: vec![],
@@ -69,7 +70,7 @@ pub(crate) async fn drive_fault(
         hosts,
         Utc::now() + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero()),
     );
-    ctx.control = shared.control.clone();
+    ctx.control = Some(shared.control.clone());
     ctx.kube = shared.kube.clone();
     let ctx = Arc::new(ctx);
     let undo = match f.spec.prepare(&ctx).await {
@@ -164,29 +165,61 @@ pub(crate) async fn drive_fault(
             r.reason = Some("the run was aborted during this fault".into());
         }
     } else {
-        // One-shot: nothing to hold; restore bookkeeping right away. A pod kill is cleared when
-        // the replacements are Ready.
-        let _ = shared.restore(&f.id).await;
+        // One-shot: nothing to hold; restore bookkeeping right away.
+        if let Err(e) = shared.restore(&f.id).await {
+            r.status = FaultStatus::Invalid;
+            r.reason = Some(format!("restore failed, left for `faultline recover`: {e}"));
+        }
         r.cleared_s = r.effective_s;
+        // A pod kill is cleared when the replacements are Ready; until then the cluster has not
+        // recovered, whatever the windows say. The wait is as long as the criteria allow.
         if let (FaultSpec::PodKill(_), Some(kube)) = (&f.spec, &shared.kube)
             && let Ok(u) = serde_json::from_value::<pod_kill::Undo>(undo.clone())
         {
-            let limit = exp
-                .load
-                .schedule
-                .duration()
-                .saturating_sub(Duration::from_secs_f64(shared.now_s()));
+            let eff = r.effective_s.unwrap_or(injecting_s);
+            let limit_s = ready_limit_s(exp, f, shared.now_s(), eff);
+            let waited = Duration::from_secs_f64((eff + limit_s - shared.now_s()).max(0.0));
             tokio::select! {
-                res = pod_kill::wait_recovered(kube, &u, limit) => match res {
+                res = pod_kill::wait_recovered(kube, &u, waited) => match res {
                     Ok(_) => {
                         r.cleared_s = Some(shared.now_s());
                         shared.event("replacements_ready", Some(&f.id), "as many pods Ready as before the kill");
                     }
-                    Err(e) => shared.event("replacements_not_ready", Some(&f.id), e.to_string()),
+                    Err(e) => {
+                        shared.event("replacements_not_ready", Some(&f.id), e.to_string());
+                        r.cleared_s = None;
+                        r.gave_up_s = Some(shared.now_s());
+                        if r.status == FaultStatus::Pass {
+                            r.status = FaultStatus::Failed;
+                            r.reason = Some(format!(
+                                "not recovered within {limit_s:.1}s: the replacements were not Ready ({e})"
+                            ));
+                        }
+                    }
                 },
-                _ = shared.abort.cancelled() => {}
+                _ = shared.abort.cancelled() => {
+                    r.cleared_s = None;
+                    r.status = FaultStatus::Aborted;
+                    r.reason = Some("the run was aborted while waiting for the replacements to be Ready".into());
+                }
             }
         }
     }
     shared.set_result(r);
+}
+
+/// How long after the injection a one-shot fault may take to clear: the criteria's
+/// `max_recovery` (the fault's own, else the experiment's), else `analysis.recovery_timeout`,
+/// and never past the end of the load.
+fn ready_limit_s(exp: &Experiment, f: &ScheduledFault, now_s: f64, eff_s: f64) -> f64 {
+    let criteria = f.criteria.as_ref().unwrap_or(&exp.criteria);
+    let load_left = exp.load.schedule.duration().as_secs_f64() - now_s;
+    let mut limit = (now_s - eff_s) + load_left.max(0.0);
+    for t in [criteria.max_recovery, exp.analysis.recovery_timeout]
+        .into_iter()
+        .flatten()
+    {
+        limit = limit.min(t.as_secs_f64());
+    }
+    limit
 }

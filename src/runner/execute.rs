@@ -3,7 +3,9 @@
 //! and restored on every exit path: its own end, a stop condition, an error, Ctrl-C/SIGTERM, or
 //! a panic in the run (the body runs in its own task; whatever it leaves active is restored).
 
-use crate::analysis::phases::{self, AnalysisConfig, FaultTiming};
+use crate::analysis::baseline;
+use crate::analysis::phases::{self, AnalysisConfig, FaultTiming, Recovery, Signal};
+use crate::analysis::window::Window;
 use crate::fault::exec::{HostSpec, Hosts, SshSpec};
 use crate::fault::kube_access;
 use crate::fault::kube_target::{KubeSource, KubeSpec, KubeTarget};
@@ -14,11 +16,13 @@ use crate::load::client::{ApiKey, Client, ClientConfig};
 use crate::load::engine::{self, Control, EngineConfig};
 use crate::load::recorder::{Progress, read_windows};
 use crate::runner::drive::drive_fault;
-use crate::runner::result::{self, FaultStatus, RunResult, Status};
+use crate::runner::live::{self, Observer};
+use crate::runner::result::{self, FaultResult, FaultStatus, RunResult, Status};
 use crate::runner::shared::Shared;
 use crate::runner::spec::{Experiment, ScheduledFault, Target};
 use crate::runner::watch::{run_probe, watch_stop_conditions};
 use crate::sim;
+use crate::version;
 use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -119,6 +123,16 @@ fn bind_to_sim(exp: &Experiment, state_dir: &std::path::Path) -> Experiment {
 /// Runs the experiment and writes `result.json`, `summary.md` and the run's ledger slice next to
 /// the load's files in `opts.out_dir`.
 pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunError> {
+    run_observed(exp, opts, None).await
+}
+
+/// [`run`], handing `observer` a [`LiveStatus`](crate::runner::live::LiveStatus) about twice a
+/// second while the load goes (a progress display).
+pub async fn run_observed(
+    exp: &Experiment,
+    opts: &RunOptions,
+    observer: Option<Observer>,
+) -> Result<RunResult, RunError> {
     let original = exp;
     let outstanding = opts.ledger.outstanding()?;
     if !outstanding.is_empty() {
@@ -265,7 +279,7 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         let deadline = Utc::now()
             + chrono::Duration::from_std(deadline_from_now).unwrap_or(chrono::Duration::zero());
         let mut ctx = FaultContext::new(&opts.run_id, &f.id, hosts.clone(), deadline);
-        ctx.control = control.clone();
+        ctx.control = Some(control.clone());
         ctx.kube = kube.clone();
         ctx
     };
@@ -376,6 +390,39 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         })
     };
 
+    let observer_task = observer.map(|observe| {
+        let shared = shared.clone();
+        let total_s = exp.load.schedule.duration().as_secs_f64();
+        let warmup_s = exp.warmup.as_secs_f64();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shared.abort.cancelled() => return,
+                }
+                let p = shared
+                    .progress
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let mut faults = shared
+                    .results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                faults.sort_by(|a, b| a.scheduled_at_s.total_cmp(&b.scheduled_at_s));
+                observe(&live::snapshot(
+                    shared.now_s(),
+                    total_s,
+                    warmup_s,
+                    &p,
+                    &faults,
+                ));
+            }
+        })
+    });
+
     // The body: faults, probes, stop conditions. Runs in its own task so that a panic in it
     // still reaches the restore below.
     let body = {
@@ -416,6 +463,9 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
 
     let body_result = body.await;
     let engine_result = engine_task.await;
+    if let Some(t) = observer_task {
+        t.abort();
+    }
     // Whatever happened, nothing stays injected.
     shared.abort.cancel();
     shared.restore_all().await;
@@ -442,16 +492,6 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         .map_err(RunError::Windows)?;
     let load_end = out.summary.duration_s;
     let warmup_s = exp.warmup.as_secs_f64();
-    let first_at = exp
-        .timeline
-        .first()
-        .map(|f| f.at.as_secs_f64())
-        .unwrap_or(load_end);
-    let cfg = AnalysisConfig {
-        window_s: exp.analysis.window.as_secs_f64(),
-        recovery_windows: exp.analysis.recovery_windows as usize,
-        tolerance: exp.analysis.tolerance.clone(),
-    };
     let signals = shared
         .signals
         .lock()
@@ -462,49 +502,13 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    // The baseline ends before the first fault by the time a request takes (end-to-end p99 of
-    // the requests before it; at most half the stretch), so that requests still in flight when
-    // the fault hit, which it broke, do not count as the healthy baseline.
-    let baseline_end = {
-        let before = crate::analysis::window::Window::merge_range(&windows, warmup_s, first_at);
-        let guard = before.e2e.quantile_ms(0.99).unwrap_or(0.0) / 1000.0;
-        (first_at - guard.min((first_at - warmup_s) / 2.0)).max(warmup_s)
-    };
     let mut results = shared
         .results
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     results.sort_by(|a, b| a.scheduled_at_s.total_cmp(&b.scheduled_at_s));
-    let starts: Vec<f64> = results.iter().map(|r| r.scheduled_at_s).collect();
-    for (i, r) in results.iter_mut().enumerate() {
-        let (Some(eff), Some(cleared)) = (r.effective_s, r.cleared_s) else {
-            continue;
-        };
-        let one_shot = r.kind == "pod-kill";
-        let timing = FaultTiming {
-            effective_s: eff,
-            cleared_s: cleared,
-            recovery_from_s: if one_shot { eff } else { cleared },
-        };
-        let mut end = starts.get(i + 1).copied().unwrap_or(load_end).max(cleared);
-        if let Some(t) = exp.analysis.recovery_timeout {
-            end = end.min(timing.recovery_from_s + t.as_secs_f64());
-        }
-        let pre = (warmup_s, baseline_end);
-        let a = phases::analyze(&windows, &timing, pre, end.min(load_end), &cfg, &signals);
-        let criteria = exp
-            .timeline
-            .iter()
-            .find(|f| f.id == r.id)
-            .and_then(|f| f.criteria.as_ref())
-            .unwrap_or(&exp.criteria);
-        r.checks = result::check(criteria, &a);
-        if r.status == FaultStatus::Pass && r.checks.iter().any(|c| !c.passed) {
-            r.status = FaultStatus::Failed;
-        }
-        r.analysis = Some(a);
-    }
+    analyze_faults(&mut results, exp, &windows, &signals, load_end);
     let status = if aborted.is_some() {
         Status::Aborted
     } else if results
@@ -538,6 +542,99 @@ pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunEr
     Ok(result)
 }
 
+/// Analyses the faults in timeline order: each against its own baseline (the stretch after the
+/// previous one was judged recovered, or the run's first baseline, saying why), then checks the
+/// criteria. A fault that did not pass before the analysis never passes after it.
+fn analyze_faults(
+    results: &mut [FaultResult],
+    exp: &Experiment,
+    windows: &[Window],
+    signals: &[Signal],
+    load_end: f64,
+) {
+    let warmup_s = exp.warmup.as_secs_f64();
+    let window_s = exp.analysis.window.as_secs_f64();
+    let min_s = exp.analysis.baseline_min.as_secs_f64();
+    let cfg = AnalysisConfig {
+        window_s,
+        recovery_windows: exp.analysis.recovery_windows as usize,
+        tolerance: exp.analysis.tolerance.clone(),
+    };
+    let first_at = exp
+        .timeline
+        .first()
+        .map(|f| f.at.as_secs_f64())
+        .unwrap_or(load_end);
+    let first = baseline::first(windows, warmup_s, first_at, min_s);
+    let starts: Vec<f64> = results.iter().map(|r| r.scheduled_at_s).collect();
+    let mut previous: Option<baseline::Previous> = None;
+    for (i, r) in results.iter_mut().enumerate() {
+        let Some(eff) = r.effective_s else {
+            if r.status == FaultStatus::Invalid {
+                // Inject or verify failed: it may have partly acted, so the stretch after it
+                // is not known to be clean.
+                previous = Some(baseline::Previous {
+                    id: r.id.clone(),
+                    recovered_at_s: None,
+                });
+            }
+            continue;
+        };
+        // A one-shot fault whose end the runner watched for (a pod kill) ended at `cleared_s`,
+        // or never did (`gave_up_s`); either way recovery counts from the injection.
+        let one_shot = r.kind == "pod-kill";
+        let (cleared, ended) = match (r.cleared_s, r.gave_up_s) {
+            (_, Some(gave_up)) => (gave_up, Some(false)),
+            (Some(c), None) => (c, (one_shot && c > eff).then_some(true)),
+            (None, None) => {
+                previous = Some(baseline::Previous {
+                    id: r.id.clone(),
+                    recovered_at_s: None,
+                });
+                continue;
+            }
+        };
+        let timing = FaultTiming {
+            effective_s: eff,
+            cleared_s: cleared,
+            recovery_from_s: if one_shot { eff } else { cleared },
+            ended,
+        };
+        let mut end = starts.get(i + 1).copied().unwrap_or(load_end).max(cleared);
+        if let Some(t) = exp.analysis.recovery_timeout {
+            end = end.min(timing.recovery_from_s + t.as_secs_f64());
+        }
+        let b = baseline::for_fault(windows, &first, previous.as_ref(), eff, min_s, window_s);
+        let mut a = phases::analyze(
+            windows,
+            &timing,
+            (b.from_s, b.to_s),
+            end.min(load_end),
+            &cfg,
+            signals,
+        );
+        a.baseline = Some(b);
+        previous = Some(baseline::Previous {
+            id: r.id.clone(),
+            recovered_at_s: match a.recovery_time {
+                Recovery::Recovered { after_s } => Some(timing.recovery_from_s + after_s),
+                _ => None,
+            },
+        });
+        let criteria = exp
+            .timeline
+            .iter()
+            .find(|f| f.id == r.id)
+            .and_then(|f| f.criteria.as_ref())
+            .unwrap_or(&exp.criteria);
+        r.checks = result::check(criteria, &a);
+        if r.status == FaultStatus::Pass && r.checks.iter().any(|c| !c.passed) {
+            r.status = FaultStatus::Failed;
+        }
+        r.analysis = Some(a);
+    }
+}
+
 /// `sim-events.jsonl`: what really happened in the embedded sim (worker failed, router stopped
 /// routing to it, ...), with `t_s` on the load's clock, to check measured times against.
 fn write_ground_truth(
@@ -563,7 +660,8 @@ fn write_outputs(result: &RunResult, opts: &RunOptions) -> Result<(), RunError> 
     };
     write(
         "result.json",
-        serde_json::to_vec_pretty(result).expect("a result always serializes"),
+        serde_json::to_vec_pretty(&version::stamped(result, version::RESULT_SCHEMA_VERSION))
+            .expect("a result always serializes"),
     )?;
     write(
         "summary.md",

@@ -6,6 +6,7 @@
 pub mod bench;
 mod drive;
 pub mod execute;
+pub mod live;
 pub mod probes;
 pub mod ramp;
 pub mod result;

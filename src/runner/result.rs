@@ -79,6 +79,11 @@ pub struct FaultResult {
     pub effective_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleared_s: Option<f64>,
+    /// A one-shot fault whose end never came (a pod kill whose replacements were not all Ready
+    /// within the criteria's time): when the runner stopped waiting. It has no `cleared_s`, and
+    /// it is not recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gave_up_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,9 +109,9 @@ pub struct RunResult {
 
 pub fn definitions() -> Vec<String> {
     [
-        "phases: pre = end of warm-up to the first fault, less the requests' end-to-end p99 (so requests in flight when it hit are not the baseline); during = fault effective (its inject began; verified afterwards) to cleared (its restore began); recovery = cleared to the next fault or the end. A request belongs to the phase in which it was intended to start.",
+        "phases: pre (the fault's baseline) = the stretch from the previous fault's recovery (the end of warm-up, for the first fault) to this fault, less the requests' end-to-end p99 (so requests in flight when it hit are not the baseline); a stretch shorter than analysis.baseline_min, or after a fault that did not recover, falls back to the run's first baseline and says why; during = fault effective (its inject began; verified afterwards) to cleared (its restore began); recovery = cleared to the next fault or the end. A request belongs to the phase in which it was intended to start.",
         "detection: from the fault's effective time to the first signal that the system noticed it: a detection probe, or (client-side) the end of the last window in which new requests were failing while the fault was still active.",
-        "recovery: from the clearing (the injection, for one-shot faults) to the first window from which N consecutive windows, taken together, are back in the baseline band (error rate, TTFT p50/p99 and throughput within tolerance of pre).",
+        "recovery: from the clearing (the injection, for one-shot faults) to the first window from which N consecutive windows, taken together, are back in the baseline band (error rate, TTFT p50/p99 and throughput within tolerance of pre); for a pod kill, no earlier than its replacements were Ready, and not recovered at all if they were not Ready within the criteria's max_recovery.",
         "impact: during against pre; relative changes in percent.",
     ]
     .iter()

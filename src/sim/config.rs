@@ -69,6 +69,11 @@ pub struct SimConfig {
     pub health_check_interval: Duration,
     /// Consecutive failed checks after which the router stops sending a worker requests.
     pub health_check_failures: u32,
+    /// A worker whose pod was deleted never starts again: its replacement pod stays Pending
+    /// (as when the image no longer pulls or no node has room). Off by default; it rehearses a
+    /// pod kill the cluster does not recover from.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replacements_never_ready: bool,
     /// Where the GPU state (`gpus.json`), the `bin/nvidia-smi` wrapper and the ground-truth
     /// `events.jsonl` live. `null` = a fresh temporary directory, removed on shutdown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -254,6 +259,7 @@ fn h100x4_70b() -> SimConfig {
         restart_delay: Duration::from_secs(8),
         health_check_interval: Duration::from_secs(1),
         health_check_failures: 2,
+        replacements_never_ready: false,
         state_dir: None,
         listen: None,
         faultline_bin: None,
@@ -284,6 +290,7 @@ fn small() -> SimConfig {
         restart_delay: Duration::from_millis(600),
         health_check_interval: Duration::from_millis(100),
         health_check_failures: 2,
+        replacements_never_ready: false,
         state_dir: None,
         listen: None,
         faultline_bin: None,

@@ -93,6 +93,7 @@ pub(crate) async fn supervise(
             Wait::Elapsed | Wait::Stop => break,
         };
         fail(&cluster, &w, &reason);
+        let never = cluster.config.replacements_never_ready && reason.ends_with("pod deleted");
         // Reschedule and start until a start sticks.
         child = loop {
             if sleep_or_stop(half, &mut stop).await {
@@ -100,6 +101,15 @@ pub(crate) async fn supervise(
             }
             set_state(&cluster, &w, WorkerState::Starting);
             cluster.events.record("worker_starting", Some(id), "");
+            if never {
+                set_state(&cluster, &w, WorkerState::Failed);
+                cluster.events.record(
+                    "worker_start_failed",
+                    Some(id),
+                    "the replacement cannot start (replacements_never_ready)",
+                );
+                continue;
+            }
             let mut new = match spawn(&cluster, &w).await {
                 Ok(c) => c,
                 Err(e) => {

@@ -530,24 +530,26 @@ fn a_torn_ledger_line_is_skipped_and_later_records_still_count() {
 
 #[tokio::test]
 async fn load_spike_multiplies_the_rate_and_restores_the_previous_one() {
-    let c = ctx(
+    let mut c = ctx(
         "spike",
         Arc::new(Hosts::default()),
         chrono::Duration::seconds(30),
     );
-    c.control.set_multiplier(1.5);
+    let control = Arc::new(faultline::load::engine::Control::default());
+    c.control = Some(control.clone());
+    control.set_multiplier(1.5);
     let spec = FaultSpec::LoadSpike(load_spike::Params { multiplier: 3.0 });
     spec.preflight(&c).await.unwrap();
     let undo = spec.prepare(&c).await.unwrap();
     spec.inject(&c, &undo).await.unwrap();
-    assert_eq!(c.control.multiplier(), 3.0);
+    assert_eq!(control.multiplier(), 3.0);
     assert_eq!(
         spec.verify(&c, &undo).await.unwrap(),
         Verification::Verified
     );
     spec.restore(&c, &undo).await.unwrap();
     spec.restore(&c, &undo).await.unwrap();
-    assert_eq!(c.control.multiplier(), 1.5);
+    assert_eq!(control.multiplier(), 1.5);
     let bad = FaultSpec::LoadSpike(load_spike::Params { multiplier: -1.0 });
     let e = bad.preflight(&c).await.unwrap_err().to_string();
     assert!(e.contains("-1"), "{e}");

@@ -579,3 +579,220 @@ fn recover_with_kubeconfig_sweeps_expired_faultline_policies_even_without_a_ledg
     assert!(String::from_utf8_lossy(&out.stdout).contains("deleted expired NetworkPolicy"));
     assert!(policies(&sim.kubeconfig).is_empty());
 }
+
+/// A pod kill whose replacement never becomes Ready: the windows come back (the other worker
+/// serves), but the cluster did not recover, so the fault fails and the run exits 1.
+#[test]
+fn a_pod_kill_whose_replacement_never_becomes_ready_is_not_recovered_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(
+        dir.path(),
+        "never.yaml",
+        r#"name: never-ready
+target:
+  sim: {preset: small, gpus: 2, restart_delay: 1s, health_check_interval: 200ms, replacements_never_ready: true}
+  api: completions
+kubernetes:
+  kubeconfig: sim
+  namespace: default
+load:
+  rate: 4
+  arrival: constant
+  workload: fixed:64:8
+  duration: 22s
+warmup: 2s
+faults:
+  - id: kill
+    fault: {kind: pod-kill, selector: "worker=0", grace_period: 0s}
+    at: 6s
+criteria:
+  max_recovery: 6s
+analysis:
+  recovery_windows: 2
+"#,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", exp.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--ledger")
+        .arg(dir.path().join("ledger.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r: RunResult =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/result.json")).unwrap())
+            .unwrap();
+    assert_eq!(r.status, Status::Failed);
+    let f = &r.faults[0];
+    assert_eq!(f.status, FaultStatus::Failed, "{f:#?}");
+    assert!(
+        f.reason
+            .as_deref()
+            .unwrap()
+            .starts_with("not recovered within 6.0s: the replacements were not Ready"),
+        "{:?}",
+        f.reason
+    );
+    assert_eq!(f.cleared_s, None);
+    let gave_up = f.gave_up_s.unwrap() - f.effective_s.unwrap();
+    assert!((gave_up - 6.0).abs() < 1.0, "gave up after {gave_up} s");
+    let a = f.analysis.as_ref().unwrap();
+    match a.recovery_time {
+        faultline::analysis::phases::Recovery::NotRecovered { within_s } => {
+            assert!((within_s - 6.0).abs() < 1.0, "{within_s}")
+        }
+        ref other => panic!("{other:?}"),
+    }
+    assert!(r.events.iter().any(|e| e.kind == "replacements_not_ready"));
+    // The stamps are in result.json and summary.json.
+    for file in ["result.json", "summary.json"] {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("out").join(file)).unwrap())
+                .unwrap();
+        assert_eq!(v["faultline_version"], env!("CARGO_PKG_VERSION"), "{file}");
+        assert_eq!(v["schema_version"], 1, "{file}");
+    }
+    // Not a terminal: plain progress lines every 10 s, with time, phase and the live numbers.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("progress: 10/22 s  "), "{}", lines[0]);
+    assert!(lines[1].starts_with("progress: 20/22 s  "), "{}", lines[1]);
+    // At 10 s the runner still waits for the replacement: the pod kill is in effect.
+    assert!(
+        lines[0].contains("  during kill (pod-kill)  last 5 s: errors "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("  recovery kill (pod-kill)  "),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[0].contains("last window: TTFT p99 ") && lines[0].contains(" ms  sent "));
+}
+
+/// Results written before the stamps and per-fault baselines still make a report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_without_stamps_or_baselines_still_makes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "spike.yaml", &spike_experiment(1.5, ""));
+    let exp = spec::load_experiment(&path).unwrap();
+    let out = dir.path().join("out");
+    let opts = RunOptions {
+        out_dir: out.clone(),
+        ledger: Ledger::at(dir.path().join("ledger.jsonl")),
+        run_id: "t-old".into(),
+        faultline_bin: None,
+    };
+    let r = execute::run(&exp, &opts).await.unwrap();
+    let b = r.faults[0]
+        .analysis
+        .as_ref()
+        .unwrap()
+        .baseline
+        .clone()
+        .unwrap();
+    // The first fault's baseline is the run's first: warm-up (2 s) to the fault (6 s), short.
+    assert_eq!((b.from_s, b.fell_back), (2.0, false));
+    assert!(b.reason.unwrap().contains("baseline_min 20 s"));
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("faultline_version");
+    o.remove("schema_version");
+    for f in o["faults"].as_array_mut().unwrap() {
+        f["analysis"].as_object_mut().unwrap().remove("baseline");
+    }
+    std::fs::write(out.join("result.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    let mut s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    s.as_object_mut().unwrap().remove("faultline_version");
+    s.as_object_mut().unwrap().remove("schema_version");
+    std::fs::write(out.join("summary.json"), serde_json::to_vec(&s).unwrap()).unwrap();
+    faultline::report::build::build(&out, None).unwrap();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("spike (load-spike)"));
+    assert!(!html.contains("baseline (pre):"), "no baseline to show");
+}
+
+/// Each fault is compared with the stretch after the previous one recovered; one that follows
+/// too closely falls back to the run's first baseline and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fault_gets_its_own_baseline_and_one_too_close_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "three.yaml",
+        r#"name: three
+target:
+  sim: {preset: small}
+  api: completions
+load:
+  rate: 4
+  arrival: constant
+  workload: fixed:64:8
+  duration: 34s
+  seed: 3
+warmup: 2s
+faults:
+  - {id: a, fault: {kind: load-spike, multiplier: 1.5}, at: 8s, duration: 2s}
+  - {id: b, fault: {kind: load-spike, multiplier: 1.5}, at: 20s, duration: 2s}
+  - {id: c, fault: {kind: load-spike, multiplier: 1.5}, at: 25s, duration: 2s}
+analysis:
+  recovery_windows: 2
+  baseline_min: 5s
+  tolerance: {ttft_p50: 3.0, ttft_p99: 5.0}
+"#,
+    );
+    let exp = spec::load_experiment(&path).unwrap();
+    let opts = RunOptions {
+        out_dir: dir.path().join("out"),
+        ledger: Ledger::at(dir.path().join("ledger.jsonl")),
+        run_id: "t-three".into(),
+        faultline_bin: None,
+    };
+    let r = execute::run(&exp, &opts).await.unwrap();
+    let base = |i: usize| {
+        let a = r.faults[i].analysis.as_ref().unwrap();
+        (a.baseline.clone().unwrap(), a.pre.clone(), a)
+    };
+    let (first, pre_a, _) = base(0);
+    assert_eq!(
+        (first.from_s, first.fell_back, &first.reason),
+        (2.0, false, &None)
+    );
+    assert!(first.to_s <= 8.0 && first.to_s > 7.0, "{first:?}");
+    let (b, pre_b, a_b) = base(1);
+    let a_recovered = match base(0).2.recovery_time {
+        faultline::analysis::phases::Recovery::Recovered { after_s } => {
+            r.faults[0].cleared_s.unwrap() + after_s
+        }
+        ref other => panic!("a did not recover: {other:?}"),
+    };
+    assert!(!b.fell_back, "{b:?}");
+    assert_eq!(b.from_s, a_recovered.ceil());
+    assert!(b.to_s > 19.0 && b.to_s <= 20.0, "{b:?}");
+    assert_eq!(b.requests, a_b.pre.requests);
+    assert!(b.windows >= 5 && b.requests > 20, "{b:?}");
+    assert_ne!(pre_b.from_s, pre_a.from_s, "not the first baseline");
+    assert_ne!(pre_b.requests, pre_a.requests);
+    let (c, pre_c, _) = base(2);
+    assert!(c.fell_back);
+    assert_eq!(
+        (c.from_s, c.to_s, c.requests),
+        (first.from_s, first.to_s, first.requests)
+    );
+    assert_eq!(pre_c.requests, pre_a.requests);
+    assert!(
+        c.reason
+            .as_deref()
+            .unwrap()
+            .contains("between the recovery of b")
+            && c.reason.as_deref().unwrap().contains("(baseline_min 5 s)"),
+        "{c:?}"
+    );
+}

@@ -88,14 +88,16 @@ fn game_day_runs_the_faults_one_after_another() {
     assert_eq!(
         starts,
         [
-            ("gpu-lockout-1".to_string(), 30),
-            ("gpu-lockout-2".into(), 80),
-            ("pod-kill-one".into(), 130),
-            ("network-partition-worker-0".into(), 165),
-            ("load-spike-2x".into(), 215),
+            ("gpu-lockout-1".to_string(), 45),
+            ("gpu-lockout-2".into(), 105),
+            ("pod-kill-one".into(), 165),
+            ("network-partition-worker-0".into(), 210),
+            ("load-spike-2x".into(), 270),
         ]
     );
-    assert!(exp.load.schedule.duration().as_secs() <= 300);
+    // 45 s gaps give every fault a baseline of its own (analysis.baseline_min 20 s).
+    assert_eq!(exp.analysis.baseline_min.as_secs(), 20);
+    assert!(exp.load.schedule.duration().as_secs() <= 330);
     // A fault's own criteria replace the experiment's for it, and only for it.
     assert!(exp.criteria.max_detection.is_some());
     let spike = exp

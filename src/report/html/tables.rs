@@ -158,6 +158,13 @@ pub fn fault_details(run: &RunResult) -> String {
         if let Some(reason) = &f.reason {
             let _ = write!(body, "<p class=\"note\"><b>{}</b></p>", esc(reason));
         }
+        if let Some(b) = crate::report::table::baseline_line(f) {
+            let _ = write!(
+                body,
+                "<p class=\"note\" id=\"baseline-{i}\">baseline (pre): {}</p>",
+                esc(&b)
+            );
+        }
         if let Some(a) = &f.analysis {
             let rows = vec![
                 (phase_row("pre", &a.pre), false),

@@ -185,6 +185,9 @@ pub struct Analysis {
     pub tolerance: Tolerance,
     /// `None`: until the end of the load.
     pub recovery_timeout: Option<Duration>,
+    /// The shortest stretch before a fault (after the previous one recovered) that serves as its
+    /// baseline; a shorter one falls back to the run's first baseline.
+    pub baseline_min: Duration,
 }
 
 /// The baseline band: error rate absolute, the others relative to `pre`.

@@ -311,7 +311,7 @@ pub fn plan(exp: &Experiment) -> String {
     let a = &exp.analysis;
     let _ = writeln!(
         o,
-        "analysis: {} windows, recovered after {} in band (error rate ±{}, TTFT p50 ±{:.0}%, p99 ±{:.0}%, throughput ±{:.0}%), timeout {}",
+        "analysis: {} windows, recovered after {} in band (error rate ±{}, TTFT p50 ±{:.0}%, p99 ±{:.0}%, throughput ±{:.0}%), timeout {}, baselines of at least {}",
         hd(a.window),
         a.recovery_windows,
         a.tolerance.error_rate,
@@ -319,7 +319,8 @@ pub fn plan(exp: &Experiment) -> String {
         a.tolerance.ttft_p99 * 100.0,
         a.tolerance.throughput * 100.0,
         a.recovery_timeout
-            .map_or("end of load".to_string(), |d| hd(d).to_string())
+            .map_or("end of load".to_string(), |d| hd(d).to_string()),
+        hd(a.baseline_min)
     );
     o
 }

@@ -288,6 +288,8 @@ pub struct AnalysisSpec {
     pub tolerance: Option<ToleranceSpec>,
     #[serde(default)]
     pub recovery_timeout: Option<Dur>,
+    #[serde(default)]
+    pub baseline_min: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]

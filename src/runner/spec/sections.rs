@@ -116,6 +116,9 @@ pub fn stop_conditions(
     out
 }
 
+/// The shortest stretch of windows before a fault that serves as its own baseline.
+pub const DEFAULT_BASELINE_MIN: Duration = Duration::from_secs(20);
+
 pub fn analysis(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -> Analysis {
     let a = spec.analysis.as_ref();
     let t = a.and_then(|a| a.tolerance.as_ref());
@@ -155,10 +158,25 @@ pub fn analysis(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) -
             "'recovery_windows' must be at least 1",
         ));
     }
+    let window = dur(a.and_then(|a| a.window), Duration::from_secs(1));
+    let baseline_min = a
+        .and_then(|a| a.baseline_min.as_ref())
+        .map_or(DEFAULT_BASELINE_MIN.max(window), |d| d.0);
+    if baseline_min < window {
+        errors.push(SpecError::invalid(
+            doc.locate(&keys(&["analysis", "baseline_min"])),
+            format!(
+                "'baseline_min' {} is shorter than one analysis window ({})",
+                humantime::format_duration(baseline_min),
+                humantime::format_duration(window)
+            ),
+        ));
+    }
     Analysis {
-        window: dur(a.and_then(|a| a.window), Duration::from_secs(1)),
+        window,
         recovery_windows,
         tolerance,
         recovery_timeout: a.and_then(|a| a.recovery_timeout).map(|d| d.0),
+        baseline_min,
     }
 }
