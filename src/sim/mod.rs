@@ -33,6 +33,8 @@ mod http_tests;
 pub mod kube;
 mod metrics;
 pub mod nvsmi;
+#[cfg(test)]
+mod partition_tests;
 mod sse;
 mod state_dir;
 #[cfg(test)]
