@@ -29,14 +29,18 @@ fn two_workers() -> SimConfig {
     }
 }
 
-async fn sim(config: SimConfig) -> SimHandle {
+pub(super) async fn sim(config: SimConfig) -> SimHandle {
     start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("sim starts")
 }
 
 /// Waits for the next event of `kind` for `worker`, skipping others.
-async fn next(rx: &mut broadcast::Receiver<SimEvent>, kind: &str, worker: usize) -> SimEvent {
+pub(super) async fn next(
+    rx: &mut broadcast::Receiver<SimEvent>,
+    kind: &str,
+    worker: usize,
+) -> SimEvent {
     let wait = async {
         loop {
             let e = rx.recv().await.expect("event stream open");

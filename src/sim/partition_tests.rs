@@ -4,14 +4,13 @@
 //! a worker that is back and the cluster would run on half its capacity after the restore.
 //! Real sockets on 127.0.0.1, a real client that times out, the sim's own gauges and truth log.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::sync::broadcast;
 
-use super::{SimConfig, SimEvent, SimHandle, start};
+use super::control_tests::{self, next};
+use super::{SimConfig, SimHandle};
 
 async fn sim() -> SimHandle {
     let config = SimConfig {
@@ -21,23 +20,7 @@ async fn sim() -> SimHandle {
         health_check_failures: 2,
         ..SimConfig::preset("small").expect("preset")
     };
-    start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("sim starts")
-}
-
-async fn next(rx: &mut broadcast::Receiver<SimEvent>, kind: &str, worker: usize) -> SimEvent {
-    let wait = async {
-        loop {
-            let e = rx.recv().await.expect("event stream open");
-            if e.kind == kind && e.worker == Some(worker) {
-                return e;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .unwrap_or_else(|_| panic!("no {kind} event for worker {worker}"))
+    control_tests::sim(config).await
 }
 
 fn client() -> reqwest::Client {
