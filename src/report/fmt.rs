@@ -25,33 +25,6 @@ pub fn timestamp(s: &str) -> String {
     }
 }
 
-/// Seconds as people read them: `0.35 s`, `1.6 s`, `42 s`, `3 min 5 s`, `1 h 2 min`.
-pub fn secs(v: f64) -> String {
-    if !v.is_finite() {
-        return "-".into();
-    }
-    let v = v.max(0.0);
-    if v < 1.0 {
-        format!("{v:.2} s")
-    } else if v < 10.0 {
-        format!("{v:.1} s")
-    } else if v < 60.0 {
-        format!("{v:.0} s")
-    } else if v < 3600.0 {
-        let s = v.round() as u64;
-        match s % 60 {
-            0 => format!("{} min", s / 60),
-            r => format!("{} min {r} s", s / 60),
-        }
-    } else {
-        let m = (v / 60.0).round() as u64;
-        match m % 60 {
-            0 => format!("{} h", m / 60),
-            r => format!("{} h {r} min", m / 60),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,17 +41,6 @@ mod tests {
             "2026-11-28 17:40:12 UTC"
         );
         assert_eq!(timestamp("yesterday"), "yesterday");
-    }
-
-    #[test]
-    fn durations_read_in_the_unit_people_use() {
-        assert_eq!(secs(1.6324558), "1.6 s");
-        assert_eq!(secs(0.049), "0.05 s");
-        assert_eq!(secs(42.4), "42 s");
-        assert_eq!(secs(185.0), "3 min 5 s");
-        assert_eq!(secs(120.2), "2 min");
-        assert_eq!(secs(3720.0), "1 h 2 min");
-        assert_eq!(secs(f64::NAN), "-");
     }
 
     #[test]
