@@ -459,7 +459,7 @@ fn unknown_class(name: &str) -> WorkloadError {
         .find(|c| !lower.is_empty() && c.starts_with(&lower));
     let close = CLASSES
         .iter()
-        .map(|c| (edit_distance(&lower, c), c))
+        .map(|c| (strsim::levenshtein(&lower, c), c))
         .min()
         .filter(|(d, _)| *d <= 2)
         .map(|(_, c)| c);
@@ -471,21 +471,6 @@ fn unknown_class(name: &str) -> WorkloadError {
         name: name.to_string(),
         hint,
     }
-}
-
-/// Levenshtein distance, for "did you mean" hints on short names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 fn estimate_tokens(text: &str) -> u32 {

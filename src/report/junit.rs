@@ -8,7 +8,8 @@
 use super::inputs::num;
 use super::load_dir::Results;
 use crate::runner::result::FaultStatus;
-use std::fmt::Write;
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use std::time::Duration;
 
 struct Case {
     class: String,
@@ -16,24 +17,6 @@ struct Case {
     time_s: f64,
     failure: Option<(String, String)>,
     out: String,
-}
-
-/// Escapes text for XML 1.0 attributes and text; drops the characters XML 1.0 cannot carry.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn cases(r: &Results) -> Vec<Case> {
@@ -157,51 +140,50 @@ fn cases(r: &Results) -> Vec<Case> {
     cases
 }
 
-/// Renders the results as one JUnit `<testsuite>`.
+/// Renders the results as one JUnit `<testsuite>` inside `<testsuites>` (quick-junit writes
+/// and escapes the XML).
 pub fn render(r: &Results) -> String {
     let cases = cases(r);
-    let failures = cases.iter().filter(|c| c.failure.is_some()).count();
     let total_time = r.summary.as_ref().map(|s| s.duration_s).unwrap_or(0.0);
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let timestamp = r
+    let mut suite = TestSuite::new(format!("{} ({})", r.title(), r.kind.name()));
+    suite.set_time(secs(total_time));
+    if let Some(ts) = r
         .run
         .as_ref()
-        .map(|run| format!(" timestamp=\"{}\"", escape(&run.started_at)))
-        .unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"faultline\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{total_time:.3}\">",
-        cases.len()
-    );
-    let _ = writeln!(
-        out,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{total_time:.3}\"{timestamp}>",
-        escape(&format!("{} ({})", r.title(), r.kind.name())),
-        cases.len()
-    );
-    for c in &cases {
-        let _ = write!(
-            out,
-            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
-            escape(&c.class),
-            escape(&c.name),
-            c.time_s
-        );
-        if let Some((message, detail)) = &c.failure {
-            let _ = write!(
-                out,
-                "\n      <failure message=\"{}\" type=\"failed\">{}</failure>",
-                escape(message),
-                escape(detail)
-            );
-        }
-        if !c.out.is_empty() {
-            let _ = write!(out, "\n      <system-out>{}</system-out>", escape(&c.out));
-        }
-        out.push_str("\n    </testcase>\n");
+        .and_then(|run| chrono::DateTime::parse_from_rfc3339(&run.started_at).ok())
+    {
+        suite.set_timestamp(ts);
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
+    for c in cases {
+        let status = match c.failure {
+            None => TestCaseStatus::success(),
+            Some((message, detail)) => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(message)
+                    .set_type("failed")
+                    .set_description(detail);
+                s
+            }
+        };
+        let mut case = TestCase::new(c.name, status);
+        case.set_classname(c.class).set_time(secs(c.time_s));
+        if !c.out.is_empty() {
+            case.set_system_out(c.out);
+        }
+        suite.add_test_case(case);
+    }
+    let mut report = Report::new("faultline");
+    report.set_time(secs(total_time)).add_test_suite(suite);
+    // Serialising to a String cannot fail short of a bug in quick-junit; fall back to an empty,
+    // still valid report rather than panic in the middle of writing the reports.
+    report.to_string().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "junit: serialising the report failed");
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"faultline\"/>\n".into()
+    })
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() { s.max(0.0) } else { 0.0 })
 }
 
 #[cfg(test)]
@@ -227,11 +209,67 @@ mod tests {
         }
     }
 
+    /// Parses `xml` with an independent XML parser and returns (tests, failures) of the one
+    /// `<testsuite>`, checking that the counts in the attributes match the elements.
+    fn parse_counts(xml: &str) -> (usize, usize) {
+        let doc = roxmltree::Document::parse(xml).expect("junit.xml is well-formed XML");
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "testsuites");
+        let suites: Vec<_> = root
+            .children()
+            .filter(|n| n.has_tag_name("testsuite"))
+            .collect();
+        assert_eq!(suites.len(), 1, "{xml}");
+        let suite = suites[0];
+        let cases: Vec<_> = suite
+            .children()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        let failed = cases
+            .iter()
+            .filter(|c| c.children().any(|n| n.has_tag_name("failure")))
+            .count();
+        let attr = |n: roxmltree::Node, k: &str| -> usize {
+            n.attribute(k)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(usize::MAX)
+        };
+        assert_eq!(attr(suite, "tests"), cases.len(), "{xml}");
+        assert_eq!(attr(suite, "failures"), failed, "{xml}");
+        assert_eq!(attr(root, "tests"), cases.len(), "{xml}");
+        assert_eq!(attr(root, "failures"), failed, "{xml}");
+        for c in &cases {
+            assert!(c.attribute("name").is_some() && c.attribute("classname").is_some());
+        }
+        (cases.len(), failed)
+    }
+
     #[test]
-    fn escape_handles_markup_quotes_and_control_characters() {
+    fn markup_quotes_and_control_characters_survive_a_real_xml_parser() {
+        let mut r = results();
+        r.sla = Some(Sla {
+            duration_s: Some(1.0),
+            checks: vec![SlaCheck {
+                metric: "a<b>&\"c'\u{1}d".into(),
+                limit: Some(1.0),
+                actual: Some(2.0),
+                passed: false,
+            }],
+            ..Sla::default()
+        });
+        let xml = render(&r);
+        assert_eq!(parse_counts(&xml), (1, 1));
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let case = doc
+            .descendants()
+            .find(|n| n.has_tag_name("testcase"))
+            .unwrap();
+        assert_eq!(case.attribute("name"), Some("a<b>&\"c'd"));
+        let failure = case.children().find(|n| n.has_tag_name("failure")).unwrap();
+        assert_eq!(failure.attribute("type"), Some("failed"));
         assert_eq!(
-            escape("a<b>&\"c'\u{1}d\n"),
-            "a&lt;b&gt;&amp;&quot;c&apos;d\n"
+            failure.attribute("message"),
+            Some("a<b>&\"c'd = 2 exceeds the limit 1")
         );
     }
 
@@ -267,19 +305,10 @@ mod tests {
         assert_eq!(xml.matches("<testsuite ").count(), 1);
         assert_eq!(xml.matches("<testcase ").count(), 3);
         assert_eq!(xml.matches("<failure ").count(), 2);
-        assert!(xml.contains("tests=\"3\" failures=\"2\""));
         assert!(xml.contains("ttft_p99_ms = 812 exceeds the limit 500"));
         assert!(xml.contains("error_rate&lt;&amp;&gt;"), "{xml}");
         assert!(xml.contains("actual no data"));
-        // Balanced elements.
-        assert_eq!(
-            xml.matches("<testcase").count(),
-            xml.matches("</testcase>").count()
-        );
-        assert_eq!(
-            xml.matches("<failure").count(),
-            xml.matches("</failure>").count()
-        );
+        assert_eq!(parse_counts(&xml), (3, 2));
     }
 
     #[test]
@@ -290,5 +319,6 @@ mod tests {
         let xml = render(&r);
         assert!(xml.contains("name=\"saturation point found\""));
         assert!(xml.contains("no saturation point within the ramp"));
+        assert_eq!(parse_counts(&xml), (1, 1));
     }
 }

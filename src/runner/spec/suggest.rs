@@ -1,28 +1,6 @@
-//! "Did you mean": the closest known word by edit distance, and a corrected duration.
-
-/// Edit distance counting insertions, deletions, substitutions and swaps of two neighbouring
-/// characters (optimal string alignment): `ues` is one edit from `use`.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    d[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
-}
+//! "Did you mean": the closest known word by edit distance (strsim's optimal string
+//! alignment, so a swap of two neighbouring letters — `ues` for `use` — is one edit), and a
+//! corrected duration.
 
 /// Why `text` is not a duration, in a few words (humantime's own message lists every unit).
 pub fn duration_reason(text: &str) -> String {
@@ -47,7 +25,12 @@ pub fn closest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
     let limit = (word.chars().count() / 3).max(1);
     known
         .into_iter()
-        .map(|k| (edit_distance(&word.to_lowercase(), &k.to_lowercase()), k))
+        .map(|k| {
+            (
+                strsim::osa_distance(&word.to_lowercase(), &k.to_lowercase()),
+                k,
+            )
+        })
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k.to_string())
