@@ -133,3 +133,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_error(args: &[&str]) -> String {
+        Cli::try_parse_from(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn duration_flags_share_the_one_duration_message() {
+        let err = parse_error(&["faultline", "load", "--duration", "3 mintues"]);
+        assert!(
+            err.contains(
+                "invalid value '3 mintues' for '--duration <DURATION>': invalid duration '3 mintues': unknown unit 'mintues' (use ms, s, m, h); try 3m"
+            ),
+            "{err}"
+        );
+        let err = parse_error(&["faultline", "sla", "--window", "0s"]);
+        assert!(
+            err.contains("invalid duration '0s': must be longer than zero"),
+            "{err}"
+        );
+    }
+}

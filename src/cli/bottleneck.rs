@@ -90,7 +90,7 @@ fn parse_time(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
         return Ok(now);
     }
     if let Some(ago) = text.strip_prefix('-') {
-        let d = humantime::parse_duration(ago.trim())
+        let d = crate::duration::parse(ago)
             .with_context(|| format!("'{text}' is not a duration before now (like -5m)"))?;
         return Ok(now - chrono::Duration::from_std(d)?);
     }

@@ -23,7 +23,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "1000,2000,3000,4000,5000,6000,7000,8000,10000")]
     pub rates: String,
     /// Length of each step.
-    #[arg(long, default_value = "5s", value_parser = super::load::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::duration::parse_positive)]
     pub step: Duration,
     /// Output tokens per request.
     #[arg(long, default_value_t = 32)]

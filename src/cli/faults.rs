@@ -29,10 +29,10 @@ pub struct InjectArgs {
     pub sets: Vec<String>,
     /// Restore after this long (also on Ctrl-C). Without it the fault stays until
     /// `faultline restore`, and is listed by `faultline status`.
-    #[arg(long, value_parser = super::load::parse_duration)]
+    #[arg(long, value_parser = crate::duration::parse_positive)]
     pub r#for: Option<Duration>,
     /// Without --for: the dead-man deadline on the target (restored by itself after it).
-    #[arg(long, default_value = "1h", value_parser = super::load::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = crate::duration::parse_positive)]
     pub max: Duration,
     /// A host the fault refers to: NAME=local or NAME=ssh:[USER@]HOST[:PORT] (repeatable).
     /// A host named `local` is this machine unless given.

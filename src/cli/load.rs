@@ -37,10 +37,10 @@ pub struct TargetArgs {
     #[arg(long)]
     pub no_usage: bool,
     /// Per-request timeout (whole request).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse_positive)]
     pub timeout: Duration,
     /// Connect timeout.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::duration::parse_positive)]
     pub connect_timeout: Duration,
     /// Environment variable holding the API key (sent as a bearer token, never printed).
     /// [default: OPENAI_API_KEY; a variable named here that is not set gets a warning]
@@ -71,7 +71,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub rate: Option<f64>,
     /// How long to send requests, e.g. 30s, 5m.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse_positive)]
     pub duration: Duration,
     /// Arrival process: constant, poisson or gamma.
     #[arg(long, default_value = "poisson")]
@@ -110,20 +110,12 @@ pub struct LoadArgs {
     #[arg(long)]
     pub json: bool,
     /// Window length for the time series.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::duration::parse_positive)]
     pub window: Duration,
 }
 
 pub(crate) fn parse_api(s: &str) -> Result<Api, String> {
     s.parse::<Api>().map_err(|e| e.to_string())
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = schedule::parse_duration(s).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err(format!("'{s}': must be longer than zero"));
-    }
-    Ok(d)
 }
 
 /// The environment variable read when `--api-key-env` is not given.

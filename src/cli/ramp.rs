@@ -2,7 +2,7 @@
 //! curve, the saturation point (and which criterion said so), max throughput and the
 //! recommended operating point.
 
-use super::load::{Connected, TargetArgs, parse_duration, positive, stop_on_ctrl_c};
+use super::load::{Connected, TargetArgs, positive, stop_on_ctrl_c};
 use crate::analysis::saturation::{Criteria, RampResult, Reason};
 use crate::load::engine::Control;
 use crate::load::schedule::ArrivalProcess;
@@ -33,7 +33,7 @@ pub struct ShapeArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Window length for the time series.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::duration::parse_positive)]
     pub window: Duration,
 }
 
@@ -69,13 +69,13 @@ pub struct RampArgs {
     #[arg(long)]
     pub concurrency_steps: Option<String>,
     /// Length of each step.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse_positive)]
     pub step_duration: Duration,
     /// Saturated when TTFT p99 exceeds k × the baseline (first step's p99).
     #[arg(long, default_value_t = 2.0)]
     pub k: f64,
     /// Use this baseline TTFT p99 instead of the first step's, e.g. 120ms.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::duration::parse_positive)]
     pub baseline_ttft_p99: Option<Duration>,
     /// Saturated when the error rate exceeds this.
     #[arg(long, default_value_t = 0.01)]

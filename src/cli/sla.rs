@@ -1,7 +1,7 @@
 //! `faultline sla`: hold a rate, check the SLA, exit 0 on pass and 1 on violation — so a CI
 //! job or a pre-release gate can run it as is. `--find` bisects for the highest passing rate.
 
-use super::load::{Connected, TargetArgs, parse_duration, stop_on_ctrl_c};
+use super::load::{Connected, TargetArgs, stop_on_ctrl_c};
 use super::ramp::ShapeArgs;
 use crate::analysis::sla::{SlaLimits, SlaResult};
 use crate::load::engine::Control;
@@ -18,16 +18,16 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
     /// TTFT p99 limit.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::duration::parse_positive)]
     pub ttft_p99: Duration,
     /// Inter-token latency p99 limit.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "100ms", value_parser = crate::duration::parse_positive)]
     pub itl_p99: Duration,
     /// Highest acceptable error rate (0.001 = 0.1%).
     #[arg(long, default_value_t = 0.001)]
     pub max_error_rate: f64,
     /// End-to-end latency p99 limit (not checked unless given).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::duration::parse_positive)]
     pub e2e_p99: Option<Duration>,
     /// Lowest acceptable goodput: the share of requests that were ok with TTFT, their own mean
     /// ITL and e2e within the limits (not checked unless given).
@@ -60,7 +60,7 @@ pub struct SlaArgs {
     #[arg(long)]
     pub rate: Option<f64>,
     /// How long to hold it (with --find: each trial's length).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = crate::duration::parse_positive)]
     pub duration: Duration,
     /// Search for the highest rate that meets the SLA (bisection of short trials).
     #[arg(long)]

@@ -66,7 +66,7 @@ pub struct SshSpec {
     #[serde(default = "yes")]
     pub strict_host_key_checking: bool,
     /// How long to wait for the TCP connection and the SSH handshake.
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    #[serde(default = "default_connect_timeout", with = "crate::duration::serde")]
     pub connect_timeout: Duration,
     /// An ssh config file to use instead of `~/.ssh/config` (`ssh -F`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,7 +19,7 @@ pub struct Params {
     #[serde(default)]
     pub mode: KillMode,
     /// Grace period for the deletion; default: the pod's own.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::duration::serde_opt")]
     pub grace_period: Option<Duration>,
 }
 

@@ -25,7 +25,7 @@ pub struct Params {
     pub verify: Option<String>,
     /// Arm a detached timer on each host that runs `restore` after the deadline plus this
     /// margin, unless cancelled by a normal restore. `0s` disables it.
-    #[serde(default = "default_margin", with = "humantime_serde")]
+    #[serde(default = "default_margin", with = "crate::duration::serde")]
     pub deadman_margin: Duration,
 }
 

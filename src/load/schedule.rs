@@ -68,8 +68,8 @@ pub enum ScheduleError {
     },
     #[error("no steps given (expected e.g. \"10x30s,20x30s,40x1m\")")]
     EmptySteps,
-    #[error("invalid duration \"{text}\": {reason} (expected e.g. 30s, 5m, 1h30m)")]
-    InvalidDuration { text: String, reason: String },
+    #[error(transparent)]
+    InvalidDuration(#[from] crate::duration::DurationError),
     #[error("invalid schedule: {0}")]
     Invalid(String),
 }
@@ -542,14 +542,6 @@ fn advance(shape: &RateShape, duration_s: f64, t: f64, w: f64) -> Option<f64> {
     }
 }
 
-/// Parses a human duration (`30s`, `5m`, `1h30m`, `250ms`) with humantime.
-pub fn parse_duration(text: &str) -> Result<Duration, ScheduleError> {
-    humantime::parse_duration(text.trim()).map_err(|e| ScheduleError::InvalidDuration {
-        text: text.to_string(),
-        reason: e.to_string().to_lowercase(),
-    })
-}
-
 /// Parses step syntax: comma-separated `RATExDURATION` items, where RATE is requests per second
 /// (a number >= 0, decimals allowed) and DURATION is a humantime duration > 0.
 /// Example: `"10x30s,20x30s,40x1m"` = 10 req/s for 30 s, then 20 req/s for 30 s, then 40 req/s
@@ -579,13 +571,7 @@ pub fn parse_steps(text: &str) -> Result<Vec<Step>, ScheduleError> {
         if !rate.is_finite() || rate < 0.0 {
             return Err(err(&format!("rate {rate} must be finite and >= 0")));
         }
-        let duration = humantime::parse_duration(dur_s.trim()).map_err(|e| {
-            err(&format!(
-                "duration \"{}\": {}",
-                dur_s.trim(),
-                e.to_string().to_lowercase()
-            ))
-        })?;
+        let duration = crate::duration::parse(dur_s).map_err(|e| err(&e.to_string()))?;
         if duration.is_zero() {
             return Err(err("duration must be > 0"));
         }
@@ -1010,13 +996,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("\"poison\""), "{msg}");
-    }
-
-    #[test]
-    fn parse_duration_uses_humantime_and_quotes_bad_input() {
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        let msg = parse_duration("soon").unwrap_err().to_string();
-        assert!(msg.contains("\"soon\""), "{msg}");
     }
 
     fn write_tmp(content: &str) -> tempfile::NamedTempFile {

@@ -42,7 +42,7 @@ pub use error::{Location, SpecError};
 pub use fault::load_fault_definition;
 pub use model::*;
 pub use plan::{describe_fault, plan};
-pub use suggest::{closest, duration_suggestion};
+pub use suggest::closest;
 pub use timeline::DEFAULT_GAP;
 
 /// Reads and checks an experiment file (and the fault definitions it `use`s).

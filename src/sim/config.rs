@@ -32,23 +32,23 @@ pub struct SimConfig {
     /// is admitted (so nothing is ever preempted); a request that could never fit is refused.
     pub kv_cache_tokens: u32,
     /// Prefill cost per prompt token.
-    #[serde(with = "human_duration")]
+    #[serde(with = "crate::duration::serde")]
     pub prefill_per_token: Duration,
     /// Most prompt tokens prefilled in one step (chunked prefill); longer prompts take several
     /// steps, which bounds how much one long prompt can delay everybody's next token.
     pub prefill_chunk_tokens: u32,
     /// Fixed cost of a decode step.
-    #[serde(with = "human_duration")]
+    #[serde(with = "crate::duration::serde")]
     pub decode_step_base: Duration,
     /// Extra cost of a decode step per decoding sequence in the batch.
-    #[serde(with = "human_duration")]
+    #[serde(with = "crate::duration::serde")]
     pub decode_step_per_seq: Duration,
     /// Most requests waiting in one worker's queue; beyond it the router answers 429.
     /// `null` = unbounded.
     pub max_queue_len: Option<u32>,
     /// A request still waiting for admission after this long is dropped with 503.
     /// `null` = wait forever.
-    #[serde(with = "human_duration_opt")]
+    #[serde(with = "crate::duration::serde_opt")]
     pub queue_timeout: Option<Duration>,
     /// No delays at all: every response is written at once (for measuring the client itself).
     pub zero_latency: bool,
@@ -62,10 +62,10 @@ pub struct SimConfig {
     pub kv_cache_mib_per_gpu: u32,
     /// From a worker's failure to it serving again: the first half rescheduling (state `failed`),
     /// the second half loading the model (state `starting`). A refused start repeats the cycle.
-    #[serde(with = "human_duration")]
+    #[serde(with = "crate::duration::serde")]
     pub restart_delay: Duration,
     /// How often the router checks each worker's health.
-    #[serde(with = "human_duration")]
+    #[serde(with = "crate::duration::serde")]
     pub health_check_interval: Duration,
     /// Consecutive failed checks after which the router stops sending a worker requests.
     pub health_check_failures: u32,
@@ -326,42 +326,6 @@ fn locate_key(text: &str, key: &str) -> (usize, usize) {
     (0, 0)
 }
 
-mod human_duration {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| D::Error::custom(format!("invalid duration {text:?}: {e}")))
-    }
-}
-
-mod human_duration_opt {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(text) => humantime::parse_duration(&text)
-                .map(Some)
-                .map_err(|e| D::Error::custom(format!("invalid duration {text:?}: {e}"))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,7 +355,8 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let msg = SimConfig::load(&path).unwrap_err().to_string();
         assert!(msg.contains("sim.json:"), "{msg}");
-        assert!(msg.contains("\"10 parsecs\""), "{msg}");
+        // The one duration message (crate::duration), which quotes the value with '…'.
+        assert!(msg.contains("invalid duration '10 parsecs'"), "{msg}");
         let line = text.lines().position(|l| l.contains("parsecs")).unwrap() + 1;
         assert!(msg.contains(&format!(":{line}:")), "{msg}");
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::de::{Dur, Source, from_value};
+use super::de::{Source, from_value};
 use super::error::SpecError;
 use super::model::*;
 use super::raw::{ExperimentSpec, LoadSpec, TargetSpec};
@@ -14,6 +14,7 @@ use super::sections::{analysis, probes, stop_conditions};
 use super::suggest::closest;
 use super::timeline;
 use super::yaml::{Doc, Seg};
+use crate::duration::Dur;
 use crate::load::schedule::{self, ArrivalProcess, RateShape, Schedule};
 use crate::load::workload::Workload;
 use crate::sim::SimConfig;

@@ -5,15 +5,13 @@
 //! from the experiment), so positions are looked up through [`Source`] layers: the first layer
 //! that holds the offending key wins.
 
-use std::fmt;
-use std::time::Duration;
-
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::{Location, SpecError};
-use super::suggest::{closest, duration_reason, duration_suggestion, expansion};
+use super::suggest::{closest, expansion};
 use super::yaml::{Doc, Node, Seg, path_string};
+use crate::duration;
 
 /// Where a value came from: `(document, path of the value in it)`, most specific first.
 #[derive(Clone)]
@@ -138,21 +136,21 @@ fn serde_error(path: &[Seg], msg: &str, src: &Source) -> SpecError {
     }
     let node = src.node(path);
     let value = node.map(Node::quoted).unwrap_or_else(|| "(none)".into());
-    if msg.contains("expected a duration") {
+    if msg.starts_with("invalid duration ") || msg.contains("expected a duration") {
         let text = match node.map(|n| &n.data) {
             Some(super::yaml::NodeData::Scalar(Value::String(s))) => s.clone(),
             Some(super::yaml::NodeData::Scalar(v)) => v.to_string(),
             _ => value.clone(),
         };
         let reason = if node.and_then(Node::as_str).is_some() {
-            duration_reason(&text)
+            duration::reason(&text)
         } else {
             "a number needs a unit (ms, s, m, h)".into()
         };
         return SpecError::BadDuration {
             at: src.locate(path),
             key: key_name(path),
-            suggestion: duration_suggestion(&text),
+            suggestion: duration::suggestion(&text),
             value: text,
             reason,
         };
@@ -176,32 +174,10 @@ fn serde_error(path: &[Seg], msg: &str, src: &Source) -> SpecError {
     }
 }
 
-/// A humantime duration (`30s`, `2m`, `1h30m`) read from a spec. Plain numbers are refused: is
-/// `30` seconds or milliseconds? The error says which spelling to use instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(pub Duration);
-
-impl<'de> de::Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                humantime::parse_duration(v)
-                    .map(Dur)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::duration::Dur;
     use serde::Deserialize;
     use std::path::Path;
 

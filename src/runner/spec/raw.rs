@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::de::Dur;
+use crate::duration::Dur;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
