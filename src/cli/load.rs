@@ -2,7 +2,8 @@
 
 use crate::load::client::{Api, ApiKey, Client, ClientConfig};
 use crate::load::engine::{self, Control, EngineConfig};
-use crate::load::schedule::{self, ArrivalProcess, RateShape, Schedule};
+use crate::load::schedule::Schedule;
+use crate::load::schedule_spec::ScheduleSpec;
 use crate::load::workload::Workload;
 use crate::report::table::summary_table;
 use crate::sim::{self, SimConfig};
@@ -70,12 +71,12 @@ pub struct LoadArgs {
     /// Requests per second (open-loop modes). Default 20.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// How long to send requests, e.g. 30s, 5m.
-    #[arg(long, default_value = "30s", value_parser = crate::duration::parse_positive)]
-    pub duration: Duration,
-    /// Arrival process: constant, poisson or gamma.
-    #[arg(long, default_value = "poisson")]
-    pub arrival: String,
+    /// How long to send requests, e.g. 30s, 5m. Default 30s.
+    #[arg(long, value_parser = crate::duration::parse_positive)]
+    pub duration: Option<Duration>,
+    /// Arrival process: constant, poisson or gamma. Default poisson.
+    #[arg(long)]
+    pub arrival: Option<String>,
     /// Gamma shape (with --arrival gamma): 1 = Poisson, below 1 burstier, above 1 smoother.
     #[arg(long)]
     pub burstiness: Option<f64>,
@@ -167,67 +168,22 @@ pub(crate) fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
 }
 
 impl LoadArgs {
-    /// The checked schedule these flags describe.
+    /// The checked schedule these flags describe (the same conversion, defaults and limits as
+    /// an experiment's `load:` section).
     pub fn schedule(&self) -> anyhow::Result<Schedule> {
-        if self.max_in_flight == Some(0) {
-            bail!("invalid value '0' for --max-in-flight: must be at least 1");
-        }
-        use crate::limits::MAX_CONCURRENCY;
-        if let Some(n) = self.max_in_flight.filter(|n| *n as u64 > MAX_CONCURRENCY) {
-            bail!("invalid value '{n}' for --max-in-flight: must be at most {MAX_CONCURRENCY}");
-        }
-        if self.duration > crate::limits::MAX_DURATION {
-            bail!(
-                "invalid value '{}' for --duration: must be at most {}",
-                humantime::format_duration(self.duration),
-                humantime::format_duration(crate::limits::MAX_DURATION)
-            );
-        }
-        if let Some(users) = self.concurrency {
-            if users == 0 {
-                bail!("invalid value '0' for --concurrency: must be at least 1");
-            }
-            if users as u64 > MAX_CONCURRENCY {
-                bail!(
-                    "invalid value '{users}' for --concurrency: must be at most {MAX_CONCURRENCY}"
-                );
-            }
-            return Ok(Schedule::Closed {
-                users,
-                duration: self.duration,
-            });
-        }
-        if let Some(path) = &self.trace {
-            let entries = schedule::load_trace(path)?;
-            return Ok(Schedule::Trace {
-                entries,
-                max_in_flight: self.max_in_flight,
-            });
-        }
-        let process = ArrivalProcess::parse(&self.arrival, self.burstiness)?;
-        let (shape, duration) = if let Some(steps) = &self.steps {
-            let steps = schedule::parse_steps(steps)?;
-            let total = steps.iter().map(|s| s.duration).sum();
-            (RateShape::Steps(steps), total)
-        } else {
-            let rate = positive("rate", self.rate.unwrap_or(20.0))?;
-            match self.ramp_to {
-                Some(to) => (
-                    RateShape::Ramp {
-                        from: rate,
-                        to: positive("ramp-to", to)?,
-                    },
-                    self.duration,
-                ),
-                None => (RateShape::Fixed(rate), self.duration),
-            }
-        };
-        Ok(Schedule::Open {
-            shape,
-            process,
-            duration,
+        ScheduleSpec {
+            rate: self.rate,
+            duration: self.duration,
+            arrival: self.arrival.clone(),
+            burstiness: self.burstiness,
+            ramp_to: self.ramp_to,
+            steps: self.steps.clone(),
+            concurrency: self.concurrency,
             max_in_flight: self.max_in_flight,
-        })
+            trace: self.trace.clone(),
+        }
+        .to_schedule()
+        .map_err(|e| anyhow::anyhow!(e.for_flags()))
     }
 
     pub fn workload(&self) -> anyhow::Result<Workload> {
@@ -498,7 +454,7 @@ fn write_run_info(
         "model": cfg.model,
         "api": format!("{:?}", cfg.api).to_lowercase(),
         "stream": cfg.stream,
-        "schedule": format!("{schedule:?}").chars().take(2000).collect::<String>(),
+        "schedule": schedule,
         "workload": args.corpus.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| args.workload.clone()),
         "seed": seed,
         "timeout_s": args.target.timeout.as_secs_f64(),

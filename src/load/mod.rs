@@ -10,5 +10,6 @@ pub mod record;
 pub mod recorder;
 pub mod redact;
 pub mod schedule;
+pub mod schedule_spec;
 pub mod sse;
 pub mod workload;

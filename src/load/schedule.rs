@@ -24,6 +24,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp1, Gamma};
+use serde::Serialize;
 
 /// Times closer than this to a boundary count as the boundary (float sums of gaps drift by ~1e-15
 /// per step; without this a constant 10 req/s for 10 s could yield a 101st arrival at 9.99999…).
@@ -75,7 +76,8 @@ pub enum ScheduleError {
 }
 
 /// How gaps between arrivals are distributed around the mean gap `1/rate`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ArrivalProcess {
     /// Evenly spaced; the first arrival is at the start.
     Constant,
@@ -125,14 +127,16 @@ impl ArrivalProcess {
 }
 
 /// One step of a step schedule: `rate` req/s held for `duration`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Step {
     pub rate: f64,
+    #[serde(with = "crate::duration::serde")]
     pub duration: Duration,
 }
 
 /// The intended rate (req/s) over time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RateShape {
     Fixed(f64),
     /// Linear from `from` to `to` over the schedule's duration.
@@ -153,24 +157,37 @@ pub struct TraceEntry {
     pub output_tokens: u32,
 }
 
-/// A load shape, checked and ready to drive the engine loop.
-#[derive(Debug, Clone, PartialEq)]
+/// A load shape, checked and ready to drive the engine loop. Serialized (into `run.json`) as
+/// what was asked for: `{"mode": "open", "shape": {"fixed": 20}, …}`; a trace as its length.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Schedule {
     /// Requests arrive on their own clock regardless of responses (what real users do).
     /// For [`RateShape::Steps`] the schedule lasts the steps' total and `duration` is ignored.
     Open {
         shape: RateShape,
         process: ArrivalProcess,
+        #[serde(with = "crate::duration::serde")]
         duration: Duration,
         max_in_flight: Option<usize>,
     },
     /// `users` virtual users, each sending its next request as soon as the previous one ends.
-    Closed { users: usize, duration: Duration },
+    Closed {
+        users: usize,
+        #[serde(with = "crate::duration::serde")]
+        duration: Duration,
+    },
     /// Replay of recorded arrival times (with their lengths).
     Trace {
+        #[serde(serialize_with = "count")]
         entries: Vec<TraceEntry>,
         max_in_flight: Option<usize>,
     },
+}
+
+/// A trace is recorded by its length, not its (possibly millions of) entries.
+fn count<S: serde::Serializer>(entries: &[TraceEntry], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(entries.len() as u64)
 }
 
 /// What the engine should do next.

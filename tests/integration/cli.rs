@@ -98,6 +98,21 @@ fn load_without_endpoint_runs_the_embedded_sim_and_prints_json() {
     ] {
         assert!(out_dir.join(f).exists(), "{f} written");
     }
+    // run.json records the schedule as data (what `--rate 5 --duration 2s` and the defaults
+    // made of it), not as a debug string.
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        run["schedule"],
+        serde_json::json!({
+            "mode": "open",
+            "shape": {"fixed": 5.0},
+            "process": {"kind": "poisson"},
+            "duration": "2s",
+            "max_in_flight": null
+        }),
+        "{run}"
+    );
 }
 
 #[test]

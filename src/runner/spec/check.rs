@@ -15,7 +15,7 @@ use super::suggest::closest;
 use super::timeline;
 use super::yaml::{Doc, Seg};
 use crate::duration::Dur;
-use crate::load::schedule::{self, ArrivalProcess, RateShape, Schedule};
+use crate::load::schedule_spec::{ScheduleSpec, ScheduleSpecError};
 use crate::load::workload::Workload;
 use crate::sim::SimConfig;
 
@@ -246,118 +246,32 @@ fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
         )
     };
     let bad = |k: &str, e: &dyn std::fmt::Display| SpecError::invalid(at(k), e.to_string());
-    let need_duration = || {
-        l.duration
-            .map(|d| d.0)
-            .ok_or_else(|| SpecError::MissingKey {
-                at: doc.locate(&keys(&["load"])),
-                key: "duration".into(),
-                context: "'load'".into(),
-            })
+    // The one conversion (and its defaults) that `faultline load` uses too.
+    let shape = ScheduleSpec {
+        rate: l.rate,
+        duration: l.duration.map(|d| d.0),
+        arrival: l.arrival.clone(),
+        burstiness: l.burstiness,
+        ramp_to: l.ramp_to,
+        steps: l.steps.clone(),
+        concurrency: l.concurrency,
+        max_in_flight: l.max_in_flight,
+        trace: l.trace.as_ref().map(|p| relative(doc, p)),
     };
-    let given = |k: &str| match k {
-        "rate" => l.rate.is_some(),
-        "arrival" => l.arrival.is_some(),
-        "burstiness" => l.burstiness.is_some(),
-        "ramp_to" => l.ramp_to.is_some(),
-        "steps" => l.steps.is_some(),
-        "trace" => l.trace.is_some(),
-        "duration" => l.duration.is_some(),
-        _ => false,
-    };
-    let first_conflict = |mode: &str, others: &[&str]| {
-        others
-            .iter()
-            .find(|k| given(k))
-            .map(|k| conflict(mode, k))
-            .map_or(Ok(()), Err)
-    };
-    if let Some(n) = l.max_in_flight
-        && n == 0
-    {
-        return Err(bad("max_in_flight", &"must be at least 1"));
-    }
-    let schedule = if let Some(users) = l.concurrency {
-        first_conflict(
-            "concurrency",
-            &["rate", "arrival", "burstiness", "ramp_to", "steps", "trace"],
-        )?;
-        if users == 0 {
-            return Err(bad("concurrency", &"must be at least 1"));
-        }
-        Schedule::Closed {
-            users,
-            duration: need_duration()?,
-        }
-    } else if let Some(path) = &l.trace {
-        first_conflict(
-            "trace",
-            &[
-                "rate",
-                "arrival",
-                "burstiness",
-                "ramp_to",
-                "steps",
-                "duration",
-            ],
-        )?;
-        let entries = schedule::load_trace(&relative(doc, path)).map_err(|e| bad("trace", &e))?;
-        Schedule::Trace {
-            entries,
-            max_in_flight: l.max_in_flight,
-        }
-    } else {
-        let process =
-            ArrivalProcess::parse(l.arrival.as_deref().unwrap_or("poisson"), l.burstiness)
-                .map_err(|e| {
-                    bad(
-                        if l.burstiness.is_some() {
-                            "burstiness"
-                        } else {
-                            "arrival"
-                        },
-                        &e,
-                    )
-                })?;
-        let positive = |k: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(v)
-            } else {
-                Err(bad(
-                    k,
-                    &format!("'{v}' must be a positive number of requests per second"),
-                ))
-            }
-        };
-        let (shape, duration) = if let Some(steps) = &l.steps {
-            first_conflict("steps", &["rate", "ramp_to", "duration"])?;
-            let steps = schedule::parse_steps(steps).map_err(|e| bad("steps", &e))?;
-            let total = steps.iter().map(|s| s.duration).sum();
-            (RateShape::Steps(steps), total)
-        } else {
-            let rate = l.rate.ok_or_else(|| SpecError::MissingKey {
-                at: doc.locate(&keys(&["load"])),
-                key: "rate".into(),
-                context: "'load' (or give 'steps', 'trace' or 'concurrency')".into(),
-            })?;
-            let rate = positive("rate", rate)?;
-            let shape = match l.ramp_to {
-                Some(to) => RateShape::Ramp {
-                    from: rate,
-                    to: positive("ramp_to", to)?,
-                },
-                None => RateShape::Fixed(rate),
-            };
-            (shape, need_duration()?)
-        };
-        Schedule::Open {
-            shape,
-            process,
-            duration,
-            max_in_flight: l.max_in_flight,
-        }
-    };
-    schedule.validate().map_err(|e| bad("rate", &e))?;
+    let schedule = shape.to_schedule().map_err(|e| match e {
+        ScheduleSpecError::Invalid {
+            key,
+            value,
+            message,
+        } => SpecError::WrongType {
+            at: at(key),
+            key: key.to_string(),
+            value,
+            message,
+        },
+        ScheduleSpecError::Conflict { key, with } => conflict(with, key),
+        ScheduleSpecError::Parse { key, source } => bad(key, &source),
+    })?;
     let workload = match (&l.corpus, &l.workload) {
         (Some(_), Some(_)) => return Err(conflict("workload", "corpus")),
         (Some(p), None) => {

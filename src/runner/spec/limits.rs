@@ -74,30 +74,6 @@ impl Checker<'_> {
         }
     }
 
-    /// Requests per second within [`MIN_RATE`, `MAX_RATE`] (non-positive ones are reported by
-    /// the load section's own check).
-    fn rate(&mut self, path: Vec<Seg>, v: Option<f64>) {
-        if let Some(v) = v
-            && v.is_finite()
-            && v > 0.0
-            && !(MIN_RATE..=MAX_RATE).contains(&v)
-        {
-            self.push(
-                path,
-                num(v),
-                format!("must be between {MIN_RATE} and {MAX_RATE} requests per second"),
-            );
-        }
-    }
-
-    fn count(&mut self, path: Vec<Seg>, v: Option<usize>, max: u64) {
-        if let Some(v) = v
-            && v as u64 > max
-        {
-            self.push(path, format!("'{v}'"), format!("must be at most {max}"));
-        }
-    }
-
     fn criteria(&mut self, base: Vec<Seg>, c: &CriteriaSpec) {
         let at = |k: &str| [base.clone(), keys(&[k])].concat();
         self.fraction(at("max_error_rate_during"), c.max_error_rate_during);
@@ -128,20 +104,8 @@ pub fn check(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) {
             );
         }
     }
-    let l = &spec.load;
-    c.rate(keys(&["load", "rate"]), l.rate);
-    c.rate(keys(&["load", "ramp_to"]), l.ramp_to);
-    c.count(
-        keys(&["load", "concurrency"]),
-        l.concurrency,
-        MAX_CONCURRENCY,
-    );
-    c.count(
-        keys(&["load", "max_in_flight"]),
-        l.max_in_flight,
-        MAX_CONCURRENCY,
-    );
-    c.duration(keys(&["load", "duration"]), l.duration.map(|d| d.0), true);
+    // The `load` section's limits are checked by its conversion to a schedule
+    // (`crate::load::schedule_spec`), the same one `faultline load` uses.
     c.duration(keys(&["warmup"]), spec.warmup.map(|d| d.0), false);
     c.duration(keys(&["gap"]), spec.gap.map(|d| d.0), false);
     c.duration(
