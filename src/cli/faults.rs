@@ -163,30 +163,33 @@ pub struct ResolveArgs {
 fn resolve(fault: &str, sets: &[String]) -> anyhow::Result<FaultSpec> {
     let path = Path::new(fault);
     let named = Path::new("faults").join(format!("{fault}.yaml"));
-    let mut value = if path.is_file() {
-        serde_json::to_value(spec::load_fault_definition(path)?.spec)?
+    let definition = if path.is_file() {
+        Some(spec::RawDefinition::read(path)?)
     } else if named.is_file() {
-        serde_json::to_value(spec::load_fault_definition(&named)?.spec)?
+        Some(spec::RawDefinition::read(&named)?)
     } else if FaultSpec::KINDS.contains(&fault) {
-        serde_json::json!({ "kind": fault })
+        None
     } else {
         bail!(
             "unknown fault '{fault}': not a file, not a definition in ./faults, and not a kind ({})",
             FaultSpec::KINDS.join(", ")
         );
     };
+    let mut overrides = Vec::new();
     for s in sets {
         let (k, v) = s
             .split_once('=')
             .with_context(|| format!("invalid value '{s}' for --set: expected key=value"))?;
-        if k == "kind" {
+        if k.trim() == "kind" {
             bail!("invalid value '{s}' for --set: the kind cannot be changed");
         }
-        let v = spec::yaml_to_json(v).with_context(|| format!("invalid value '{s}' for --set"))?;
-        value[k.trim()] = v;
+        overrides.push((k.trim().to_string(), v.to_string()));
     }
-    serde_json::from_value(value.clone())
-        .with_context(|| format!("invalid parameters for {fault}: {value}"))
+    Ok(spec::with_overrides(
+        definition.as_ref(),
+        fault,
+        &overrides,
+    )?)
 }
 
 fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
@@ -260,22 +263,6 @@ fn hosts_for(args: &InjectArgs, spec: &FaultSpec) -> anyhow::Result<Hosts> {
 
 pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     let spec = resolve(&args.fault, &args.sets)?;
-    let problems = crate::fault::params::problems(&spec);
-    if !problems.is_empty() {
-        bail!(
-            "{}",
-            problems
-                .iter()
-                .map(|p| format!(
-                    "invalid value {} for '{}': {}",
-                    p.value,
-                    p.path.join("."),
-                    p.message
-                ))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
     let hosts = Arc::new(hosts_for(&args, &spec)?);
     let ledger = ledger_at(&args.ledger);
     // Unique (time plus a random suffix): two injects within a second would otherwise share a

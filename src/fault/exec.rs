@@ -562,7 +562,9 @@ fn local_path() -> Option<std::ffi::OsString> {
 #[derive(Debug, Default)]
 pub struct Hosts {
     specs: BTreeMap<String, HostSpec>,
-    connected: std::sync::Mutex<HashMap<String, Arc<Host>>>,
+    /// Shared with the views [`Hosts::restricted`] makes, so a fault's scoped view reuses
+    /// connections the run already has open.
+    connected: Arc<std::sync::Mutex<HashMap<String, Arc<Host>>>>,
 }
 
 impl Hosts {
@@ -628,6 +630,15 @@ impl Hosts {
             out.insert(n.clone(), spec);
         }
         Ok(out)
+    }
+
+    /// A view holding only `names` (and their jump hosts), sharing this one's connections: what
+    /// one fault may reach. A name not in the section is [`ExecError::UnknownHost`].
+    pub fn restricted(&self, names: &[String]) -> Result<Hosts, ExecError> {
+        Ok(Hosts {
+            specs: self.subset(names)?,
+            connected: self.connected.clone(),
+        })
     }
 }
 

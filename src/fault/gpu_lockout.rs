@@ -24,10 +24,11 @@
 //! inject that failed half-way (or never changed anything) succeeds, closes the ledger entry and
 //! cancels the dead-man timer instead of failing the same way inject did.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Hosts (names from the experiment's `hosts` section) and the GPU indices on each.
@@ -43,10 +44,11 @@ pub struct Params {
     pub nvidia_smi: String,
     /// The node-side dead-man switch restores the mode this long after the fault's deadline.
     #[serde(default = "default_margin", with = "crate::duration::serde")]
+    #[schemars(with = "String")]
     pub deadman_margin: Duration,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuTarget {
     pub host: String,
@@ -55,7 +57,7 @@ pub struct GpuTarget {
 }
 
 /// One GPU as the user names it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum GpuId {
     Index(u32),
@@ -110,7 +112,7 @@ pub fn bus_id_key(s: &str) -> Option<(u32, u32, u32, u32)> {
 }
 
 /// The mode to set while the fault lasts: `PROHIBITED` or `EXCLUSIVE_PROCESS`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE", try_from = "String")]
 pub enum LockMode {
     #[default]
@@ -152,7 +154,9 @@ fn default_margin() -> Duration {
 
 use crate::fault::deadman;
 use crate::fault::exec::{ExecError, Host, Output, quote_output};
-use crate::fault::{FaultContext, Verification};
+use crate::fault::{
+    DescribeCx, FaultContext, HostRef, Lifetime, Problem, Reach, SimBinding, Target, Verification,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -766,6 +770,142 @@ pub async fn restore(p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<(), 
     }))
     .await?;
     Ok(())
+}
+
+impl crate::fault::FaultKind for Params {
+    type Undo = Undo;
+    type Error = Error;
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.targets.is_empty() {
+            out.push(Problem::new(
+                &["targets"],
+                "[]",
+                "needs at least one {host, gpus}",
+            ));
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.gpus.is_empty() {
+                out.push(Problem::new(
+                    &["targets", &i.to_string(), "gpus"],
+                    "[]",
+                    "needs at least one GPU (an index, UUID or PCI bus id)",
+                ));
+            }
+        }
+        out
+    }
+
+    fn reach(&self) -> Reach {
+        Reach {
+            targets: self
+                .targets
+                .iter()
+                .flat_map(|t| {
+                    t.gpus.iter().map(move |g| Target::Gpu {
+                        host: t.host.clone(),
+                        gpu: g.to_string(),
+                        nvidia_smi: self.nvidia_smi.trim().to_string(),
+                    })
+                })
+                .collect(),
+            hosts: self
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(k, t)| HostRef::new(&t.host, &["targets", &k.to_string(), "host"]))
+                .collect(),
+            kube: Vec::new(),
+            load: false,
+        }
+    }
+
+    fn describe(&self, _cx: &DescribeCx) -> String {
+        let targets: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let gpus: Vec<String> = t.gpus.iter().map(ToString::to_string).collect();
+                format!("host {} GPUs [{}]", t.host, gpus.join(", "))
+            })
+            .collect();
+        let mode = match self.mode {
+            LockMode::Prohibited => "PROHIBITED",
+            LockMode::ExclusiveProcess => "EXCLUSIVE_PROCESS",
+        };
+        let kill = if self.kill_process {
+            ", kill process"
+        } else {
+            ""
+        };
+        format!(
+            "on {} (mode {mode}{kill}; via `{}`)",
+            targets.join(", "),
+            self.nvidia_smi
+        )
+    }
+
+    fn describe_end(&self, end: Option<&str>) -> String {
+        format!(
+            ", restore the recorded compute mode at {}",
+            end.unwrap_or("the end")
+        )
+    }
+
+    fn lifetime(&self) -> Lifetime {
+        Lifetime::Held
+    }
+
+    fn deadman_margin(&self) -> Option<Duration> {
+        Some(self.deadman_margin)
+    }
+
+    /// `faultline nvidia-smi` on local hosts means the sim's GPUs: the command becomes the
+    /// sim's own wrapper (which knows its state directory), so that the ledger holds a command
+    /// that `faultline recover` can run from any process.
+    fn bind_to_sim(&mut self, sim: &SimBinding) {
+        let all_local = self
+            .targets
+            .iter()
+            .all(|t| sim.local_hosts.contains(&t.host));
+        if all_local && self.nvidia_smi.trim() == "faultline nvidia-smi" {
+            self.nvidia_smi = sim.stand_in("nvidia-smi");
+        }
+    }
+
+    fn is_permanent(_: &Error) -> bool {
+        false
+    }
+
+    fn example() -> Self {
+        Params {
+            targets: vec![GpuTarget {
+                host: "gpu-node-1".into(),
+                gpus: vec![GpuId::Index(0)],
+            }],
+            mode: LockMode::Prohibited,
+            kill_process: true,
+            nvidia_smi: default_nvidia_smi(),
+            deadman_margin: default_margin(),
+        }
+    }
+
+    async fn preflight(&self, ctx: &FaultContext) -> Result<(), Error> {
+        preflight(self, ctx).await
+    }
+    async fn prepare(&self, ctx: &FaultContext) -> Result<Undo, Error> {
+        prepare(self, ctx).await
+    }
+    async fn inject(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        inject(self, ctx, undo).await
+    }
+    async fn verify(&self, ctx: &FaultContext, undo: &Undo) -> Result<Verification, Error> {
+        verify(self, ctx, undo).await
+    }
+    async fn restore(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        restore(self, ctx, undo).await
+    }
 }
 
 #[cfg(test)]

@@ -52,42 +52,25 @@ pub enum AccessError {
     Review { server: String, reason: String },
 }
 
-fn need(verb: &'static str, group: &'static str, resource: &'static str, ns: &str) -> Need {
-    Need {
-        verb,
-        group,
-        resource,
-        namespace: Some(ns.to_string()),
-    }
-}
-
-const NETPOL: &str = "networking.k8s.io";
-
-/// What `spec` does through the Kubernetes API, in `kube`'s default namespace unless it names
-/// one. Kinds that do not use Kubernetes need nothing.
+/// What `spec` does through the Kubernetes API ([`crate::fault::Reach::kube`]), resolved
+/// against `kube`'s default namespace. Kinds that do not use Kubernetes need nothing.
 pub fn needs(spec: &FaultSpec, kube: &KubeTarget) -> Vec<Need> {
-    match spec {
-        // list: pick victims; delete: the kill; get: verify it is gone; watch: wait for the
-        // replacement to be Ready.
-        FaultSpec::PodKill(p) => {
-            let ns = kube.namespace_for(p.namespace.as_deref());
-            ["list", "watch", "get", "delete"]
-                .into_iter()
-                .map(|v| need(v, "", "pods", ns))
-                .collect()
+    let mut out = Vec::new();
+    for u in spec.reach().kube {
+        let namespace = u
+            .namespace
+            .as_ref()
+            .map(|ns| kube.namespace_for(ns.as_deref()).to_string());
+        for verb in u.verbs {
+            out.push(Need {
+                verb,
+                group: u.group,
+                resource: u.resource,
+                namespace: namespace.clone(),
+            });
         }
-        // create/get/delete: the policy; list pods: the selector matches, the cut took effect.
-        FaultSpec::NetworkPartition(p) => {
-            let ns = kube.namespace_for(p.namespace.as_deref());
-            let mut v: Vec<Need> = ["create", "get", "delete"]
-                .into_iter()
-                .map(|verb| need(verb, NETPOL, "networkpolicies", ns))
-                .collect();
-            v.push(need("list", "", "pods", ns));
-            v
-        }
-        _ => Vec::new(),
     }
+    out
 }
 
 /// What `faultline recover --kubeconfig` needs for its sweep of expired policies.
@@ -96,7 +79,7 @@ pub fn sweep_needs() -> Vec<Need> {
         .into_iter()
         .map(|verb| Need {
             verb,
-            group: NETPOL,
+            group: "networking.k8s.io",
             resource: "networkpolicies",
             namespace: None,
         })
@@ -147,9 +130,18 @@ pub async fn check(kube: &KubeTarget, needs: &[Need]) -> Result<(), AccessError>
 mod tests {
     use super::*;
 
+    fn need(verb: &'static str, group: &'static str, resource: &'static str, ns: &str) -> Need {
+        Need {
+            verb,
+            group,
+            resource,
+            namespace: Some(ns.to_string()),
+        }
+    }
+
     #[test]
     fn needs_read_as_verb_resource_and_namespace() {
-        let n = need("delete", NETPOL, "networkpolicies", "prod");
+        let n = need("delete", "networking.k8s.io", "networkpolicies", "prod");
         assert_eq!(
             n.to_string(),
             "delete networkpolicies.networking.k8s.io in namespace \"prod\""

@@ -5,9 +5,10 @@
 //! `faultline load` has no control channel another process could reach, so a manual
 //! `faultline inject` of a spike is refused rather than "verified" against nothing.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     pub multiplier: f64,
@@ -16,8 +17,12 @@ pub struct Params {
 // ---------------------------------------------------------------------------------------------
 // Implementation.
 
-use crate::fault::{FaultContext, Verification};
+use crate::fault::{
+    DescribeCx, FaultContext, Lifetime, Problem, Reach, SimBinding, Target, Verification,
+};
+use crate::limits::MAX_MULTIPLIER;
 use crate::load::engine::Control;
+use std::time::Duration;
 
 /// Undo data: the multiplier before the spike.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,6 +85,82 @@ pub async fn restore(_p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<(),
         c.set_multiplier(undo.previous);
     }
     Ok(())
+}
+
+impl crate::fault::FaultKind for Params {
+    type Undo = Undo;
+    type Error = Error;
+
+    fn problems(&self) -> Vec<Problem> {
+        let m = self.multiplier;
+        if !(m.is_finite() && m > 0.0) {
+            vec![Problem::new(
+                &["multiplier"],
+                format!("'{m}'"),
+                "must be a positive number (2.0 = twice the traffic)",
+            )]
+        } else if m > MAX_MULTIPLIER {
+            vec![Problem::new(
+                &["multiplier"],
+                format!("'{m}'"),
+                format!("must be at most {MAX_MULTIPLIER}"),
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn reach(&self) -> Reach {
+        Reach {
+            targets: vec![Target::Load],
+            hosts: Vec::new(),
+            kube: Vec::new(),
+            load: true,
+        }
+    }
+
+    fn describe(&self, _cx: &DescribeCx) -> String {
+        format!("multiply the arrival rate by {}", self.multiplier)
+    }
+
+    fn describe_end(&self, end: Option<&str>) -> String {
+        format!(", rate back to normal at {}", end.unwrap_or("the end"))
+    }
+
+    fn lifetime(&self) -> Lifetime {
+        Lifetime::Held
+    }
+
+    /// None needed: the spike lives in this process and dies with it.
+    fn deadman_margin(&self) -> Option<Duration> {
+        None
+    }
+
+    fn bind_to_sim(&mut self, _sim: &SimBinding) {}
+
+    fn is_permanent(_: &Error) -> bool {
+        false
+    }
+
+    fn example() -> Self {
+        Params { multiplier: 2.0 }
+    }
+
+    async fn preflight(&self, ctx: &FaultContext) -> Result<(), Error> {
+        preflight(self, ctx).await
+    }
+    async fn prepare(&self, ctx: &FaultContext) -> Result<Undo, Error> {
+        prepare(self, ctx).await
+    }
+    async fn inject(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        inject(self, ctx, undo).await
+    }
+    async fn verify(&self, ctx: &FaultContext, undo: &Undo) -> Result<Verification, Error> {
+        verify(self, ctx, undo).await
+    }
+    async fn restore(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        restore(self, ctx, undo).await
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! labelled with the run and fault ids, annotated with its deadline; restore deletes exactly
 //! that policy, by name.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Namespace; default: the experiment's kubernetes namespace.
@@ -19,7 +20,7 @@ pub struct Params {
     pub direction: Direction,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Ingress,
@@ -52,7 +53,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use crate::fault::kube_target::KubeTarget;
-use crate::fault::{FaultContext, Verification};
+use crate::fault::{
+    ApiUse, DescribeCx, FaultContext, Lifetime, NoKubernetes, Problem, Reach, SimBinding, Target,
+    Verification,
+};
 use crate::sim::kube::Selector;
 
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "faultline");
@@ -73,6 +77,8 @@ pub struct Undo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    NoKube(#[from] NoKubernetes),
     #[error("network-partition: invalid selector \"{selector}\": {reason}")]
     BadSelector { selector: String, reason: String },
     #[error(
@@ -484,6 +490,100 @@ pub async fn expired_policies(
 /// Deletes an expired policy (for `faultline recover`); already gone is fine.
 pub async fn delete_expired(kube: &KubeTarget, p: &ExpiredPolicy) -> Result<(), Error> {
     delete_policy(kube, &p.namespace, &p.name).await
+}
+
+impl crate::fault::FaultKind for Params {
+    type Undo = Undo;
+    type Error = Error;
+
+    fn problems(&self) -> Vec<Problem> {
+        crate::fault::params::selector_problems(&self.selector, self.all_pods)
+    }
+
+    fn reach(&self) -> Reach {
+        Reach {
+            targets: vec![Target::Pods {
+                namespace: self.namespace.clone(),
+                selector: self.selector.clone(),
+            }],
+            hosts: Vec::new(),
+            // create/get/delete: the policy; list pods: the selector matches, the cut took
+            // effect.
+            kube: vec![
+                ApiUse {
+                    verbs: &["create", "get", "delete"],
+                    group: "networking.k8s.io",
+                    resource: "networkpolicies",
+                    namespace: Some(self.namespace.clone()),
+                },
+                ApiUse {
+                    verbs: &["list"],
+                    group: "",
+                    resource: "pods",
+                    namespace: Some(self.namespace.clone()),
+                },
+            ],
+            load: false,
+        }
+    }
+
+    fn describe(&self, cx: &DescribeCx) -> String {
+        let dir = match self.direction {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+            Direction::Both => "ingress+egress",
+        };
+        format!(
+            "deny-all NetworkPolicy ({dir}) on pods '{}' in namespace {}",
+            self.selector,
+            self.namespace.as_deref().unwrap_or(&cx.namespace)
+        )
+    }
+
+    fn describe_end(&self, end: Option<&str>) -> String {
+        format!(", delete the policy at {}", end.unwrap_or("the end"))
+    }
+
+    fn lifetime(&self) -> Lifetime {
+        Lifetime::Held
+    }
+
+    /// None on a node; the policy's own `faultline.dev/deadline` annotation is the target-side
+    /// switch (`faultline recover` deletes expired managed policies).
+    fn deadman_margin(&self) -> Option<Duration> {
+        None
+    }
+
+    fn bind_to_sim(&mut self, _sim: &SimBinding) {}
+
+    fn is_permanent(e: &Error) -> bool {
+        matches!(e, Error::Kube { error, .. } if crate::fault::kube_target::is_permanent(error))
+    }
+
+    fn example() -> Self {
+        Params {
+            namespace: None,
+            selector: "app=vllm,worker=1".into(),
+            all_pods: false,
+            direction: Direction::Both,
+        }
+    }
+
+    async fn preflight(&self, ctx: &FaultContext) -> Result<(), Error> {
+        preflight(self, ctx, ctx.kube()?).await
+    }
+    async fn prepare(&self, ctx: &FaultContext) -> Result<Undo, Error> {
+        prepare(self, ctx, ctx.kube()?).await
+    }
+    async fn inject(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        inject(self, ctx, ctx.kube()?, undo).await
+    }
+    async fn verify(&self, ctx: &FaultContext, undo: &Undo) -> Result<Verification, Error> {
+        verify(self, ctx, ctx.kube()?, undo).await
+    }
+    async fn restore(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        restore(self, ctx, ctx.kube()?, undo).await
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@
 //! pid whose start time differs from the recorded one was reused; a process recorded on another
 //! machine (or before a reboot: another boot id) cannot be checked here and is never "running".
 
-use crate::fault::{FaultContext, FaultSpec};
+use crate::fault::{FaultContext, FaultSpec, Target};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -189,25 +189,23 @@ pub fn target_keys(spec: &FaultSpec, ctx: &FaultContext) -> Vec<String> {
         Some(k) => format!("kube:{}/{}", k.server, k.namespace_for(ns.as_deref())),
         None => format!("kube:?/{}", ns.as_deref().unwrap_or("?")),
     };
-    let mut keys: Vec<String> = match spec {
-        FaultSpec::GpuLockout(p) => p
-            .targets
-            .iter()
-            .flat_map(|t| {
-                let h = host(&t.host);
-                let cmd = p.nvidia_smi.trim().to_string();
-                t.gpus.iter().map(move |g| format!("gpu:{h}|{cmd}|{g}"))
-            })
-            .collect(),
-        FaultSpec::SshCommand(p) => p
-            .hosts
-            .iter()
-            .map(|h| format!("host:{}", host(h)))
-            .collect(),
-        FaultSpec::PodKill(p) => vec![kube(&p.namespace)],
-        FaultSpec::NetworkPartition(p) => vec![kube(&p.namespace)],
-        FaultSpec::LoadSpike(_) => vec![],
-    };
+    let mut keys: Vec<String> = spec
+        .reach()
+        .targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Gpu {
+                host: h,
+                gpu,
+                nvidia_smi,
+            } => Some(format!("gpu:{}|{nvidia_smi}|{gpu}", host(h))),
+            Target::Host(h) => Some(format!("host:{}", host(h))),
+            Target::Pods { namespace, .. } => Some(kube(namespace)),
+            Target::Node(n) => Some(format!("{}|node:{n}", kube(&None))),
+            // Lives and dies with this process: nothing another process could share.
+            Target::Load => None,
+        })
+        .collect();
     keys.sort();
     keys.dedup();
     keys

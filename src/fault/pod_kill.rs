@@ -1,10 +1,11 @@
 //! `pod-kill`: delete pods selected by namespace + label selector through the Kubernetes API.
 //! Nothing to restore: recovery is the controller recreating them, watched until Ready.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Namespace; default: the experiment's kubernetes namespace.
@@ -20,10 +21,11 @@ pub struct Params {
     pub mode: KillMode,
     /// Grace period for the deletion; default: the pod's own.
     #[serde(default, with = "crate::duration::serde_opt")]
+    #[schemars(with = "Option<String>")]
     pub grace_period: Option<Duration>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum KillMode {
     #[default]
@@ -51,7 +53,10 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use crate::fault::kube_target::KubeTarget;
-use crate::fault::{FaultContext, Verification};
+use crate::fault::{
+    ApiUse, DescribeCx, FaultContext, Lifetime, NoKubernetes, Problem, Reach, SimBinding, Target,
+    Verification,
+};
 use crate::sim::kube::Selector;
 
 /// Undo data: nothing to undo, but what `verify` and `wait_ready` need.
@@ -73,6 +78,8 @@ pub struct Victim {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    NoKube(#[from] NoKubernetes),
     #[error("pod-kill: invalid selector \"{selector}\": {reason}")]
     BadSelector { selector: String, reason: String },
     #[error("pod-kill: invalid mode: {0}")]
@@ -405,6 +412,124 @@ pub async fn wait_recovered(
         timeout,
     )
     .await
+}
+
+impl crate::fault::FaultKind for Params {
+    type Undo = Undo;
+    type Error = Error;
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut out = crate::fault::params::selector_problems(&self.selector, self.all_pods);
+        match self.mode {
+            KillMode::Count(0) => out.push(Problem::new(
+                &["mode", "count"],
+                "'0'",
+                "must be at least 1",
+            )),
+            KillMode::Percent(pct) if !(pct > 0.0 && pct <= 100.0) => out.push(Problem::new(
+                &["mode", "percent"],
+                format!("'{pct}'"),
+                "must be in (0, 100]",
+            )),
+            _ => {}
+        }
+        out
+    }
+
+    fn reach(&self) -> Reach {
+        Reach {
+            targets: vec![Target::Pods {
+                namespace: self.namespace.clone(),
+                selector: self.selector.clone(),
+            }],
+            hosts: Vec::new(),
+            // list: pick victims; delete: the kill; get: verify it is gone; watch: wait for
+            // the replacements to be Ready.
+            kube: vec![ApiUse {
+                verbs: &["list", "watch", "get", "delete"],
+                group: "",
+                resource: "pods",
+                namespace: Some(self.namespace.clone()),
+            }],
+            load: false,
+        }
+    }
+
+    fn describe(&self, cx: &DescribeCx) -> String {
+        let how = match &self.mode {
+            KillMode::One => "one pod".to_string(),
+            KillMode::Count(n) => format!("{n} pods"),
+            KillMode::Percent(x) => format!("{x}% of the pods"),
+            KillMode::All => "all pods".to_string(),
+        };
+        let grace = self
+            .grace_period
+            .map(|g| format!(", grace period {}", humantime::format_duration(g)))
+            .unwrap_or_default();
+        format!(
+            "delete {how} matching '{}' in namespace {}{grace}",
+            self.selector,
+            self.namespace.as_deref().unwrap_or(&cx.namespace)
+        )
+    }
+
+    fn describe_end(&self, end: Option<&str>) -> String {
+        match end {
+            Some(end) => format!(", watch pods until Ready (window until {end})"),
+            None => ", then watch pods until Ready (no restore needed)".into(),
+        }
+    }
+
+    fn lifetime(&self) -> Lifetime {
+        Lifetime::OneShot
+    }
+
+    fn deadman_margin(&self) -> Option<Duration> {
+        None
+    }
+
+    fn bind_to_sim(&mut self, _sim: &SimBinding) {}
+
+    fn is_permanent(e: &Error) -> bool {
+        matches!(e, Error::Kube { error, .. } if crate::fault::kube_target::is_permanent(error))
+    }
+
+    fn example() -> Self {
+        Params {
+            namespace: None,
+            selector: "app=vllm".into(),
+            all_pods: false,
+            mode: KillMode::One,
+            grace_period: None,
+        }
+    }
+
+    async fn preflight(&self, ctx: &FaultContext) -> Result<(), Error> {
+        preflight(self, ctx, ctx.kube()?).await
+    }
+    async fn prepare(&self, ctx: &FaultContext) -> Result<Undo, Error> {
+        prepare(self, ctx, ctx.kube()?).await
+    }
+    async fn inject(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        inject(self, ctx, ctx.kube()?, undo).await
+    }
+    async fn verify(&self, ctx: &FaultContext, undo: &Undo) -> Result<Verification, Error> {
+        verify(self, ctx, ctx.kube()?, undo).await
+    }
+    async fn restore(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        restore(self, ctx, ctx.kube()?, undo).await
+    }
+    /// Cleared when as many pods are Ready as before the kill, none of them a victim: until
+    /// then the cluster has not recovered, whatever the windows say.
+    async fn wait_cleared(
+        &self,
+        ctx: &FaultContext,
+        undo: &Undo,
+        limit: Duration,
+    ) -> Result<Option<String>, Error> {
+        wait_recovered(ctx.kube()?, undo, limit).await?;
+        Ok(Some("as many pods Ready as before the kill".into()))
+    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@
 //! exactly those programs. The dead-man timer runs the restore command as the login user, as
 //! written.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Hosts (names from the experiment's `hosts` section) to run the commands on.
@@ -26,6 +27,7 @@ pub struct Params {
     /// Arm a detached timer on each host that runs `restore` after the deadline plus this
     /// margin, unless cancelled by a normal restore. `0s` disables it.
     #[serde(default = "default_margin", with = "crate::duration::serde")]
+    #[schemars(with = "String")]
     pub deadman_margin: Duration,
 }
 
@@ -38,7 +40,9 @@ fn default_margin() -> Duration {
 
 use crate::fault::deadman;
 use crate::fault::exec::ExecError;
-use crate::fault::{FaultContext, Verification};
+use crate::fault::{
+    DescribeCx, FaultContext, HostRef, Lifetime, Problem, Reach, SimBinding, Target, Verification,
+};
 
 /// Undo data: the hosts and their dead-man markers (the restore command itself is in the spec,
 /// which the ledger keeps beside the undo data).
@@ -145,4 +149,82 @@ pub async fn restore(p: &Params, ctx: &FaultContext, undo: &Undo) -> Result<(), 
     }))
     .await?;
     Ok(())
+}
+
+impl crate::fault::FaultKind for Params {
+    type Undo = Undo;
+    type Error = Error;
+
+    fn problems(&self) -> Vec<Problem> {
+        if self.hosts.is_empty() {
+            return vec![Problem::new(&["hosts"], "[]", "needs at least one host")];
+        }
+        Vec::new()
+    }
+
+    fn reach(&self) -> Reach {
+        Reach {
+            targets: self.hosts.iter().cloned().map(Target::Host).collect(),
+            hosts: self
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(k, h)| HostRef::new(h, &["hosts", &k.to_string()]))
+                .collect(),
+            kube: Vec::new(),
+            load: false,
+        }
+    }
+
+    fn describe(&self, _cx: &DescribeCx) -> String {
+        format!("on hosts {}: run `{}`", self.hosts.join(", "), self.inject)
+    }
+
+    fn describe_end(&self, end: Option<&str>) -> String {
+        format!(
+            ", restore at {} with `{}`",
+            end.unwrap_or("the end"),
+            self.restore
+        )
+    }
+
+    fn lifetime(&self) -> Lifetime {
+        Lifetime::Held
+    }
+
+    fn deadman_margin(&self) -> Option<Duration> {
+        (!self.deadman_margin.is_zero()).then_some(self.deadman_margin)
+    }
+
+    fn bind_to_sim(&mut self, _sim: &SimBinding) {}
+
+    fn is_permanent(_: &Error) -> bool {
+        false
+    }
+
+    fn example() -> Self {
+        Params {
+            hosts: vec!["gpu-node-1".into()],
+            inject: "sudo -n tc qdisc add dev eth0 root netem delay 200ms".into(),
+            restore: "sudo -n tc qdisc del dev eth0 root netem || true".into(),
+            verify: Some("tc qdisc show dev eth0 | grep -q netem".into()),
+            deadman_margin: default_margin(),
+        }
+    }
+
+    async fn preflight(&self, ctx: &FaultContext) -> Result<(), Error> {
+        preflight(self, ctx).await
+    }
+    async fn prepare(&self, ctx: &FaultContext) -> Result<Undo, Error> {
+        prepare(self, ctx).await
+    }
+    async fn inject(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        inject(self, ctx, undo).await
+    }
+    async fn verify(&self, ctx: &FaultContext, undo: &Undo) -> Result<Verification, Error> {
+        verify(self, ctx, undo).await
+    }
+    async fn restore(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
+        restore(self, ctx, undo).await
+    }
 }

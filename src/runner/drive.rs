@@ -1,9 +1,9 @@
 //! One fault's life during a run: wait for its time, check the steady state, prepare, write the
 //! ledger, inject, verify, hold, restore.
 
+use crate::fault::FaultContext;
 use crate::fault::exec::Hosts;
 use crate::fault::ledger::Entry;
-use crate::fault::{FaultContext, FaultSpec, pod_kill};
 use crate::runner::result::{FaultResult, FaultStatus};
 use crate::runner::shared::{Active, Shared};
 use crate::runner::spec::{self, Experiment, ScheduledFault};
@@ -171,37 +171,33 @@ pub(crate) async fn drive_fault(
             r.reason = Some(format!("restore failed, left for `faultline recover`: {e}"));
         }
         r.cleared_s = r.effective_s;
-        // A pod kill is cleared when the replacements are Ready; until then the cluster has not
-        // recovered, whatever the windows say. The wait is as long as the criteria allow.
-        if let (FaultSpec::PodKill(_), Some(kube)) = (&f.spec, &shared.kube)
-            && let Ok(u) = serde_json::from_value::<pod_kill::Undo>(undo.clone())
-        {
-            let eff = r.effective_s.unwrap_or(injecting_s);
-            let limit_s = ready_limit_s(exp, f, shared.now_s(), eff);
-            let waited = Duration::from_secs_f64((eff + limit_s - shared.now_s()).max(0.0));
-            tokio::select! {
-                res = pod_kill::wait_recovered(kube, &u, waited) => match res {
-                    Ok(_) => {
-                        r.cleared_s = Some(shared.now_s());
-                        shared.event("replacements_ready", Some(&f.id), "as many pods Ready as before the kill");
-                    }
-                    Err(e) => {
-                        shared.event("replacements_not_ready", Some(&f.id), e.to_string());
-                        r.cleared_s = None;
-                        r.gave_up_s = Some(shared.now_s());
-                        if r.status == FaultStatus::Pass {
-                            r.status = FaultStatus::Failed;
-                            r.reason = Some(format!(
-                                "not recovered within {limit_s:.1}s: the replacements were not Ready ({e})"
-                            ));
-                        }
-                    }
-                },
-                _ = shared.abort.cancelled() => {
-                    r.cleared_s = None;
-                    r.status = FaultStatus::Aborted;
-                    r.reason = Some("the run was aborted while waiting for the replacements to be Ready".into());
+        // The kind says when a one-shot fault has cleared (a pod kill: when the replacements
+        // are Ready); until then the cluster has not recovered, whatever the windows say. The
+        // wait is as long as the criteria allow.
+        let eff = r.effective_s.unwrap_or(injecting_s);
+        let limit_s = ready_limit_s(exp, f, shared.now_s(), eff);
+        let waited = Duration::from_secs_f64((eff + limit_s - shared.now_s()).max(0.0));
+        tokio::select! {
+            res = f.spec.wait_cleared(&ctx, &undo, waited) => match res {
+                Ok(None) => {}
+                Ok(Some(what)) => {
+                    r.cleared_s = Some(shared.now_s());
+                    shared.event("cleared", Some(&f.id), what);
                 }
+                Err(e) => {
+                    shared.event("not_cleared", Some(&f.id), e.to_string());
+                    r.cleared_s = None;
+                    r.gave_up_s = Some(shared.now_s());
+                    if r.status == FaultStatus::Pass {
+                        r.status = FaultStatus::Failed;
+                        r.reason = Some(format!("not recovered within {limit_s:.1}s: {e}"));
+                    }
+                }
+            },
+            _ = shared.abort.cancelled() => {
+                r.cleared_s = None;
+                r.status = FaultStatus::Aborted;
+                r.reason = Some("the run was aborted while waiting for the fault to clear".into());
             }
         }
     }

@@ -11,7 +11,7 @@ use crate::fault::kube_access;
 use crate::fault::kube_target::{KubeSource, KubeSpec, KubeTarget};
 use crate::fault::ledger::Ledger;
 use crate::fault::owner::{self, Ownership};
-use crate::fault::{FaultContext, FaultSpec};
+use crate::fault::{FaultContext, Lifetime, SimBinding};
 use crate::load::client::{ApiKey, Client, ClientConfig};
 use crate::load::engine::{self, Control, EngineConfig};
 use crate::load::recorder::{Progress, read_windows};
@@ -100,22 +100,22 @@ fn host_spec(h: &HostSpec) -> HostSpec {
     }
 }
 
-/// Against the embedded sim, `faultline nvidia-smi` on a local host means the sim's GPUs: the
-/// command becomes the sim's own wrapper (which knows its state directory), so that the ledger
-/// holds a command that `faultline recover` can run from any process.
+/// Against the embedded sim, each fault kind rewrites what names a sim stand-in (the
+/// `faultline nvidia-smi` command on local hosts becomes the sim's own wrapper), so that the
+/// ledger holds commands that `faultline recover` can run from any process.
 fn bind_to_sim(exp: &Experiment, state_dir: &std::path::Path) -> Experiment {
     let mut exp = exp.clone();
-    let wrapper = state_dir.join("bin").join("nvidia-smi");
+    let sim = SimBinding {
+        state_dir: state_dir.to_path_buf(),
+        local_hosts: exp
+            .hosts
+            .iter()
+            .filter(|(_, h)| matches!(h, HostSpec::Local))
+            .map(|(name, _)| name.clone())
+            .collect(),
+    };
     for f in &mut exp.timeline {
-        if let FaultSpec::GpuLockout(p) = &mut f.spec {
-            let all_local = p
-                .targets
-                .iter()
-                .all(|t| matches!(exp.hosts.get(&t.host), Some(HostSpec::Local)));
-            if all_local && p.nvidia_smi.trim() == "faultline nvidia-smi" {
-                p.nvidia_smi = crate::fault::exec::shell_quote(&wrapper.to_string_lossy());
-            }
-        }
+        f.spec.bind_to_sim(&sim);
     }
     exp
 }
@@ -582,7 +582,11 @@ fn analyze_faults(
         };
         // A one-shot fault whose end the runner watched for (a pod kill) ended at `cleared_s`,
         // or never did (`gave_up_s`); either way recovery counts from the injection.
-        let one_shot = r.kind == "pod-kill";
+        let one_shot = exp
+            .timeline
+            .iter()
+            .find(|f| f.id == r.id)
+            .is_some_and(|f| f.spec.lifetime() == Lifetime::OneShot);
         let (cleared, ended) = match (r.cleared_s, r.gave_up_s) {
             (_, Some(gave_up)) => (gave_up, Some(false)),
             (Some(c), None) => (c, (one_shot && c > eff).then_some(true)),

@@ -39,7 +39,7 @@ mod yaml;
 use std::path::Path;
 
 pub use error::{Location, SpecError};
-pub use fault::load_fault_definition;
+pub use fault::{RawDefinition, load_fault_definition, with_overrides};
 pub use model::*;
 pub use plan::{describe_fault, plan};
 pub use suggest::closest;

@@ -630,7 +630,7 @@ analysis:
         f.reason
             .as_deref()
             .unwrap()
-            .starts_with("not recovered within 6.0s: the replacements were not Ready"),
+            .starts_with("not recovered within 6.0s: pod-kill: only "),
         "{:?}",
         f.reason
     );
@@ -644,7 +644,7 @@ analysis:
         }
         ref other => panic!("{other:?}"),
     }
-    assert!(r.events.iter().any(|e| e.kind == "replacements_not_ready"));
+    assert!(r.events.iter().any(|e| e.kind == "not_cleared"));
     // The stamps are in result.json and summary.json.
     for file in ["result.json", "summary.json"] {
         let v: serde_json::Value =

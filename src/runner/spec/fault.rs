@@ -16,7 +16,7 @@ use super::error::SpecError;
 use super::model::FaultDefinition;
 use super::suggest::closest;
 use super::yaml::{Doc, Seg};
-use crate::fault::{FaultSpec, gpu_lockout, load_spike, network_partition, pod_kill, ssh_command};
+use crate::fault::{Decoder, FaultSpec};
 
 /// Type-checks a fault mapping (`kind` plus parameters) that came from `src`.
 pub fn parse_fault(mut map: Map<String, Value>, src: &Source) -> Result<FaultSpec, SpecError> {
@@ -43,49 +43,84 @@ pub fn parse_fault(mut map: Map<String, Value>, src: &Source) -> Result<FaultSpe
         }
     };
     let params = Value::Object(map);
-    let spec = match kind.as_str() {
-        "gpu-lockout" => FaultSpec::GpuLockout(from_value::<gpu_lockout::Params>(params, src)?),
-        "ssh-command" => FaultSpec::SshCommand(from_value::<ssh_command::Params>(params, src)?),
-        "pod-kill" => FaultSpec::PodKill(from_value::<pod_kill::Params>(params, src)?),
-        "network-partition" => {
-            FaultSpec::NetworkPartition(from_value::<network_partition::Params>(params, src)?)
-        }
-        "load-spike" => FaultSpec::LoadSpike(from_value::<load_spike::Params>(params, src)?),
-        _ => {
-            return Err(SpecError::UnknownKind {
-                at: src.locate(&[Seg::key("kind")]),
-                suggestion: closest(&kind, FaultSpec::KINDS.iter().copied()),
-                known: FaultSpec::KINDS.iter().map(|k| k.to_string()).collect(),
-                kind,
-            });
-        }
+    let Some(spec) = FaultSpec::decode(&kind, params, src) else {
+        return Err(SpecError::UnknownKind {
+            at: src.locate(&[Seg::key("kind")]),
+            suggestion: closest(&kind, FaultSpec::KINDS.iter().copied()),
+            known: FaultSpec::KINDS.iter().map(|k| k.to_string()).collect(),
+            kind,
+        });
     };
+    let spec = spec?;
     check_params(&spec, src)?;
     Ok(spec)
 }
 
-/// Value checks serde can't express ([`crate::fault::params`]), every one reported.
+impl Decoder for Source<'_> {
+    type Error = SpecError;
+    fn decode<T: serde::de::DeserializeOwned>(&self, params: Value) -> Result<T, SpecError> {
+        from_value(params, self)
+    }
+}
+
+/// Value checks serde can't express ([`crate::fault::FaultKind::problems`]), every one
+/// reported.
 fn check_params(spec: &FaultSpec, src: &Source) -> Result<(), SpecError> {
-    let errors = crate::fault::params::problems(spec)
+    let errors = spec
+        .problems()
         .into_iter()
-        .map(|p| {
-            let path: Vec<Seg> = p
-                .path
-                .iter()
-                .map(|k| match k.parse::<usize>() {
-                    Ok(i) => Seg::Index(i),
-                    Err(_) => Seg::key(k),
-                })
-                .collect();
-            SpecError::WrongType {
-                at: src.locate(&path),
-                key: p.path.join("."),
-                value: p.value,
-                message: p.message,
-            }
+        .map(|p| SpecError::WrongType {
+            at: src.locate(&param_path(&p.path)),
+            key: p.path.join("."),
+            value: p.value,
+            message: p.message,
         })
         .collect();
     SpecError::collect(errors)
+}
+
+/// A key path inside a fault's parameters as the kinds write it (`["targets", "0", "host"]`).
+pub fn param_path(path: &[String]) -> Vec<Seg> {
+    path.iter()
+        .map(|k| match k.parse::<usize>() {
+            Ok(i) => Seg::Index(i),
+            Err(_) => Seg::key(k),
+        })
+        .collect()
+}
+
+/// `faultline inject`'s fault: a definition file (or a bare kind) with `--set KEY=VALUE`
+/// overrides, read through the same path as an experiment's faults. The overrides are a YAML
+/// document of their own, one `KEY: VALUE` line per `--set`, so an error in one points at
+/// `--set:N` (the Nth override).
+pub fn with_overrides(
+    base: Option<&RawDefinition>,
+    kind: &str,
+    sets: &[(String, String)],
+) -> Result<FaultSpec, SpecError> {
+    let text: String = sets.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+    let set_doc = Doc::parse(Path::new("--set"), &text)?;
+    let over = match set_doc.root.to_json() {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let (mut map, base_doc) = match base {
+        Some(d) => (d.fault.clone(), d.doc.clone()),
+        None => {
+            let doc = Doc::parse(Path::new("--set"), &format!("kind: {kind}\n"))?;
+            (
+                [("kind".to_string(), Value::String(kind.to_string()))]
+                    .into_iter()
+                    .collect(),
+                doc,
+            )
+        }
+    };
+    merge(&mut map, &over);
+    let src = Source {
+        layers: vec![(&set_doc, vec![]), (&base_doc, vec![])],
+    };
+    parse_fault(map, &src)
 }
 
 /// A definition file as read, before `set:` overrides: kept as a value plus its tree so an

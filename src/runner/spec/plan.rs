@@ -7,94 +7,31 @@ use std::time::Duration;
 use humantime::format_duration as hd;
 
 use super::model::*;
-use crate::fault::FaultSpec;
-use crate::fault::gpu_lockout::LockMode;
-use crate::fault::network_partition::Direction;
-use crate::fault::pod_kill::KillMode;
+use crate::fault::{DescribeCx, Lifetime};
 use crate::load::schedule::{ArrivalProcess, RateShape, Schedule};
 
 fn t(d: Duration) -> String {
     format!("t={}", hd(d))
 }
 
-/// What one fault does, e.g. `gpu-lockout 'gpu-1' on host local GPUs [0] (mode PROHIBITED, kill process)`.
+/// What one fault does, e.g. `gpu-lockout 'gpu-1' on host local GPUs [0] (mode PROHIBITED, kill process; …)`.
 pub fn describe_fault(f: &ScheduledFault, exp: &Experiment) -> String {
-    let ns = |n: &Option<String>| {
-        n.clone()
-            .or_else(|| exp.kubernetes.as_ref().and_then(|k| k.namespace.clone()))
-            .unwrap_or_else(|| "of the kubeconfig context".into())
+    let cx = DescribeCx {
+        namespace: exp
+            .kubernetes
+            .as_ref()
+            .and_then(|k| k.namespace.clone())
+            .unwrap_or_else(|| "of the kubeconfig context".into()),
     };
-    let what = match &f.spec {
-        FaultSpec::GpuLockout(p) => {
-            let targets: Vec<String> = p
-                .targets
-                .iter()
-                .map(|t| {
-                    let gpus: Vec<String> = t.gpus.iter().map(ToString::to_string).collect();
-                    format!("host {} GPUs [{}]", t.host, gpus.join(", "))
-                })
-                .collect();
-            let mode = match p.mode {
-                LockMode::Prohibited => "PROHIBITED",
-                LockMode::ExclusiveProcess => "EXCLUSIVE_PROCESS",
-            };
-            let kill = if p.kill_process { ", kill process" } else { "" };
-            format!(
-                "on {} (mode {mode}{kill}; via `{}`)",
-                targets.join(", "),
-                p.nvidia_smi
-            )
-        }
-        FaultSpec::SshCommand(p) => format!("on hosts {}: run `{}`", p.hosts.join(", "), p.inject),
-        FaultSpec::PodKill(p) => {
-            let how = match &p.mode {
-                KillMode::One => "one pod".to_string(),
-                KillMode::Count(n) => format!("{n} pods"),
-                KillMode::Percent(x) => format!("{x}% of the pods"),
-                KillMode::All => "all pods".to_string(),
-            };
-            let grace = p
-                .grace_period
-                .map(|g| format!(", grace period {}", hd(g)))
-                .unwrap_or_default();
-            format!(
-                "delete {how} matching '{}' in namespace {}{grace}",
-                p.selector,
-                ns(&p.namespace)
-            )
-        }
-        FaultSpec::NetworkPartition(p) => {
-            let dir = match p.direction {
-                Direction::Ingress => "ingress",
-                Direction::Egress => "egress",
-                Direction::Both => "ingress+egress",
-            };
-            format!(
-                "deny-all NetworkPolicy ({dir}) on pods '{}' in namespace {}",
-                p.selector,
-                ns(&p.namespace)
-            )
-        }
-        FaultSpec::LoadSpike(p) => format!("multiply the arrival rate by {}", p.multiplier),
-    };
-    format!("{} '{}' {what}", f.spec.kind(), f.id)
+    format!("{} '{}' {}", f.spec.kind(), f.id, f.spec.describe(&cx))
 }
 
 fn restore(f: &ScheduledFault) -> String {
-    match (&f.spec, f.duration) {
-        (FaultSpec::PodKill(_), Some(d)) => {
-            format!(", watch pods until Ready (window until {})", t(f.at + d))
-        }
-        (FaultSpec::PodKill(_), None) => ", then watch pods until Ready (no restore needed)".into(),
-        (FaultSpec::GpuLockout(_), _) => {
-            format!(", restore the recorded compute mode at {}", t(f.end()))
-        }
-        (FaultSpec::SshCommand(p), _) => {
-            format!(", restore at {} with `{}`", t(f.end()), p.restore)
-        }
-        (FaultSpec::NetworkPartition(_), _) => format!(", delete the policy at {}", t(f.end())),
-        (FaultSpec::LoadSpike(_), _) => format!(", rate back to normal at {}", t(f.end())),
-    }
+    let end = match (f.spec.lifetime(), f.duration) {
+        (Lifetime::OneShot, None) => None,
+        (_, _) => Some(t(f.end())),
+    };
+    f.spec.describe_end(end.as_deref())
 }
 
 fn schedule(s: &Schedule) -> String {

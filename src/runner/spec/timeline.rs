@@ -13,12 +13,12 @@ use humantime::format_duration as hd;
 use super::check::{keys, relative};
 use super::de::Source;
 use super::error::{Location, SpecError};
-use super::fault::{RawDefinition, available, find_definition, merge, parse_fault};
+use super::fault::{RawDefinition, available, find_definition, merge, param_path, parse_fault};
 use super::model::{FaultSource, Host, ScheduledFault};
 use super::raw::{ExperimentSpec, FaultEntrySpec, Sequence};
 use super::suggest::closest;
 use super::yaml::{Doc, Seg};
-use crate::fault::FaultSpec;
+use crate::fault::{FaultSpec, Lifetime};
 use crate::limits::{MAX_DURATION, MAX_TIMELINE_EVENTS};
 
 pub struct Context<'a> {
@@ -144,30 +144,6 @@ fn resolve(
     })
 }
 
-/// Positions of host references inside a fault's parameters.
-fn host_refs(spec: &FaultSpec) -> Vec<(String, Vec<Seg>)> {
-    match spec {
-        FaultSpec::GpuLockout(p) => p
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(k, t)| {
-                (
-                    t.host.clone(),
-                    vec![Seg::key("targets"), Seg::Index(k), Seg::key("host")],
-                )
-            })
-            .collect(),
-        FaultSpec::SshCommand(p) => p
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(k, h)| (h.clone(), vec![Seg::key("hosts"), Seg::Index(k)]))
-            .collect(),
-        _ => vec![],
-    }
-}
-
 pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
     let doc = cx.doc;
     let entry_path = |i: usize, k: &str| vec![Seg::key("faults"), Seg::Index(i), Seg::key(k)];
@@ -219,7 +195,8 @@ pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
                 }
             }
         };
-        for (host, p) in host_refs(&r.spec) {
+        for h in r.spec.reach().hosts {
+            let (host, p) = (h.name, param_path(&h.path));
             let used_by = match &r.definition {
                 Some(_) => format!(
                     "fault '{}' (used at {})",
@@ -254,11 +231,11 @@ pub fn build(cx: &Context, errors: &mut Vec<SpecError>) -> Vec<ScheduledFault> {
         if duration.is_some_and(|d| d.is_zero()) {
             errors.push(SpecError::invalid(
                 doc.locate(&entry_path(i, "duration")),
-                "'duration' must be longer than 0s (a one-shot pod-kill has no duration)",
+                "'duration' must be longer than 0s (leave it out for a one-shot fault such as pod-kill)",
             ));
             continue;
         }
-        if duration.is_none() && !matches!(r.spec, FaultSpec::PodKill(_)) {
+        if duration.is_none() && r.spec.lifetime() == Lifetime::Held {
             errors.push(SpecError::MissingKey {
                 at: doc.locate(&[Seg::key("faults"), Seg::Index(i)]),
                 key: "duration".into(),
