@@ -152,7 +152,7 @@ pub fn parse_signals(path: &Path, text: &str) -> Result<Vec<Signal>, BottleneckE
         path: path.to_path_buf(),
         message,
     };
-    let value = crate::runner::spec::yaml_to_json(text).map_err(|e| parse(e.to_string()))?;
+    let value = crate::yaml::to_json(text).map_err(|e| parse(e.to_string()))?;
     let file: SignalsFile = serde_path_to_error::deserialize(value).map_err(|e| {
         let at = e.path().to_string();
         parse(format!("at '{at}': {}", e.inner()))

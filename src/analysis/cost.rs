@@ -138,7 +138,7 @@ pub fn load_file(path: &Path) -> Result<CostTable, CostError> {
         message,
     };
     let text = read(path)?;
-    let json = crate::runner::spec::yaml_to_json(&text).map_err(|e| parse(path, e.to_string()))?;
+    let json = crate::yaml::to_json(&text).map_err(|e| parse(path, e.to_string()))?;
     let file: CostFile = serde_path_to_error::deserialize(json)
         .map_err(|e| parse(path, format!("at {}: {}", e.path(), e.inner())))?;
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -335,7 +335,7 @@ fn recover(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::record::{Outcome, RequestRecord, TokenSource};
+    use crate::record::{Outcome, RequestRecord, TokenSource};
 
     /// One window with `n` requests, `bad` of them failed, TTFT `ttft_ms`, 10 tokens each.
     fn window(i: u64, n: u64, bad: u64, ttft_ms: u64) -> Window {

@@ -18,7 +18,7 @@
 //! highest passing and lowest failing rates and proposes the next trial.
 
 use crate::analysis::summary::Summary;
-use crate::load::record::RequestRecord;
+use crate::record::RequestRecord;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error, PartialEq)]

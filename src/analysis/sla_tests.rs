@@ -1,6 +1,6 @@
 use super::*;
 use crate::analysis::hist::Percentiles;
-use crate::load::record::{Outcome, TokenSource};
+use crate::record::{Outcome, TokenSource};
 use std::collections::BTreeMap;
 
 fn limits() -> SlaLimits {

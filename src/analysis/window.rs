@@ -3,7 +3,7 @@
 //! detection and recovery are computed by merging windows, and shards merge window by window.
 
 use super::hist::{Hist, Percentiles};
-use crate::load::record::{RequestRecord, TokenSource};
+use crate::record::{RequestRecord, TokenSource};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -173,7 +173,7 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::record::Outcome;
+    use crate::record::Outcome;
 
     fn rec(intended_s: f64, outcome: Outcome, ttft_ms: u64, tokens: u64) -> RequestRecord {
         RequestRecord {

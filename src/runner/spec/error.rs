@@ -2,32 +2,10 @@
 //! `file:line:column` and quoting the offending value. Validation collects as many problems as
 //! it can ([`SpecError::Many`]) so an operator fixes a file in one round, not ten.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// Where in which file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Location {
-    pub file: PathBuf,
-    pub line: usize,
-    pub column: usize,
-}
-
-impl Location {
-    pub fn new(file: &Path, line: usize, column: usize) -> Location {
-        Location {
-            file: file.to_path_buf(),
-            line,
-            column,
-        }
-    }
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
-    }
-}
+pub use crate::yaml::Location;
+use crate::yaml::YamlError;
 
 fn hint(s: &Option<String>) -> String {
     s.as_ref()
@@ -150,6 +128,15 @@ impl SpecError {
         SpecError::Invalid {
             at,
             message: message.into(),
+        }
+    }
+}
+
+impl From<YamlError> for SpecError {
+    fn from(e: YamlError) -> SpecError {
+        match e {
+            YamlError::Io { path, source } => SpecError::Io { path, source },
+            YamlError::Syntax { at, message } => SpecError::Syntax { at, message },
         }
     }
 }

@@ -1,5 +1,9 @@
 //! The YAML front end: source text → a tree of [`Node`]s that remember where they were written.
 //!
+//! A leaf module (it uses only `crate::limits` to read a file with a size cap): the experiment
+//! reader (`runner::spec`) builds on it, and `analysis` reads its YAML inputs (cost tables,
+//! bottleneck signals) through it without importing the runner.
+//!
 //! Why not deserialize straight from a YAML serde crate: serde forgets positions wherever it
 //! buffers (the kind-tagged [`FaultSpec`](crate::fault::FaultSpec) enum, `set:` overrides merged
 //! into a definition from another file), and semantic errors (an unknown host, an overlap) have
@@ -12,7 +16,48 @@ use std::path::{Path, PathBuf};
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::Value;
 
-use super::error::{Location, SpecError};
+use std::fmt;
+
+/// Where in which file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Location {
+    pub fn new(file: &Path, line: usize, column: usize) -> Location {
+        Location {
+            file: file.to_path_buf(),
+            line,
+            column,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// A file that cannot be read, or text that is not YAML faultline accepts.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{at}: invalid YAML: {message}")]
+    Syntax { at: Location, message: String },
+}
+
+/// A YAML text as the loader sees it, as JSON (for schema checks and tooling).
+pub fn to_json(text: &str) -> Result<Value, YamlError> {
+    Ok(Doc::parse(Path::new("<text>"), text)?.root.to_json())
+}
 
 /// One step of a key path: a mapping key or a sequence index.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,18 +118,18 @@ pub struct Doc {
 
 impl Doc {
     /// Reads and parses `path`. An empty file is an empty mapping.
-    pub fn read(path: &Path) -> Result<Doc, SpecError> {
+    pub fn read(path: &Path) -> Result<Doc, YamlError> {
         use crate::limits::{MAX_SPEC_BYTES, ReadError, read_text_capped};
         let text = read_text_capped(path, MAX_SPEC_BYTES).map_err(|e| match e {
-            ReadError::Io { source, .. } => SpecError::Io {
+            ReadError::Io { source, .. } => YamlError::Io {
                 path: path.to_path_buf(),
                 source,
             },
-            ReadError::NotUtf8 { line, column, .. } => SpecError::Syntax {
+            ReadError::NotUtf8 { line, column, .. } => YamlError::Syntax {
                 at: Location::new(path, line, column),
                 message: "not UTF-8 text".into(),
             },
-            e @ (ReadError::NotRegular { .. } | ReadError::TooBig { .. }) => SpecError::Io {
+            e @ (ReadError::NotRegular { .. } | ReadError::TooBig { .. }) => YamlError::Io {
                 path: path.to_path_buf(),
                 source: std::io::Error::other(
                     e.to_string()
@@ -96,14 +141,14 @@ impl Doc {
         Doc::parse(path, &text)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Doc, SpecError> {
-        let docs = MarkedYaml::load_from_str(text).map_err(|e| SpecError::Syntax {
+    pub fn parse(path: &Path, text: &str) -> Result<Doc, YamlError> {
+        let docs = MarkedYaml::load_from_str(text).map_err(|e| YamlError::Syntax {
             at: Location::new(path, e.marker().line(), e.marker().col() + 1),
             message: e.info().to_string(),
         })?;
         let at0 = |line| Location::new(path, line, 1);
         if docs.len() > 1 {
-            return Err(SpecError::Syntax {
+            return Err(YamlError::Syntax {
                 at: at0(docs[1].span.start.line()),
                 message: "more than one YAML document in the file".into(),
             });
@@ -209,9 +254,9 @@ fn mark_of(m: &saphyr::Marker) -> Mark {
     }
 }
 
-fn convert(path: &Path, y: &MarkedYaml) -> Result<Node, SpecError> {
+fn convert(path: &Path, y: &MarkedYaml) -> Result<Node, YamlError> {
     let mark = mark_of(&y.span.start);
-    let bad = |message: String| SpecError::Syntax {
+    let bad = |message: String| YamlError::Syntax {
         at: Location::new(path, mark.line, mark.column),
         message,
     };
@@ -240,7 +285,7 @@ fn convert(path: &Path, y: &MarkedYaml) -> Result<Node, SpecError> {
                     YamlData::Value(Scalar::Integer(i)) => i.to_string(),
                     YamlData::Value(Scalar::Boolean(b)) => b.to_string(),
                     _ => {
-                        return Err(SpecError::Syntax {
+                        return Err(YamlError::Syntax {
                             at: Location::new(path, k.span.start.line(), k.span.start.col() + 1),
                             message: "mapping keys must be plain strings".into(),
                         });
