@@ -116,6 +116,21 @@ pub fn suggestion(text: &str) -> Option<String> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Dur(pub Duration);
 
+/// In a schema: a string in the spelling [`parse`] reads.
+impl schemars::JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^\\s*[0-9]",
+            "description": "A duration: a number with a unit (250ms, 30s, 2m, 1h30m); a bare number is refused.",
+        })
+    }
+}
+
 impl From<Dur> for Duration {
     fn from(d: Dur) -> Duration {
         d.0

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 /// How to speak TLS to one server: as written under `tls:` in an experiment (target, probe)
 /// and as the `--ca-cert`, `--client-cert`, `--client-key`, `--insecure` flags. Paths only,
 /// never key material, so it may be recorded in `run.json`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsOptions {
     /// PEM bundle of CA certificates to trust, in addition to the system's.

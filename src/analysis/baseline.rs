@@ -12,7 +12,7 @@ use super::window::Window;
 use serde::{Deserialize, Serialize};
 
 /// The baseline a fault was judged against, as recorded in `result.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Baseline {
     pub from_s: f64,
     pub to_s: f64,

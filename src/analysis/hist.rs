@@ -35,7 +35,7 @@ impl Default for Hist {
 
 /// Percentiles of one latency metric, in milliseconds. Every field is `None` when there were no
 /// samples: an absent number is never reported as zero.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Percentiles {
     pub count: u64,
     pub p50: Option<f64>,

@@ -10,7 +10,7 @@ use super::window::Window;
 use serde::{Deserialize, Serialize};
 
 /// When a fault acted, in seconds from the start of the load.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FaultTiming {
     /// The fault took effect: its inject began (whatever it changes changes after this; the
     /// verify that confirmed it came later), as the clearing is the start of its restore.
@@ -30,7 +30,7 @@ pub struct FaultTiming {
 
 /// Tolerances of the baseline band (how far a window may be from `pre` and still count as
 /// recovered).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Tolerance {
     /// Absolute error-rate increase allowed (0.01 = one percentage point).
     pub error_rate: f64,
@@ -53,7 +53,7 @@ impl Default for Tolerance {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AnalysisConfig {
     pub window_s: f64,
     /// Consecutive windows that, taken together, must be in the band to count as recovered.
@@ -73,13 +73,13 @@ impl Default for AnalysisConfig {
 
 /// A time at which something other than the client noticed the fault (a probe, the pod
 /// leaving Ready, ...).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Signal {
     pub t_s: f64,
     pub source: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PhaseStats {
     pub from_s: f64,
     pub to_s: f64,
@@ -91,7 +91,7 @@ pub struct PhaseStats {
     pub itl_ms: Percentiles,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Detection {
     /// Seconds from the fault's effective time to the first signal, and which signal.
@@ -102,7 +102,7 @@ pub enum Detection {
     NoSignal,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Recovery {
     /// Seconds from `recovery_from_s` to the first window from which N consecutive windows,
@@ -116,7 +116,7 @@ pub enum Recovery {
 
 /// Change of `during` against `pre`. Relative changes are fractions (+0.45 = +45%); `None`
 /// when either side has no data.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Impact {
     pub error_rate_during: Option<f64>,
     pub throughput_change: Option<f64>,
@@ -125,7 +125,7 @@ pub struct Impact {
     pub itl_p99_change: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FaultAnalysis {
     /// Which stretch `pre` is and why (absent in results written before per-fault baselines).
     #[serde(default, skip_serializing_if = "Option::is_none")]

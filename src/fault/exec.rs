@@ -39,14 +39,14 @@ use std::time::Duration;
 /// `{ssh: {user, host, port, identity_file, known_hosts, strict_host_key_checking, config_file,
 /// jump, sudo, connect_timeout}}`.
 /// Holds paths only, never secrets, so it may be written to the ledger.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum HostSpec {
     Local,
     Ssh(SshSpec),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SshSpec {
     /// Login name; default: ssh's (the current user or the ssh config's).
@@ -67,6 +67,7 @@ pub struct SshSpec {
     pub strict_host_key_checking: bool,
     /// How long to wait for the TCP connection and the SSH handshake.
     #[serde(default = "default_connect_timeout", with = "crate::duration::serde")]
+    #[schemars(with = "crate::duration::Dur")]
     pub connect_timeout: Duration,
     /// An ssh config file to use instead of `~/.ssh/config` (`ssh -F`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

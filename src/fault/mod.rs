@@ -75,7 +75,7 @@ impl FaultContext {
 }
 
 /// The outcome of `verify` when it did not fail.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "verification", rename_all = "kebab-case")]
 pub enum Verification {
     /// The change was observed in effect.

@@ -71,7 +71,7 @@ use std::time::{Duration, Instant};
 use wire::{Message, ModelList, RequestBody, StreamOptions};
 
 /// Which OpenAI endpoint to speak (`completions` or `chat` in files and flags).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Api {
     /// `/v1/completions` with a `prompt`.

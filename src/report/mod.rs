@@ -10,4 +10,5 @@ pub mod junit;
 pub mod load_dir;
 pub mod markdown;
 pub mod markdown_dirs;
+pub mod schemas;
 pub mod table;

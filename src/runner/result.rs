@@ -8,7 +8,7 @@ use crate::runner::spec::Criteria;
 use serde::{Deserialize, Serialize};
 
 /// How a run ended. Exit codes: pass 0, failed 1, invalid 2, aborted 3.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Every fault took effect and met the criteria.
@@ -34,7 +34,7 @@ impl Status {
 }
 
 /// Something that happened during the run, on the load's clock.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     pub t_s: f64,
     pub kind: String,
@@ -44,7 +44,7 @@ pub struct Event {
 }
 
 /// One criterion checked against one fault.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Check {
     pub name: String,
     pub limit: String,
@@ -52,7 +52,7 @@ pub struct Check {
     pub passed: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultStatus {
     Pass,
@@ -65,7 +65,7 @@ pub enum FaultStatus {
     Aborted,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FaultResult {
     pub id: String,
     pub kind: String,
@@ -91,7 +91,7 @@ pub struct FaultResult {
     pub checks: Vec<Check>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunResult {
     pub experiment: String,
     pub run_id: String,

@@ -13,6 +13,7 @@ mod prometheus;
 mod report;
 mod runner;
 mod saturation;
+mod schemas;
 mod spec;
 mod ssh_nodes;
 mod sshd;

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::duration::Dur;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {
     #[serde(default)]
@@ -49,7 +49,7 @@ pub struct ExperimentSpec {
     pub analysis: Option<AnalysisSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
     /// The embedded sim: `{preset: NAME, <SimConfig field>: value, ...}`.
@@ -81,7 +81,7 @@ pub use crate::load::client::Api;
 /// Hosts are parsed straight into the fault layer's own type (it is what the ledger records).
 pub use crate::fault::exec::{HostSpec, SshSpec};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSpec {
     /// A path, or `sim` for the embedded sim's API; default: the usual kubeconfig lookup.
@@ -93,7 +93,7 @@ pub struct KubernetesSpec {
     pub namespace: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadSpec {
     #[serde(default)]
@@ -122,7 +122,7 @@ pub struct LoadSpec {
     pub seed: Option<u64>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Sequence {
     /// Every fault at its own `at`.
@@ -132,15 +132,17 @@ pub enum Sequence {
     Serial,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultEntrySpec {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default, rename = "use")]
     pub use_: Option<String>,
-    /// Kept as a value: it is merged and kind-dispatched in [`super::timeline`].
+    /// Kept as a value: it is merged and kind-dispatched in [`super::timeline`]. In the schema:
+    /// a fault definition (the same types as `schemas/fault.schema.json`).
     #[serde(default)]
+    #[schemars(with = "Option<crate::fault::FaultSpec>")]
     pub fault: Option<Map<String, Value>>,
     #[serde(default)]
     pub set: Option<Map<String, Value>>,
@@ -156,7 +158,7 @@ pub struct FaultEntrySpec {
     pub criteria: Option<CriteriaSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RepeatSpec {
     pub times: u32,
@@ -164,7 +166,7 @@ pub struct RepeatSpec {
     pub every: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSpec {
     pub name: String,
@@ -182,7 +184,7 @@ pub struct ProbeSpec {
     pub command: Option<CommandProbe>,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
     pub url: String,
@@ -208,7 +210,7 @@ fn ok_status() -> u16 {
     200
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusProbe {
     pub url: String,
@@ -225,7 +227,7 @@ pub struct PrometheusProbe {
     pub tls: TlsOptions,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeReadyProbe {
     pub selector: String,
@@ -233,14 +235,14 @@ pub struct KubeReadyProbe {
     pub namespace: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandProbe {
     pub host: String,
     pub run: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SteadyStateSpec {
     #[serde(default)]
@@ -251,7 +253,7 @@ pub struct SteadyStateSpec {
     pub window: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopConditionSpec {
     #[serde(default)]
@@ -262,7 +264,7 @@ pub struct StopConditionSpec {
     pub for_: Dur,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CriteriaSpec {
     #[serde(default)]
@@ -277,7 +279,7 @@ pub struct CriteriaSpec {
     pub must_recover: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalysisSpec {
     #[serde(default)]
@@ -292,7 +294,7 @@ pub struct AnalysisSpec {
     pub baseline_min: Option<Dur>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToleranceSpec {
     #[serde(default)]
