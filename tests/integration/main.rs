@@ -6,6 +6,7 @@ mod client;
 mod fault;
 mod kube;
 mod kube_auth;
+mod layers;
 mod leftovers;
 mod load;
 mod netns;
