@@ -204,6 +204,17 @@ pub enum Status {
     Error,
 }
 
+impl Status {
+    /// As written in `bottleneck.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Missing => "missing",
+            Status::Error => "error",
+        }
+    }
+}
+
 /// One signal over the window. Every number is null unless `status` is `ok`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignalResult {

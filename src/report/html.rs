@@ -102,10 +102,8 @@ fn header(r: &Results) -> String {
     {
         meta.push(format!("started {}", esc(&super::fmt::timestamp(started))));
     }
-    if let Some(b) = &r.bench
-        && let Some(p) = &b.profile
-    {
-        meta.push(format!("profile <code>{}</code>", esc(p)));
+    if let Some(b) = &r.bench {
+        meta.push(format!("profile <code>{}</code>", esc(&b.profile)));
     }
     meta.push(format!(
         "results <code>{}</code>",
@@ -170,7 +168,8 @@ fn bench_cards(r: &Results) -> Vec<(String, String)> {
     let cheapest = r.cost.as_ref().and_then(|c| {
         c.rows
             .iter()
-            .filter_map(|row| row.cost_per_million_output_tokens.map(|v| (row, v)))
+            .map(|row| (row, row.cost_per_million_output_tokens))
+            .filter(|(_, v)| v.is_finite())
             .min_by(|a, b| a.1.total_cmp(&b.1))
     });
     match cheapest {

@@ -99,61 +99,13 @@ pub struct SlaCheck {
     pub passed: bool,
 }
 
-/// `cost.json`: cost per million output tokens per serving configuration.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Cost {
-    pub rows: Vec<CostRow>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CostRow {
-    pub name: String,
-    pub gpus: Option<f64>,
-    pub price_per_gpu_hour: Option<f64>,
-    pub output_tok_s: Option<f64>,
-    pub utilization: Option<f64>,
-    pub cost_per_million_output_tokens: Option<f64>,
-}
-
-/// `bottleneck.json`: which server-side signal saturated first.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Bottleneck {
-    pub signals: Vec<BottleneckSignal>,
-    pub primary: Option<String>,
-    pub ranking: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct BottleneckSignal {
-    pub name: String,
-    pub query: String,
-    /// `ok`, `missing` or `error`.
-    pub status: String,
-    pub mean: Option<f64>,
-    pub p95: Option<f64>,
-    pub max: Option<f64>,
-    /// Fraction of capacity (1.0 = saturated); `None` when the signal had no data.
-    pub saturation: Option<f64>,
-}
-
-/// `bench.json`: the profile a bench ran and how long each phase took.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Bench {
-    pub profile: Option<String>,
-    pub phases: Vec<BenchPhase>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct BenchPhase {
-    pub name: String,
-    pub seconds: Option<f64>,
-}
+/// `cost.json`, `bottleneck.json` and `bench.json` are read with the writers' own types: one
+/// type per file format, so the report cannot drift from what is written.
+pub use crate::analysis::bottleneck::{
+    BottleneckReport as Bottleneck, SignalResult as BottleneckSignal,
+};
+pub use crate::analysis::cost::{CostRow, CostTable as Cost};
+pub use crate::runner::bench::{BenchResult as Bench, PhaseTime as BenchPhase};
 
 /// A number without trailing zeros, to 3 significant digits below 10: 12 → "12",
 /// 12.5 → "12.5", 0.1256 → "0.126", 0.001 → "0.001".

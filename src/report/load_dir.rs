@@ -288,7 +288,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("ramp")).unwrap();
         std::fs::create_dir_all(dir.path().join("sla")).unwrap();
-        std::fs::write(dir.path().join("bench.json"), r#"{"profile": "quick"}"#).unwrap();
+        // bench.json as `faultline bench` writes it (the report reads the writer's type).
+        let bench = crate::runner::bench::BenchResult {
+            profile: "quick".into(),
+            phases: vec![],
+            baseline: crate::analysis::summary::Summary::new(
+                &crate::analysis::window::Window::default(),
+                1.0,
+                None,
+            ),
+            ramp: "ramp".into(),
+            sla: "sla".into(),
+            cost: None,
+            bottleneck: None,
+            notes: vec![],
+        };
+        std::fs::write(
+            dir.path().join("bench.json"),
+            serde_json::to_string(&bench).unwrap(),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("ramp/ramp.json"), r#"{"steps": []}"#).unwrap();
         std::fs::write(
             dir.path().join("sla/sla.json"),

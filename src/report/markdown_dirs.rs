@@ -15,20 +15,11 @@ fn cell(s: &str) -> String {
 pub fn render(r: &Results) -> String {
     let mut out = format!("# {} — {}\n\n", r.title(), r.kind.name());
     if let Some(b) = &r.bench {
-        if let Some(p) = &b.profile {
-            let _ = writeln!(out, "Profile `{p}`.\n");
-        }
+        let _ = writeln!(out, "Profile `{}`.\n", b.profile);
         if !b.phases.is_empty() {
             let _ = writeln!(out, "| phase | duration |\n|---|---|");
             for p in &b.phases {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} |",
-                    cell(&p.name),
-                    p.seconds
-                        .map(|s| format!("{s:.1} s"))
-                        .unwrap_or_else(|| "-".into())
-                );
+                let _ = writeln!(out, "| {} | {:.1} s |", cell(&p.name), p.seconds);
             }
             out.push('\n');
         }
@@ -121,15 +112,11 @@ pub fn render(r: &Results) -> String {
         for row in &c.rows {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | ${:.2} |",
                 cell(&row.name),
-                row.gpus.map(num).unwrap_or_else(|| "-".into()),
-                row.output_tok_s
-                    .map(|v| format!("{v:.0}"))
-                    .unwrap_or_else(|| "-".into()),
+                row.gpus,
+                row.output_tok_s,
                 row.cost_per_million_output_tokens
-                    .map(|v| format!("${v:.2}"))
-                    .unwrap_or_else(|| "-".into())
             );
         }
         out.push('\n');
@@ -145,7 +132,7 @@ pub fn render(r: &Results) -> String {
                 out,
                 "| {} | {} | {} |",
                 cell(&s.name),
-                cell(&s.status),
+                cell(s.status.as_str()),
                 s.saturation
                     .map(|v| format!("{v:.2}"))
                     .unwrap_or_else(|| "no data".into())

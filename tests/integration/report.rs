@@ -371,11 +371,13 @@ fn load_and_ramp_folders_render_offline_with_the_hockey_stick() {
                        {"metric": "itl_p99_ms", "limit": 0.001, "actual": null, "passed": false}]}"#,
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("bench/bench.json"),
-        r#"{"profile": "quick", "phases": [{"name": "ramp", "seconds": 6}]}"#,
-    )
-    .unwrap();
+    // bench.json as `faultline bench` writes it: the report reads the writer's own type.
+    let bench_json = serde_json::json!({
+        "profile": "quick", "phases": [{"name": "ramp", "seconds": 6.0}],
+        "baseline": baseline, "ramp": "ramp", "sla": "sla", "cost": null, "bottleneck": null,
+        "notes": []
+    });
+    std::fs::write(dir.path().join("bench/bench.json"), bench_json.to_string()).unwrap();
     let bench = dir.path().join("bench");
     faultline(&["report", bench.to_str().unwrap()]);
     let page = chromium::open(&bench.join("report.html"));

@@ -123,7 +123,7 @@ pub fn ramp_steps(r: &Ramp) -> String {
 
 /// Cost per million output tokens per configuration.
 pub fn cost(c: &Cost) -> String {
-    let money = |v: Option<f64>| v.map(|v| format!("${v:.2}")).unwrap_or_else(|| "–".into());
+    let money = |v: f64| format!("${v:.2}");
     let rows: Vec<(Vec<Cell>, bool)> = c
         .rows
         .iter()
@@ -131,11 +131,9 @@ pub fn cost(c: &Cost) -> String {
             (
                 vec![
                     t(&r.name),
-                    n(opt(r.gpus)),
+                    n(r.gpus.to_string()),
                     n(money(r.price_per_gpu_hour)),
-                    n(r.output_tok_s
-                        .map(|v| format!("{v:.0}"))
-                        .unwrap_or_else(|| "–".into())),
+                    n(format!("{:.0}", r.output_tok_s)),
                     n(r.utilization
                         .map(|u| format!("{:.0}%", u * 100.0))
                         .unwrap_or_else(|| "no data".into())),
@@ -165,17 +163,7 @@ pub fn bench(b: &Bench) -> String {
     let rows: Vec<(Vec<Cell>, bool)> = b
         .phases
         .iter()
-        .map(|p| {
-            (
-                vec![
-                    t(&p.name),
-                    n(p.seconds
-                        .map(|s| format!("{s:.1} s"))
-                        .unwrap_or_else(|| "–".into())),
-                ],
-                false,
-            )
-        })
+        .map(|p| (vec![t(&p.name), n(format!("{:.1} s", p.seconds))], false))
         .collect();
     section(
         "bench",

@@ -304,7 +304,7 @@ pub fn bottleneck(b: &Bottleneck) -> String {
             name: s.name.clone(),
             value: s
                 .saturation
-                .filter(|_| s.status == "ok" || s.status.is_empty()),
+                .filter(|_| s.status == crate::analysis::bottleneck::Status::Ok),
             primary: b.primary.as_deref() == Some(s.name.as_str()),
         })
         .collect();
@@ -328,7 +328,7 @@ pub fn bottleneck(b: &Bottleneck) -> String {
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td><code>{}</code></td></tr>",
             esc(&s.name),
-            esc(&s.status),
+            esc(s.status.as_str()),
             f(s.mean),
             f(s.p95.or(s.max)),
             f(s.saturation),

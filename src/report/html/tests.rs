@@ -1,4 +1,5 @@
 use super::*;
+use crate::analysis::bottleneck::Status;
 use crate::analysis::summary::Summary;
 use crate::analysis::window::Window;
 use crate::report::inputs::{
@@ -60,26 +61,19 @@ fn everything() -> Results {
             ..Sla::default()
         }),
         cost: Some(Cost {
-            rows: vec![CostRow {
-                name: "4xH100 <tp4>".into(),
-                gpus: Some(4.0),
-                cost_per_million_output_tokens: Some(1.234),
-                ..CostRow::default()
-            }],
+            rows: vec![cost_row("4xH100 <tp4>", 4, 1.234)],
         }),
         bottleneck: Some(Bottleneck {
+            prometheus: "http://127.0.0.1:9090".into(),
+            window: crate::analysis::bottleneck::Window {
+                start: chrono::DateTime::UNIX_EPOCH,
+                end: chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(60),
+            },
+            step_s: 1.0,
+            quantile: 0.95,
             signals: vec![
-                BottleneckSignal {
-                    name: "kv_cache".into(),
-                    status: "missing".into(),
-                    ..BottleneckSignal::default()
-                },
-                BottleneckSignal {
-                    name: "gpu_util".into(),
-                    status: "ok".into(),
-                    saturation: Some(0.98),
-                    ..BottleneckSignal::default()
-                },
+                signal("kv_cache", Status::Missing, None),
+                signal("gpu_util", Status::Ok, Some(0.98)),
             ],
             primary: Some("gpu_util".into()),
             ranking: vec!["gpu_util".into()],
@@ -238,11 +232,11 @@ fn bench_headline_is_saturation_recommended_rate_sla_and_cost_not_the_baseline()
     r.ramp.as_mut().unwrap().saturation = None;
     r.ramp.as_mut().unwrap().recommended_is_extrapolated = true;
     r.sla.as_mut().unwrap().passed = true;
-    r.cost.as_mut().unwrap().rows.push(CostRow {
-        name: "8xA100".into(),
-        cost_per_million_output_tokens: Some(0.5),
-        ..CostRow::default()
-    });
+    r.cost
+        .as_mut()
+        .unwrap()
+        .rows
+        .push(cost_row("8xA100", 8, 0.5));
     let cards = card_pairs(&render(&r));
     assert_eq!(cards[0].1, "not reached");
     assert_eq!(cards[1].1, "5.6 req/s (extrapolated)");
@@ -264,4 +258,34 @@ fn started_at_reads_as_a_human_utc_time() {
     let html = render(&r);
     assert!(html.contains("started 2026-11-28 17:40:12 UTC"), "header");
     assert!(!html.contains(".353407241"), "no nanoseconds anywhere");
+}
+
+/// A `cost.json` row (the writer's type: every number is there).
+fn cost_row(name: &str, gpus: u32, per_million: f64) -> CostRow {
+    CostRow {
+        name: name.into(),
+        gpus,
+        price_per_gpu_hour: 2.0,
+        output_tok_s: 3000.0,
+        utilization: None,
+        cost_per_million_output_tokens: per_million,
+    }
+}
+
+/// A `bottleneck.json` signal; numbers only when it has data.
+fn signal(name: &str, status: Status, saturation: Option<f64>) -> BottleneckSignal {
+    BottleneckSignal {
+        name: name.into(),
+        query: format!("{name}_query"),
+        saturated_at: 1.0,
+        status,
+        detail: None,
+        series: 1,
+        points: 60,
+        mean: saturation,
+        p95: saturation,
+        max: saturation,
+        saturation,
+        pressure: saturation,
+    }
 }
