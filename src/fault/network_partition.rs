@@ -57,7 +57,7 @@ use crate::fault::{
     ApiUse, DescribeCx, FaultContext, Lifetime, NoKubernetes, Problem, Reach, SimBinding, Target,
     Verification,
 };
-use crate::sim::kube::Selector;
+use crate::common::Selector;
 
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "faultline");
 pub const RUN_ID: &str = "faultline.dev/run-id";

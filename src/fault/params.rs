@@ -9,7 +9,7 @@
 
 use crate::fault::Problem;
 use crate::limits::quoted;
-use crate::sim::kube::Selector;
+use crate::common::Selector;
 
 /// A pod selector as `pod-kill` and `network-partition` take it (with `all_pods`).
 pub fn selector_problems(selector: &str, all_pods: bool) -> Vec<Problem> {

@@ -57,7 +57,7 @@ use crate::fault::{
     ApiUse, DescribeCx, FaultContext, Lifetime, NoKubernetes, Problem, Reach, SimBinding, Target,
     Verification,
 };
-use crate::sim::kube::Selector;
+use crate::common::Selector;
 
 /// Undo data: nothing to undo, but what `verify` and `wait_ready` need.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
