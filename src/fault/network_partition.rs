@@ -52,12 +52,12 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
+use crate::common::Selector;
 use crate::fault::kube_target::KubeTarget;
 use crate::fault::{
     ApiUse, DescribeCx, FaultContext, Lifetime, NoKubernetes, Problem, Reach, SimBinding, Target,
     Verification,
 };
-use crate::common::Selector;
 
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "faultline");
 pub const RUN_ID: &str = "faultline.dev/run-id";

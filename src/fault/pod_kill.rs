@@ -52,12 +52,12 @@ use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
+use crate::common::Selector;
 use crate::fault::kube_target::KubeTarget;
 use crate::fault::{
     ApiUse, DescribeCx, FaultContext, Lifetime, NoKubernetes, Problem, Reach, SimBinding, Target,
     Verification,
 };
-use crate::common::Selector;
 
 /// Undo data: nothing to undo, but what `verify` and `wait_ready` need.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -451,10 +451,12 @@ async fn preflights(docs: &[serde_json::Value]) -> (Result<(), String>, Result<(
     let kube = KubeTarget::from_kubeconfig(&c.token_kubeconfig("sa", "sa-token"), None)
         .await
         .unwrap();
-    let kill = fault(json!({"kind": "pod-kill", "selector": "app=sim-llm"}));
-    let part = fault(json!({"kind": "network-partition", "selector": "worker=0"}));
-    let mut needs = kube_access::needs(&kill, &kube);
-    needs.extend(kube_access::needs(&part, &kube));
+    // Every registered kind that acts through the API: a new kind's verbs must be granted too.
+    let needs: Vec<kube_access::Need> = FaultSpec::examples()
+        .iter()
+        .flat_map(|spec| kube_access::needs(spec, &kube))
+        .collect();
+    assert!(needs.len() >= 5, "{needs:?}");
     let run = kube_access::check(&kube, &needs)
         .await
         .map_err(|e| e.to_string());
