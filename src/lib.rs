@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod common;
 pub mod duration;
 pub mod fault;
 pub mod limits;

@@ -8,7 +8,7 @@ use crate::fault::kube_access;
 use crate::fault::kube_target::{KubeSpec, KubeTarget};
 use crate::fault::ledger::{self, Entry, RecoverOptions};
 use crate::fault::owner::{self, Ownership};
-use crate::fault::{FaultContext, FaultSpec, Restoration, network_partition};
+use crate::fault::{FaultContext, FaultSpec, Restoration};
 use crate::runner::spec;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -376,20 +376,17 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let rt = super::runtime()?;
         rt.block_on(async {
             let kube = args.kube.connect().await?;
-            let policies =
-                network_partition::managed_policies(&kube.client, args.kube.namespace.as_deref())
-                    .await?;
-            if policies.is_empty() {
-                println!("no faultline NetworkPolicies on {}", kube.server);
+            let marks = FaultSpec::marks(&kube, args.kube.namespace.as_deref()).await?;
+            if marks.is_empty() {
+                println!("no faultline changes marked on {}", kube.server);
             }
-            for p in policies {
+            for m in marks {
                 println!(
-                    "NetworkPolicy {}/{}  run {}  fault {}  deadline {}",
-                    p.namespace,
-                    p.name,
-                    p.run_id.as_deref().unwrap_or("?"),
-                    p.fault_id.as_deref().unwrap_or("?"),
-                    p.deadline.map_or("none".into(), |d| d.to_rfc3339())
+                    "{}  run {}  fault {}  deadline {}",
+                    m.what,
+                    m.run_id.as_deref().unwrap_or("?"),
+                    m.fault_id.as_deref().unwrap_or("?"),
+                    m.deadline.map_or("none".into(), |d| d.to_rfc3339())
                 );
             }
             anyhow::Ok(())
@@ -491,28 +488,16 @@ pub fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         let swept = rt.block_on(async {
             let kube = args.kube.connect().await?;
             let ns = args.kube.namespace.as_deref();
-            let needs: Vec<_> = kube_access::sweep_needs()
-                .into_iter()
-                .map(|mut n| {
-                    n.namespace = ns.map(str::to_string);
-                    n
-                })
-                .collect();
-            kube_access::check(&kube, &needs).await?;
-            let expired =
-                network_partition::expired_policies(&kube.client, ns, chrono::Utc::now()).await?;
+            kube_access::check(&kube, &kube_access::sweep_needs(ns)).await?;
+            let expired = FaultSpec::expired_marks(&kube, ns, chrono::Utc::now()).await?;
             let mut failed = 0;
-            for p in &expired {
-                match network_partition::delete_expired(&kube, p).await {
-                    Ok(()) => println!(
-                        "deleted expired NetworkPolicy {}/{} (deadline {})",
-                        p.namespace,
-                        p.name,
-                        p.deadline.to_rfc3339()
-                    ),
+            for m in &expired {
+                let deadline = m.deadline.map_or("none".into(), |d| d.to_rfc3339());
+                match FaultSpec::clear_mark(&kube, m).await {
+                    Ok(()) => println!("undid expired {} (deadline {deadline})", m.what),
                     Err(e) => {
                         failed += 1;
-                        println!("NOT deleted {}/{}: {e}", p.namespace, p.name);
+                        println!("NOT undone {}: {e}", m.what);
                     }
                 }
             }

@@ -25,6 +25,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::kube_target::KubeTarget;
 use super::{FaultContext, Verification};
 
 /// Everything one fault acts on.
@@ -173,6 +174,24 @@ impl Problem {
     }
 }
 
+/// A change a kind leaves marked on the target itself (a NetworkPolicy labelled with its run
+/// and fault and annotated with a deadline), found without the ledger: `faultline status
+/// --kubeconfig` lists them and `faultline recover --kubeconfig` undoes the expired ones — the
+/// target-side dead-man switch, for when the ledger that named them is lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mark {
+    /// The kind that left it (its registry tag).
+    pub kind: &'static str,
+    /// What it is, for people (`NetworkPolicy prod/faultline-…`).
+    pub what: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub run_id: Option<String>,
+    pub fault_id: Option<String>,
+    /// Its deadline, if readable (a mark without one is listed but never undone by a sweep).
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// A fault kind: its parameters type implements this, and one registry line makes it known.
 ///
 /// The life-cycle methods are written as plain `async fn` in the impl block.
@@ -233,6 +252,25 @@ pub trait FaultKind:
         ctx: &FaultContext,
         undo: &Self::Undo,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// The Kubernetes permissions [`FaultKind::marks`] and [`FaultKind::clear_mark`] use
+    /// (empty: the kind leaves no marks).
+    fn mark_access() -> Vec<ApiUse> {
+        Vec::new()
+    }
+    /// The marks this kind left on the cluster (in `namespace`, or all).
+    fn marks(
+        _kube: &KubeTarget,
+        _namespace: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Mark>, Self::Error>> + Send {
+        async { Ok(Vec::new()) }
+    }
+    /// Undoes what `mark` marks; already gone is fine.
+    fn clear_mark(
+        _kube: &KubeTarget,
+        _mark: &Mark,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
     /// A one-shot fault: wait up to `limit` until the system is back (pod-kill: as many pods
     /// Ready as before). `Ok(Some(text))`: cleared now; `Ok(None)`: nothing to watch.
     fn wait_cleared(

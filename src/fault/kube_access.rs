@@ -73,17 +73,21 @@ pub fn needs(spec: &FaultSpec, kube: &KubeTarget) -> Vec<Need> {
     out
 }
 
-/// What `faultline recover --kubeconfig` needs for its sweep of expired policies.
-pub fn sweep_needs() -> Vec<Need> {
-    ["list", "delete"]
-        .into_iter()
-        .map(|verb| Need {
-            verb,
-            group: "networking.k8s.io",
-            resource: "networkpolicies",
-            namespace: None,
-        })
-        .collect()
+/// What `faultline recover --kubeconfig` needs for its sweep of expired marks
+/// ([`crate::fault::Mark`]), in `namespace` (`None`: all namespaces).
+pub fn sweep_needs(namespace: Option<&str>) -> Vec<Need> {
+    let mut out = Vec::new();
+    for u in FaultSpec::mark_access() {
+        for verb in u.verbs {
+            out.push(Need {
+                verb,
+                group: u.group,
+                resource: u.resource,
+                namespace: namespace.map(str::to_string),
+            });
+        }
+    }
+    out
 }
 
 /// Asks the API server about every need (each once) and refuses with all the missing ones.
@@ -147,7 +151,7 @@ mod tests {
             "delete networkpolicies.networking.k8s.io in namespace \"prod\""
         );
         assert_eq!(
-            sweep_needs()[0].to_string(),
+            sweep_needs(None)[0].to_string(),
             "list networkpolicies.networking.k8s.io in all namespaces"
         );
         let e = AccessError::Denied {

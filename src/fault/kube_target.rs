@@ -318,6 +318,17 @@ fn in_cluster_kubeconfig(dir: &Path) -> Result<Kubeconfig, KubeTargetError> {
         .map_err(|e| KubeTargetError::InCluster(format!("cannot form the configuration: {e}")))
 }
 
+/// A pod counts as Ready when its `Ready` condition is `True` and it is not terminating (what
+/// `kubectl get pods` shows as READY; pod-kill's recovery and the `kube_ready` probe both use it).
+pub fn is_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// A Kubernetes client and the namespace to use when a fault names none.
 #[derive(Clone)]
 pub struct KubeTarget {

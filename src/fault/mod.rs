@@ -32,7 +32,7 @@ use crate::load::engine::Control;
 use chrono::{DateTime, Utc};
 use exec::Hosts;
 pub use kind::{
-    ApiUse, DescribeCx, FaultKind, HostRef, Lifetime, Problem, Reach, SimBinding, Target,
+    ApiUse, DescribeCx, FaultKind, HostRef, Lifetime, Mark, Problem, Reach, SimBinding, Target,
 };
 pub use registry::{Decoder, FaultError, FaultSpec};
 use serde::{Deserialize, Serialize};

@@ -52,12 +52,12 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
+use crate::common::Selector;
 use crate::fault::kube_target::KubeTarget;
 use crate::fault::{
-    ApiUse, DescribeCx, FaultContext, Lifetime, NoKubernetes, Problem, Reach, SimBinding, Target,
-    Verification,
+    ApiUse, DescribeCx, FaultContext, Lifetime, Mark, NoKubernetes, Problem, Reach, SimBinding,
+    Target, Verification,
 };
-use crate::sim::kube::Selector;
 
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "faultline");
 pub const RUN_ID: &str = "faultline.dev/run-id";
@@ -395,35 +395,12 @@ async fn delete_policy(kube: &KubeTarget, namespace: &str, name: &str) -> Result
     }
 }
 
-/// A faultline-managed policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManagedPolicy {
-    pub namespace: String,
-    pub name: String,
-    pub run_id: Option<String>,
-    pub fault_id: Option<String>,
-    /// Its deadline annotation, if readable.
-    pub deadline: Option<DateTime<Utc>>,
-}
-
-/// A faultline-managed policy whose deadline has passed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExpiredPolicy {
-    pub namespace: String,
-    pub name: String,
-    pub run_id: Option<String>,
-    pub fault_id: Option<String>,
-    pub deadline: DateTime<Utc>,
-}
-
-/// Every faultline-managed NetworkPolicy in `namespace` (`None`: all namespaces), sorted.
-pub async fn managed_policies(
-    client: &kube::Client,
-    namespace: Option<&str>,
-) -> Result<Vec<ManagedPolicy>, Error> {
+/// Every faultline-managed NetworkPolicy in `namespace` (`None`: all namespaces), sorted, as
+/// marks: named by run and fault, with the deadline annotation if readable.
+async fn managed_policies(kube: &KubeTarget, namespace: Option<&str>) -> Result<Vec<Mark>, Error> {
     let api: Api<NetworkPolicy> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+        Some(ns) => Api::namespaced(kube.client.clone(), ns),
+        None => Api::all(kube.client.clone()),
     };
     let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     let list = api
@@ -433,15 +410,17 @@ pub async fn managed_policies(
             "list faultline NetworkPolicies",
             namespace.unwrap_or("*"),
         ))?;
-    let mut out: Vec<ManagedPolicy> = list
+    let mut out: Vec<Mark> = list
         .items
         .into_iter()
         .map(|np| {
             let meta = np.metadata;
             let labels = meta.labels.unwrap_or_default();
-            ManagedPolicy {
-                name: meta.name.unwrap_or_default(),
-                namespace: meta.namespace.unwrap_or_default(),
+            let namespace = meta.namespace.unwrap_or_default();
+            let name = meta.name.unwrap_or_default();
+            Mark {
+                kind: "network-partition",
+                what: format!("NetworkPolicy {namespace}/{name}"),
                 deadline: meta
                     .annotations
                     .as_ref()
@@ -450,46 +429,13 @@ pub async fn managed_policies(
                     .map(|d| d.with_timezone(&Utc)),
                 run_id: labels.get(RUN_ID).cloned(),
                 fault_id: labels.get(FAULT_ID).cloned(),
+                namespace: Some(namespace),
+                name,
             }
         })
         .collect();
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(out)
-}
-
-/// Every faultline-managed NetworkPolicy (in `namespace`, or all) whose deadline annotation is
-/// before `now`. A managed policy without a readable deadline is left alone (and logged).
-pub async fn expired_policies(
-    client: &kube::Client,
-    namespace: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<Vec<ExpiredPolicy>, Error> {
-    let mut out = Vec::new();
-    for p in managed_policies(client, namespace).await? {
-        let Some(deadline) = p.deadline else {
-            tracing::warn!(
-                "NetworkPolicy {}/{} is faultline's but has no readable {DEADLINE}",
-                p.namespace,
-                p.name
-            );
-            continue;
-        };
-        if deadline < now {
-            out.push(ExpiredPolicy {
-                namespace: p.namespace,
-                name: p.name,
-                run_id: p.run_id,
-                fault_id: p.fault_id,
-                deadline,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Deletes an expired policy (for `faultline recover`); already gone is fine.
-pub async fn delete_expired(kube: &KubeTarget, p: &ExpiredPolicy) -> Result<(), Error> {
-    delete_policy(kube, &p.namespace, &p.name).await
 }
 
 impl crate::fault::FaultKind for Params {
@@ -583,6 +529,28 @@ impl crate::fault::FaultKind for Params {
     }
     async fn restore(&self, ctx: &FaultContext, undo: &Undo) -> Result<(), Error> {
         restore(self, ctx, ctx.kube()?, undo).await
+    }
+
+    fn mark_access() -> Vec<ApiUse> {
+        vec![ApiUse {
+            verbs: &["list", "delete"],
+            group: "networking.k8s.io",
+            resource: "networkpolicies",
+            namespace: None,
+        }]
+    }
+
+    async fn marks(kube: &KubeTarget, namespace: Option<&str>) -> Result<Vec<Mark>, Error> {
+        managed_policies(kube, namespace).await
+    }
+
+    async fn clear_mark(kube: &KubeTarget, mark: &Mark) -> Result<(), Error> {
+        delete_policy(
+            kube,
+            mark.namespace.as_deref().unwrap_or_default(),
+            &mark.name,
+        )
+        .await
     }
 }
 

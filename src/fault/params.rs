@@ -7,9 +7,9 @@
 //! caught only at preflight; `count: 0`, `percent: 150`, `gpus: []` and a multiplier of `1e15`
 //! were accepted and failed (or exploded) at run time.
 
+use crate::common::Selector;
 use crate::fault::Problem;
 use crate::limits::quoted;
-use crate::sim::kube::Selector;
 
 /// A pod selector as `pod-kill` and `network-partition` take it (with `all_pods`).
 pub fn selector_problems(selector: &str, all_pods: bool) -> Vec<Problem> {

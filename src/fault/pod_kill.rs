@@ -52,12 +52,12 @@ use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
+use crate::common::Selector;
 use crate::fault::kube_target::KubeTarget;
 use crate::fault::{
     ApiUse, DescribeCx, FaultContext, Lifetime, NoKubernetes, Problem, Reach, SimBinding, Target,
     Verification,
 };
-use crate::sim::kube::Selector;
 
 /// Undo data: nothing to undo, but what `verify` and `wait_ready` need.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -158,15 +158,6 @@ pub fn seed(run_id: &str, fault_id: &str) -> u64 {
     h
 }
 
-pub fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn check(p: &Params) -> Result<(), Error> {
     Selector::parse(&p.selector).map_err(|reason| Error::BadSelector {
         selector: p.selector.clone(),
@@ -221,7 +212,10 @@ pub async fn prepare(p: &Params, ctx: &FaultContext, kube: &KubeTarget) -> Resul
     let ns = kube.namespace_for(p.namespace.as_deref()).to_string();
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
     let pods = list(&api, &p.selector, &ns).await?;
-    let ready_before = pods.iter().filter(|p| is_ready(p)).count();
+    let ready_before = pods
+        .iter()
+        .filter(|p| crate::fault::kube_target::is_ready(p))
+        .count();
     let live: Vec<&Pod> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -354,7 +348,7 @@ pub async fn wait_ready(
         reader
             .state()
             .iter()
-            .filter(|p| is_ready(p))
+            .filter(|p| crate::fault::kube_target::is_ready(p))
             .filter(|p| {
                 p.metadata
                     .uid

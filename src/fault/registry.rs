@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::exec::Hosts;
-use super::kind::{DescribeCx, FaultKind, Lifetime, Problem, Reach, SimBinding};
+use super::kind::{ApiUse, DescribeCx, FaultKind, Lifetime, Mark, Problem, Reach, SimBinding};
+use super::kube_target::KubeTarget;
 use super::{FaultContext, Undo, Verification};
 use super::{gpu_lockout, load_spike, network_partition, pod_kill, ssh_command};
 
@@ -217,6 +218,37 @@ macro_rules! registry {
                 }
             }
 
+            /// What every kind's [`FaultKind::marks`] and [`FaultKind::clear_mark`] use.
+            pub fn mark_access() -> Vec<ApiUse> {
+                let mut out = Vec::new();
+                $(out.extend(<$params as FaultKind>::mark_access());)*
+                out
+            }
+
+            /// Every kind's marks on the cluster (in `namespace`, or all).
+            pub async fn marks(
+                kube: &KubeTarget,
+                namespace: Option<&str>,
+            ) -> Result<Vec<Mark>, FaultError> {
+                let mut out = Vec::new();
+                $(out.extend(
+                    <$params as FaultKind>::marks(kube, namespace)
+                        .await
+                        .map_err(FaultError::$variant)?,
+                );)*
+                Ok(out)
+            }
+
+            /// Undoes what `mark` marks, through the kind that left it.
+            pub async fn clear_mark(kube: &KubeTarget, mark: &Mark) -> Result<(), FaultError> {
+                match mark.kind {
+                    $($tag => <$params as FaultKind>::clear_mark(kube, mark)
+                        .await
+                        .map_err(FaultError::$variant),)*
+                    _ => Ok(()),
+                }
+            }
+
             fn undo<P: FaultKind>(&self, ctx: &FaultContext, undo: &Undo) -> Result<P::Undo, FaultError> {
                 serde_json::from_value(undo.clone()).map_err(|source| FaultError::BadUndo {
                     fault_id: ctx.fault_id.clone(),
@@ -267,6 +299,24 @@ impl FaultSpec {
 
     fn scoped(&self, ctx: &FaultContext) -> Result<FaultContext, FaultError> {
         scope(&self.reach(), self.kind(), ctx)
+    }
+
+    /// The marks (see [`Mark`]) whose deadline is before `now`: what `faultline recover
+    /// --kubeconfig` undoes. A mark without a readable deadline is left alone (and logged).
+    pub async fn expired_marks(
+        kube: &KubeTarget,
+        namespace: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Mark>, FaultError> {
+        let mut out = Vec::new();
+        for m in FaultSpec::marks(kube, namespace).await? {
+            match m.deadline {
+                None => tracing::warn!("{} is faultline's but has no readable deadline", m.what),
+                Some(d) if d < now => out.push(m),
+                Some(_) => {}
+            }
+        }
+        Ok(out)
     }
 
     /// [`FaultSpec::restore`], tried once if it fails permanently

@@ -21,6 +21,8 @@ pub(crate) async fn sleep_until_or_abort(shared: &Shared, at_s: f64) -> bool {
 }
 
 /// One fault's life: wait, check steady state, prepare, ledger, inject, verify, wait, restore.
+/// The result is published as it goes (the progress display reads it) and once more at the end,
+/// whichever way the life ended.
 pub(crate) async fn drive_fault(
     shared: &Shared,
     exp: &Experiment,
@@ -43,9 +45,26 @@ pub(crate) async fn drive_fault(
         checks: vec![],
     };
     shared.set_result(r.clone());
+    live(shared, exp, f, hosts, run_id, &mut r).await;
+    shared.set_result(r);
+}
+
+/// Ends a fault's life early: its status and why.
+fn stop(r: &mut FaultResult, status: FaultStatus, reason: impl Into<String>) {
+    r.status = status;
+    r.reason = Some(reason.into());
+}
+
+async fn live(
+    shared: &Shared,
+    exp: &Experiment,
+    f: &ScheduledFault,
+    hosts: Arc<Hosts>,
+    run_id: &str,
+    r: &mut FaultResult,
+) {
     if !sleep_until_or_abort(shared, f.at.as_secs_f64()).await {
         r.reason = Some("the run was aborted before this fault".into());
-        shared.set_result(r);
         return;
     }
     if let Some(ss) = &exp.steady_state
@@ -56,12 +75,11 @@ pub(crate) async fn drive_fault(
             Some(&f.id),
             format!("steady state does not hold: {problem}"),
         );
-        r.status = FaultStatus::Skipped;
-        r.reason = Some(format!(
-            "not injected: the system was not in its steady state ({problem})"
-        ));
-        shared.set_result(r);
-        return;
+        return stop(
+            r,
+            FaultStatus::Skipped,
+            format!("not injected: the system was not in its steady state ({problem})"),
+        );
     }
     let window = f.duration.unwrap_or(Duration::from_secs(60));
     let mut ctx = FaultContext::new(
@@ -76,30 +94,27 @@ pub(crate) async fn drive_fault(
     let undo = match f.spec.prepare(&ctx).await {
         Ok(u) => u,
         Err(e) => {
-            r.status = FaultStatus::Invalid;
-            r.reason = Some(format!("prepare failed: {e}"));
             shared.event("inject_failed", Some(&f.id), e.to_string());
-            shared.set_result(r);
-            return;
+            return stop(r, FaultStatus::Invalid, format!("prepare failed: {e}"));
         }
     };
     // On disk before anything changes.
     let entry = match Entry::new(&ctx, &f.spec, &undo) {
         Ok(e) => e,
         Err(e) => {
-            r.status = FaultStatus::Invalid;
-            r.reason = Some(format!("cannot describe the fault for the ledger: {e}"));
-            shared.set_result(r);
-            return;
+            return stop(
+                r,
+                FaultStatus::Invalid,
+                format!("cannot describe the fault for the ledger: {e}"),
+            );
         }
     };
     if let Err(e) = shared.ledger.record_inject(&entry) {
-        r.status = FaultStatus::Invalid;
-        r.reason = Some(format!(
-            "not injected: the ledger could not be written: {e}"
-        ));
-        shared.set_result(r);
-        return;
+        return stop(
+            r,
+            FaultStatus::Invalid,
+            format!("not injected: the ledger could not be written: {e}"),
+        );
     }
     shared.active.lock().await.push(Active {
         id: f.id.clone(),
@@ -119,16 +134,14 @@ pub(crate) async fn drive_fault(
         // The original error is what the user needs; the restore that follows puts back what
         // may have partly happened, cancels the dead-man timer and closes the ledger entry.
         let err = e.to_string();
-        r.status = FaultStatus::Invalid;
         shared.event("inject_failed", Some(&f.id), err.clone());
-        r.reason = Some(match shared.restore_noting(&f.id, Some(&err)).await {
+        let reason = match shared.restore_noting(&f.id, Some(&err)).await {
             Ok(()) => format!("inject failed (nothing left behind): {err}"),
             Err(re) => format!(
                 "inject failed: {err}; the restore after it failed too, left for `faultline recover`: {re}"
             ),
-        });
-        shared.set_result(r);
-        return;
+        };
+        return stop(r, FaultStatus::Invalid, reason);
     }
     match f.spec.verify(&ctx, &undo).await {
         Ok(v) => {
@@ -137,12 +150,13 @@ pub(crate) async fn drive_fault(
             r.verification = Some(v);
         }
         Err(e) => {
-            r.status = FaultStatus::Invalid;
-            r.reason = Some(format!("the fault did not take effect: {e}"));
             shared.event("verify_failed", Some(&f.id), e.to_string());
             let _ = shared.restore(&f.id).await;
-            shared.set_result(r);
-            return;
+            return stop(
+                r,
+                FaultStatus::Invalid,
+                format!("the fault did not take effect: {e}"),
+            );
         }
     }
     r.status = FaultStatus::Pass;
@@ -156,19 +170,28 @@ pub(crate) async fn drive_fault(
         match shared.restore(&f.id).await {
             Ok(()) => r.cleared_s = Some(restore_started),
             Err(e) => {
-                r.status = FaultStatus::Invalid;
-                r.reason = Some(format!("restore failed, left for `faultline recover`: {e}"));
+                stop(
+                    r,
+                    FaultStatus::Invalid,
+                    format!("restore failed, left for `faultline recover`: {e}"),
+                );
             }
         }
         if !completed {
-            r.status = FaultStatus::Aborted;
-            r.reason = Some("the run was aborted during this fault".into());
+            stop(
+                r,
+                FaultStatus::Aborted,
+                "the run was aborted during this fault",
+            );
         }
     } else {
         // One-shot: nothing to hold; restore bookkeeping right away.
         if let Err(e) = shared.restore(&f.id).await {
-            r.status = FaultStatus::Invalid;
-            r.reason = Some(format!("restore failed, left for `faultline recover`: {e}"));
+            stop(
+                r,
+                FaultStatus::Invalid,
+                format!("restore failed, left for `faultline recover`: {e}"),
+            );
         }
         r.cleared_s = r.effective_s;
         // The kind says when a one-shot fault has cleared (a pod kill: when the replacements
@@ -201,7 +224,6 @@ pub(crate) async fn drive_fault(
             }
         }
     }
-    shared.set_result(r);
 }
 
 /// How long after the injection a one-shot fault may take to clear: the criteria's

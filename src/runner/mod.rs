@@ -4,13 +4,16 @@
 //! runs; the driving loop builds on those.
 
 pub mod bench;
+mod conclude;
 mod drive;
 pub mod execute;
 pub mod live;
 pub mod probes;
 pub mod ramp;
 pub mod result;
+mod setup;
 mod shared;
 pub mod sla;
 pub mod spec;
+mod tasks;
 mod watch;

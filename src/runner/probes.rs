@@ -2,8 +2,8 @@
 //! detection probe's first failure after a fault took effect is a detection signal.
 
 use crate::fault::exec::Hosts;
+use crate::fault::kube_target;
 use crate::fault::kube_target::KubeTarget;
-use crate::fault::pod_kill;
 use crate::runner::spec::{Probe, ProbeCheck};
 use k8s_openapi::api::core::v1::Pod;
 use std::sync::Arc;
@@ -111,7 +111,11 @@ pub async fn check(
                     )
                 })?;
             let total = pods.items.len();
-            let ready = pods.items.iter().filter(|p| pod_kill::is_ready(p)).count();
+            let ready = pods
+                .items
+                .iter()
+                .filter(|p| kube_target::is_ready(p))
+                .count();
             if total > 0 && ready == total {
                 Ok(format!("{ready}/{total} Ready"))
             } else {

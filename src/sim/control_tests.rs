@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use super::nvsmi::GpuState;
 use super::{SimConfig, SimControl, SimEvent, SimHandle, WorkerState, start};
-use crate::fault::gpu_lockout::ComputeMode;
+use crate::common::ComputeMode;
 
 const INTERVAL: Duration = Duration::from_millis(100);
 const FAILURES: u32 = 2;

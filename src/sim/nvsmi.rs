@@ -17,7 +17,7 @@
 //! It prints its errors on stdout, as the real tool does, says "already set" when the mode is
 //! already the one asked for, and no longer sets `EXCLUSIVE_THREAD`.
 
-use crate::fault::gpu_lockout::ComputeMode;
+use crate::common::ComputeMode;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

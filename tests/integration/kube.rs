@@ -12,7 +12,7 @@ use faultline::fault::exec::Hosts;
 use faultline::fault::kube_target::KubeTarget;
 use faultline::fault::network_partition::{self, Direction};
 use faultline::fault::pod_kill::{self, KillMode};
-use faultline::fault::{FaultContext, Verification};
+use faultline::fault::{FaultContext, FaultSpec, Verification};
 use faultline::sim::kube::KubeApiHandle;
 use faultline::sim::{self, SimConfig, SimControl, SimHandle};
 use k8s_openapi::api::core::v1::Pod;
@@ -150,7 +150,7 @@ async fn kube_crate_lists_pods_by_label_and_a_deleted_pod_is_replaced_by_a_new_r
     assert_eq!(zero.len(), 1);
     let old = &zero[0];
     assert!(name(old).starts_with("sim-llm-0-"), "{}", name(old));
-    assert!(pod_kill::is_ready(old));
+    assert!(faultline::fault::kube_target::is_ready(old));
     assert_eq!(
         old.status.as_ref().unwrap().pod_ip.as_deref(),
         Some("127.0.0.1")
@@ -171,7 +171,9 @@ async fn kube_crate_lists_pods_by_label_and_a_deleted_pod_is_replaced_by_a_new_r
     let old_name = name(old);
     let replaced = eventually(T, || async {
         let now = pods(&kube, "worker=0").await;
-        now.len() == 1 && name(&now[0]) != old_name && pod_kill::is_ready(&now[0])
+        now.len() == 1
+            && name(&now[0]) != old_name
+            && faultline::fault::kube_target::is_ready(&now[0])
     })
     .await;
     assert!(replaced, "no Ready replacement for {old_name}");
@@ -261,7 +263,13 @@ async fn pod_kill_deletes_the_recorded_victim_and_wait_ready_returns_once_it_is_
         .expect("the replacement becomes Ready");
     assert!(ready_at > t0);
     let after = pods(&kube, "app=sim-llm").await;
-    assert_eq!(after.iter().filter(|p| pod_kill::is_ready(p)).count(), 2);
+    assert_eq!(
+        after
+            .iter()
+            .filter(|p| faultline::fault::kube_target::is_ready(p))
+            .count(),
+        2
+    );
     assert!(
         after
             .iter()
@@ -412,17 +420,16 @@ async fn network_partition_cuts_the_worker_off_and_restore_deletes_exactly_its_p
     }
 
     // The dead-man switch: not expired now, expired after the deadline.
-    let expired = network_partition::expired_policies(&kube.client, None, Utc::now())
+    let expired = FaultSpec::expired_marks(&kube, None, Utc::now())
         .await
         .unwrap();
     assert!(expired.is_empty(), "{expired:?}");
     let later = Utc::now() + chrono::Duration::seconds(120);
-    let expired = network_partition::expired_policies(&kube.client, None, later)
-        .await
-        .unwrap();
+    let expired = FaultSpec::expired_marks(&kube, None, later).await.unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].name, undo.name);
-    assert_eq!(expired[0].namespace, "default");
+    assert_eq!(expired[0].namespace.as_deref(), Some("default"));
+    assert_eq!(expired[0].kind, "network-partition");
 
     network_partition::restore(&p, &ctx, &kube, &undo)
         .await
@@ -590,7 +597,10 @@ async fn real_kubectl_gets_deletes_and_creates_through_the_sim_api() {
     assert!(!now.contains(&victim), "{victim} still listed: {now:?}");
     assert!(
         eventually(T, || async {
-            pods(&kube, "worker=0").await.iter().any(pod_kill::is_ready)
+            pods(&kube, "worker=0")
+                .await
+                .iter()
+                .any(faultline::fault::kube_target::is_ready)
         })
         .await,
         "no replacement became Ready"

@@ -451,14 +451,16 @@ async fn preflights(docs: &[serde_json::Value]) -> (Result<(), String>, Result<(
     let kube = KubeTarget::from_kubeconfig(&c.token_kubeconfig("sa", "sa-token"), None)
         .await
         .unwrap();
-    let kill = fault(json!({"kind": "pod-kill", "selector": "app=sim-llm"}));
-    let part = fault(json!({"kind": "network-partition", "selector": "worker=0"}));
-    let mut needs = kube_access::needs(&kill, &kube);
-    needs.extend(kube_access::needs(&part, &kube));
+    // Every registered kind that acts through the API: a new kind's verbs must be granted too.
+    let needs: Vec<kube_access::Need> = FaultSpec::examples()
+        .iter()
+        .flat_map(|spec| kube_access::needs(spec, &kube))
+        .collect();
+    assert!(needs.len() >= 5, "{needs:?}");
     let run = kube_access::check(&kube, &needs)
         .await
         .map_err(|e| e.to_string());
-    let sweep = kube_access::check(&kube, &kube_access::sweep_needs())
+    let sweep = kube_access::check(&kube, &kube_access::sweep_needs(None))
         .await
         .map_err(|e| e.to_string());
     c.stop().await;
@@ -677,7 +679,7 @@ async fn in_cluster_mode_is_inferred_recorded_in_the_ledger_and_restore_reconnec
     let (stdout, err) = status(with_pod.clone()).await;
     assert!(err.contains("from kubeconfig from $KUBECONFIG="), "{err}");
     assert!(err.contains("context \"faultline-sim\""), "{err}");
-    assert!(stdout.contains("no faultline NetworkPolicies"), "{stdout}");
+    assert!(stdout.contains("no faultline changes marked"), "{stdout}");
     with_pod.pop();
     std::fs::create_dir_all(home.join(".kube")).unwrap();
     std::fs::copy(&c.api.kubeconfig, home.join(".kube/config")).unwrap();

@@ -576,7 +576,7 @@ fn recover_with_kubeconfig_sweeps_expired_faultline_policies_even_without_a_ledg
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted expired NetworkPolicy"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("undid expired NetworkPolicy"));
     assert!(policies(&sim.kubeconfig).is_empty());
 }
 

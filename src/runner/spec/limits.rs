@@ -135,7 +135,7 @@ pub fn check(spec: &ExperimentSpec, doc: &Doc, errors: &mut Vec<SpecError>) {
                     "''".into(),
                     "an empty selector; name the pods (e.g. app=vllm)".into(),
                 );
-            } else if let Err(reason) = crate::sim::kube::Selector::parse(&k.selector) {
+            } else if let Err(reason) = crate::common::Selector::parse(&k.selector) {
                 c.push(
                     at(&["kube_ready", "selector"]),
                     format!("'{}'", quoted(&k.selector)),

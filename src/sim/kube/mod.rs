@@ -28,7 +28,7 @@
 pub mod auth;
 mod objects;
 mod routes;
-mod selector;
+
 mod state;
 
 use std::net::SocketAddr;
@@ -42,8 +42,8 @@ use tokio::task::JoinHandle;
 use crate::sim::SimControl;
 use crate::sim::tls::SimCa;
 
+pub use crate::common::Selector;
 pub use auth::{Policy, Rule};
-pub use selector::Selector;
 pub use state::{NAMESPACE, POD_GRACE_S};
 
 /// The context, cluster and user name in the written kubeconfig.

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::objects::{ApiError, NETWORKING, age, name_suffix, rfc3339, uid};
-use super::selector::Selector;
+use crate::common::Selector;
 use crate::sim::{SimControl, WorkerState, WorkerStatus};
 
 /// The only namespace that holds pods.

@@ -236,6 +236,10 @@ fn same_second_injects_get_distinct_ids_and_recover_restores_the_killed_one() {
     assert_ne!(entries[0].run_id, entries[1].run_id);
     assert_ne!(entries[0].fault_id, entries[1].fault_id);
     let killed = entries.iter().find(|e| e.pid == a.id()).unwrap().clone();
+    // The ledger entry is written before the inject: kill only once the lock is in effect, or
+    // a slow machine kills it in between and GPU 0 was never locked.
+    assert!(wait_for(Duration::from_secs(20), || modes(&nvsmi)
+        .starts_with("0, Prohibited")));
     a.kill().unwrap();
     a.wait().unwrap();
     let b = b.wait_with_output().unwrap();

@@ -3,7 +3,8 @@
 //! `matchExpressions` of a `LabelSelector` object (NetworkPolicy `podSelector`).
 //!
 //! Why our own: the sim must answer `kubectl get -l …` and the `kube` crate's list calls the way
-//! an API server does, and the grammar is small.
+//! an API server does, and the grammar is small. Here rather than in the sim because the fault
+//! kinds check their selectors with the same grammar (`faultline validate`).
 
 use std::collections::BTreeMap;
 
