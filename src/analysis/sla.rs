@@ -175,6 +175,43 @@ pub struct SlaResult {
 /// the SLA" is only a limit when a failing rate bounds it; when the whole range passed it is a
 /// floor ("at least"), and a user who reads it as the limit would plan capacity on a number
 /// nobody measured.
+impl SlaResult {
+    /// The `--find` answer in words ("at least …" when the whole range passed), or `None` for
+    /// a fixed-rate run. Files written before `search_end` was recorded read as bracketed.
+    pub fn find_answer(&self) -> Option<String> {
+        let end = match (self.search_end, self.max_rate_meeting_sla) {
+            (Some(end), _) => end,
+            (None, Some(_)) => SearchEnd::Bracketed,
+            (None, None) => return None,
+        };
+        Some(end.describe(self.max_rate_meeting_sla, self.lowest_failing_rate))
+    }
+
+    /// A fixed-rate result with these checks (for tests of the readers).
+    #[cfg(test)]
+    pub(crate) fn example(rate: f64, checks: Vec<Check>) -> SlaResult {
+        SlaResult {
+            rate,
+            duration_s: 30.0,
+            limits: SlaLimits {
+                ttft_p99_ms: 500.0,
+                itl_p99_ms: 50.0,
+                max_error_rate: 0.01,
+                e2e_p99_ms: None,
+                goodput_min: None,
+            },
+            passed: checks.iter().all(|c| c.passed),
+            failed_metrics: failed_metrics(&checks),
+            checks,
+            summary: Summary::new(&super::window::Window::default(), 30.0, Some(rate)),
+            trials: vec![],
+            max_rate_meeting_sla: None,
+            search_end: None,
+            lowest_failing_rate: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchEnd {

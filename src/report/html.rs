@@ -151,10 +151,7 @@ fn bench_cards(r: &Results) -> Vec<(String, String)> {
     cards.push(("recommended rate".into(), recommended));
     let sla = match &r.sla {
         Some(s) => {
-            let at = s
-                .rate
-                .map(|v| format!(" at {} req/s", num(v)))
-                .unwrap_or_default();
+            let at = format!(" at {} req/s", num(s.rate));
             if s.passed {
                 format!("PASS{at}")
             } else {

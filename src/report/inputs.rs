@@ -61,50 +61,13 @@ pub struct MaxThroughput {
     pub output_tok_s: Option<f64>,
 }
 
-/// `sla.json`: one fixed-rate run checked against limits.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Sla {
-    pub rate: Option<f64>,
-    pub duration_s: Option<f64>,
-    pub checks: Vec<SlaCheck>,
-    pub passed: bool,
-    pub failed_metrics: Vec<String>,
-    pub summary: Option<Summary>,
-    pub max_rate_meeting_sla: Option<f64>,
-    pub search_end: Option<crate::analysis::sla::SearchEnd>,
-    pub lowest_failing_rate: Option<f64>,
-}
-
-impl Sla {
-    /// The `--find` answer in words ("at least …" when the whole range passed), or `None` for
-    /// a fixed-rate run. Files written before `search_end` was recorded read as bracketed.
-    pub fn find_answer(&self) -> Option<String> {
-        let end = match (self.search_end, self.max_rate_meeting_sla) {
-            (Some(end), _) => end,
-            (None, Some(_)) => crate::analysis::sla::SearchEnd::Bracketed,
-            (None, None) => return None,
-        };
-        Some(end.describe(self.max_rate_meeting_sla, self.lowest_failing_rate))
-    }
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct SlaCheck {
-    pub metric: String,
-    pub limit: Option<f64>,
-    /// `None` when the run produced no sample for the metric (that is a failure, never 0).
-    pub actual: Option<f64>,
-    pub passed: bool,
-}
-
-/// `cost.json`, `bottleneck.json` and `bench.json` are read with the writers' own types: one
-/// type per file format, so the report cannot drift from what is written.
+/// `sla.json`, `cost.json`, `bottleneck.json` and `bench.json` are read with the writers' own
+/// types: one type per file format, so the report cannot drift from what is written.
 pub use crate::analysis::bottleneck::{
     BottleneckReport as Bottleneck, SignalResult as BottleneckSignal,
 };
 pub use crate::analysis::cost::{CostRow, CostTable as Cost};
+pub use crate::analysis::sla::{Check as SlaCheck, SlaResult as Sla};
 pub use crate::runner::bench::{BenchResult as Bench, PhaseTime as BenchPhase};
 
 /// A number without trailing zeros, to 3 significant digits below 10: 12 → "12",

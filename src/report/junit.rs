@@ -71,11 +71,11 @@ fn cases(r: &Results) -> Vec<Case> {
     if let Some(sla) = &r.sla {
         for c in &sla.checks {
             let actual = c.actual.map(num).unwrap_or_else(|| "no data".into());
-            let limit = c.limit.map(num).unwrap_or_else(|| "-".into());
+            let limit = num(c.limit);
             cases.push(Case {
                 class: "faultline.sla".into(),
                 name: c.metric.clone(),
-                time_s: sla.duration_s.unwrap_or(0.0),
+                time_s: sla.duration_s,
                 failure: (!c.passed).then(|| {
                     (
                         format!("{} = {actual} exceeds the limit {limit}", c.metric),
@@ -247,16 +247,15 @@ mod tests {
     #[test]
     fn markup_quotes_and_control_characters_survive_a_real_xml_parser() {
         let mut r = results();
-        r.sla = Some(Sla {
-            duration_s: Some(1.0),
-            checks: vec![SlaCheck {
+        r.sla = Some(Sla::example(
+            1.0,
+            vec![SlaCheck {
                 metric: "a<b>&\"c'\u{1}d".into(),
-                limit: Some(1.0),
+                limit: 1.0,
                 actual: Some(2.0),
                 passed: false,
             }],
-            ..Sla::default()
-        });
+        ));
         let xml = render(&r);
         assert_eq!(parse_counts(&xml), (1, 1));
         let doc = roxmltree::Document::parse(&xml).unwrap();
@@ -276,30 +275,29 @@ mod tests {
     #[test]
     fn sla_metrics_are_test_cases_and_failures_carry_the_numbers() {
         let mut r = results();
-        r.sla = Some(Sla {
-            duration_s: Some(30.0),
-            checks: vec![
+        r.sla = Some(Sla::example(
+            1.0,
+            vec![
                 SlaCheck {
                     metric: "ttft_p99_ms".into(),
-                    limit: Some(500.0),
+                    limit: 500.0,
                     actual: Some(812.0),
                     passed: false,
                 },
                 SlaCheck {
                     metric: "error_rate<&>".into(),
-                    limit: Some(0.01),
+                    limit: 0.01,
                     actual: Some(0.0),
                     passed: true,
                 },
                 SlaCheck {
                     metric: "itl_p99_ms".into(),
-                    limit: Some(50.0),
+                    limit: 50.0,
                     actual: None,
                     passed: false,
                 },
             ],
-            ..Sla::default()
-        });
+        ));
         let xml = render(&r);
         assert!(xml.starts_with("<?xml version=\"1.0\""));
         assert_eq!(xml.matches("<testsuite ").count(), 1);

@@ -309,9 +309,18 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("ramp/ramp.json"), r#"{"steps": []}"#).unwrap();
+        let sla = crate::analysis::sla::SlaResult::example(
+            10.0,
+            vec![crate::analysis::sla::Check {
+                metric: "ttft_p99_ms".into(),
+                limit: 500.0,
+                actual: None,
+                passed: false,
+            }],
+        );
         std::fs::write(
             dir.path().join("sla/sla.json"),
-            r#"{"checks": [{"metric": "ttft_p99_ms", "limit": 500, "actual": null, "passed": false}]}"#,
+            serde_json::to_string(&sla).unwrap(),
         )
         .unwrap();
         let r = load(dir.path()).unwrap();

@@ -29,7 +29,7 @@ pub fn render(r: &Results) -> String {
             out,
             "## SLA: {}\n\nAt {} req/s.{}\n\n| metric | limit | actual | |\n|---|---|---|---|",
             if sla.passed { "PASS" } else { "FAIL" },
-            sla.rate.map(num).unwrap_or_else(|| "-".into()),
+            num(sla.rate),
             sla.find_answer()
                 .map(|a| format!(" Highest rate meeting the SLA: {a}."))
                 .unwrap_or_default()
@@ -39,7 +39,7 @@ pub fn render(r: &Results) -> String {
                 out,
                 "| {} | {} | {} | {} |",
                 cell(&c.metric),
-                c.limit.map(num).unwrap_or_else(|| "-".into()),
+                num(c.limit),
                 c.actual.map(num).unwrap_or_else(|| "no data".into()),
                 if c.passed { "PASS" } else { "FAIL" }
             );
@@ -161,16 +161,15 @@ mod tests {
             summary: None,
             windows: vec![],
             ramp: None,
-            sla: Some(Sla {
-                rate: Some(10.0),
-                checks: vec![SlaCheck {
+            sla: Some(Sla::example(
+                10.0,
+                vec![SlaCheck {
                     metric: "ttft_p99_ms".into(),
-                    limit: Some(500.0),
+                    limit: 500.0,
                     actual: None,
                     passed: false,
                 }],
-                ..Sla::default()
-            }),
+            )),
             cost: None,
             bottleneck: None,
             bench: None,

@@ -366,9 +366,14 @@ fn load_and_ramp_folders_render_offline_with_the_hockey_stick() {
     std::fs::create_dir_all(dir.path().join("bench/sla")).unwrap();
     std::fs::write(
         dir.path().join("bench/sla/sla.json"),
-        r#"{"rate": 4, "duration_s": 3, "passed": false, "failed_metrics": ["itl_p99_ms"],
-            "checks": [{"metric": "ttft_p99_ms", "limit": 60000, "actual": 120.5, "passed": true},
-                       {"metric": "itl_p99_ms", "limit": 0.001, "actual": null, "passed": false}]}"#,
+        // As `faultline sla` writes it: the report reads the writer's own type.
+        serde_json::json!({"rate": 4.0, "duration_s": 3.0, "passed": false, "failed_metrics": ["itl_p99_ms"],
+            "limits": {"ttft_p99_ms": 60000.0, "itl_p99_ms": 0.001, "max_error_rate": 0.01,
+                       "e2e_p99_ms": null, "goodput_min": null},
+            "checks": [{"metric": "ttft_p99_ms", "limit": 60000.0, "actual": 120.5, "passed": true},
+                       {"metric": "itl_p99_ms", "limit": 0.001, "actual": null, "passed": false}],
+            "summary": baseline, "max_rate_meeting_sla": null})
+        .to_string(),
     )
     .unwrap();
     // bench.json as `faultline bench` writes it: the report reads the writer's own type.

@@ -20,7 +20,7 @@ pub fn sla(s: &Sla) -> String {
             (
                 vec![
                     t(&c.metric),
-                    n(opt(c.limit)),
+                    n(num(c.limit)),
                     n(actual),
                     pass_fail(c.passed),
                 ],
@@ -30,8 +30,8 @@ pub fn sla(s: &Sla) -> String {
         .collect();
     let mut body = format!(
         "<p class=\"note\">At {} req/s for {} s.{}</p>",
-        opt(s.rate),
-        opt(s.duration_s),
+        num(s.rate),
+        num(s.duration_s),
         s.find_answer()
             .map(|a| format!(" Highest rate meeting the SLA: <b>{}</b>.", esc(&a)))
             .unwrap_or_default()

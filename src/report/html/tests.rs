@@ -42,24 +42,23 @@ fn everything() -> Results {
             recommended_rate: Some(5.6),
             ..Ramp::default()
         }),
-        sla: Some(Sla {
-            rate: Some(4.0),
-            checks: vec![
+        sla: Some(Sla::example(
+            4.0,
+            vec![
                 SlaCheck {
                     metric: "ttft_p99_ms".into(),
-                    limit: Some(500.0),
+                    limit: 500.0,
                     actual: Some(2400.0),
                     passed: false,
                 },
                 SlaCheck {
                     metric: "error_rate".into(),
-                    limit: Some(0.01),
+                    limit: 0.01,
                     actual: None,
                     passed: false,
                 },
             ],
-            ..Sla::default()
-        }),
+        )),
         cost: Some(Cost {
             rows: vec![cost_row("4xH100 <tp4>", 4, 1.234)],
         }),
