@@ -119,6 +119,23 @@ pub enum Reason {
     ThroughputPlateau,
 }
 
+impl Reason {
+    /// As written in `ramp.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TtftP99 => "ttft_p99",
+            Reason::ErrorRate => "error_rate",
+            Reason::ThroughputPlateau => "throughput_plateau",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Saturation {
     /// Index into `steps`.
@@ -149,6 +166,27 @@ pub struct RampResult {
 }
 
 /// The baseline TTFT p99: the user's, else the first step's (if it measured any TTFT).
+impl RampResult {
+    /// A ramp over these steps that never saturated (for tests of the readers).
+    #[cfg(test)]
+    pub(crate) fn example(steps: Vec<Step>) -> RampResult {
+        RampResult {
+            steps,
+            baseline_ttft_p99_ms: None,
+            saturation: None,
+            max_throughput: MaxThroughput {
+                rate: 0.0,
+                output_tok_s: 0.0,
+            },
+            recommended_rate: 0.0,
+            fraction: 0.75,
+            recommended_is_extrapolated: true,
+            stopped_early: false,
+            criteria: Criteria::default(),
+        }
+    }
+}
+
 pub fn baseline(criteria: &Criteria, steps: &[Step]) -> Option<f64> {
     criteria
         .baseline_ttft_p99_ms

@@ -63,17 +63,7 @@ fn verdict(r: &Results) -> (String, &'static str) {
             }
         }
         Kind::Ramp | Kind::Bench => match r.ramp.as_ref().and_then(|x| x.saturation.as_ref()) {
-            Some(s) => (
-                format!(
-                    "SATURATED AT {}",
-                    s.rate
-                        .map(|v| format!("{} REQ/S", num(v)))
-                        .unwrap_or_default()
-                )
-                .trim()
-                .to_string(),
-                "info",
-            ),
+            Some(s) => (format!("SATURATED AT {} REQ/S", num(s.rate)), "info"),
             None if r.ramp.is_some() => ("NO SATURATION FOUND".into(), "warn"),
             None => ("DONE".into(), "info"),
         },
@@ -133,15 +123,12 @@ fn bench_cards(r: &Results) -> Vec<(String, String)> {
     let mut cards: Vec<(String, String)> = Vec::new();
     let ramp = r.ramp.as_ref();
     let saturation = match ramp.and_then(|x| x.saturation.as_ref()) {
-        Some(s) => s
-            .rate
-            .map(|v| format!("{} req/s", num(v)))
-            .unwrap_or_else(|| "–".into()),
+        Some(s) => format!("{} req/s", num(s.rate)),
         None if ramp.is_some() => "not reached".into(),
         None => "no ramp".into(),
     };
     cards.push(("saturation point".into(), saturation));
-    let recommended = match ramp.and_then(|x| x.recommended_rate) {
+    let recommended = match ramp.map(|x| x.recommended_rate) {
         Some(v) if ramp.is_some_and(|x| x.recommended_is_extrapolated) => {
             format!("{} req/s (extrapolated)", num(v))
         }
@@ -177,9 +164,10 @@ fn bench_cards(r: &Results) -> Vec<(String, String)> {
         Some((_, v)) => cards.push(("cost".into(), format!("${v:.2} / 1M output tokens"))),
         None => cards.push(("cost".into(), "–".into())),
     }
+    // A ramp that measured no tokens has no maximum worth a card.
     if let Some(t) = ramp
-        .and_then(|x| x.max_throughput.as_ref())
-        .and_then(|m| m.output_tok_s)
+        .map(|x| x.max_throughput.output_tok_s)
+        .filter(|t| *t > 0.0)
     {
         cards.push(("max output tok/s".into(), format!("{t:.0}")));
     }
@@ -220,19 +208,21 @@ fn other_cards(r: &Results) -> Vec<(String, String)> {
         cards.push(("output tok/s", format!("{:.0}", s.output_tok_s)));
     }
     if let Some(ramp) = &r.ramp {
-        if let Some(m) = &ramp.max_throughput
-            && let Some(t) = m.output_tok_s
-        {
-            cards.push(("max output tok/s", format!("{t:.0}")));
+        if ramp.max_throughput.output_tok_s > 0.0 {
+            cards.push((
+                "max output tok/s",
+                format!("{:.0}", ramp.max_throughput.output_tok_s),
+            ));
         }
-        if let Some(rec) = ramp.recommended_rate {
-            let ext = if ramp.recommended_is_extrapolated {
-                " (extrapolated)"
-            } else {
-                ""
-            };
-            cards.push(("recommended rate", format!("{} req/s{ext}", num(rec))));
-        }
+        let ext = if ramp.recommended_is_extrapolated {
+            " (extrapolated)"
+        } else {
+            ""
+        };
+        cards.push((
+            "recommended rate",
+            format!("{} req/s{ext}", num(ramp.recommended_rate)),
+        ));
     }
     cards.into_iter().map(|(l, v)| (l.to_string(), v)).collect()
 }

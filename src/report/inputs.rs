@@ -1,72 +1,28 @@
-//! Mirrors of the result files written by `faultline ramp`, `sla`, `bench` and the Prometheus
-//! analyses (`ramp.json`, `sla.json`, `cost.json`, `bottleneck.json`, `bench.json`).
-//!
-//! Why mirrors and not the producers' own structs: those commands are built on other branches,
-//! and a report must still open a folder written by an older or newer faultline. Every field is
-//! `#[serde(default)]` and unknown fields are ignored, so a missing number shows as "-" in the
-//! report instead of the whole report failing.
+//! The result files written by `faultline ramp`, `sla`, `bench` and the Prometheus analyses
+//! (`ramp.json`, `sla.json`, `cost.json`, `bottleneck.json`, `bench.json`), read with the
+//! writers' own types — one type per file format — so the report cannot drift from what is
+//! written (it kept weaker copies before, where every number was optional). Unknown fields are
+//! still ignored, so a newer faultline's file opens; a file missing a field the type requires is
+//! refused with the file named.
 
-use crate::analysis::summary::Summary;
-use serde::Deserialize;
-
-/// `ramp.json`: one load step per rate (or concurrency), and where the system saturated.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Ramp {
-    pub steps: Vec<RampStep>,
-    pub baseline_ttft_p99_ms: Option<f64>,
-    pub saturation: Option<Saturation>,
-    pub max_throughput: Option<MaxThroughput>,
-    pub recommended_rate: Option<f64>,
-    pub fraction: Option<f64>,
-    pub recommended_is_extrapolated: bool,
-    pub stopped_early: bool,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct RampStep {
-    pub rate: Option<f64>,
-    pub concurrency: Option<u64>,
-    pub summary: Option<Summary>,
-    pub out_dir: String,
-}
-
-impl RampStep {
-    /// "12 req/s" or "8 users": what the step asked for.
-    pub fn label(&self) -> String {
-        match (self.rate, self.concurrency) {
-            (Some(r), _) => format!("{} req/s", num(r)),
-            (None, Some(c)) => format!("{c} users"),
-            (None, None) => "-".into(),
-        }
+/// "12 req/s" or "8 users": what a ramp step asked for.
+pub fn step_label(st: &RampStep) -> String {
+    match (st.rate, st.concurrency) {
+        (Some(r), _) => format!("{} req/s", num(r)),
+        (None, Some(c)) => format!("{c} users"),
+        (None, None) => "-".into(),
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Saturation {
-    /// Index into `steps`.
-    pub step: Option<usize>,
-    pub rate: Option<f64>,
-    /// `ttft_p99`, `error_rate` or `throughput_plateau`.
-    pub reason: String,
-    pub detail: String,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct MaxThroughput {
-    pub rate: Option<f64>,
-    pub output_tok_s: Option<f64>,
-}
-
-/// `sla.json`, `cost.json`, `bottleneck.json` and `bench.json` are read with the writers' own
-/// types: one type per file format, so the report cannot drift from what is written.
+/// `ramp.json`, `sla.json`, `cost.json`, `bottleneck.json` and `bench.json` are read with the
+/// writers' own types: one type per file format, so the report cannot drift from what is written.
 pub use crate::analysis::bottleneck::{
     BottleneckReport as Bottleneck, SignalResult as BottleneckSignal,
 };
 pub use crate::analysis::cost::{CostRow, CostTable as Cost};
+pub use crate::analysis::saturation::{
+    MaxThroughput, RampResult as Ramp, Saturation, Step as RampStep,
+};
 pub use crate::analysis::sla::{Check as SlaCheck, SlaResult as Sla};
 pub use crate::runner::bench::{BenchResult as Bench, PhaseTime as BenchPhase};
 
@@ -92,16 +48,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ramp_json_with_missing_and_unknown_fields_still_parses() {
-        let r: Ramp = serde_json::from_str(
-            r#"{"steps": [{"rate": 4, "out_dir": "step-1", "extra": 1}],
-                "saturation": {"step": 0, "reason": "ttft_p99"}, "new_field": true}"#,
-        )
-        .unwrap();
-        assert_eq!(r.steps.len(), 1);
-        assert!(r.steps[0].summary.is_none());
-        assert_eq!(r.saturation.unwrap().reason, "ttft_p99");
-        assert!(r.recommended_rate.is_none());
+    fn ramp_json_is_read_with_the_writers_type_and_ignores_new_fields() {
+        let mut written = Ramp::example(vec![]);
+        written.saturation = Some(Saturation {
+            step: 0,
+            rate: 4.0,
+            reason: crate::analysis::saturation::Reason::TtftP99,
+            detail: "p99 > 2x".into(),
+        });
+        let mut json = serde_json::to_value(&written).unwrap();
+        json["new_field"] = serde_json::json!(true);
+        let read: Ramp = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(read, written);
+        json.as_object_mut().unwrap().remove("recommended_rate");
+        let e = serde_json::from_value::<Ramp>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("recommended_rate"), "{e}");
     }
 
     #[test]

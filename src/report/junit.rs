@@ -96,10 +96,8 @@ fn cases(r: &Results) -> Vec<Case> {
             Some(s) => (
                 None,
                 format!(
-                    "saturated at {} ({}: {})",
-                    s.rate
-                        .map(|r| format!("{} req/s", num(r)))
-                        .unwrap_or_else(|| "-".into()),
+                    "saturated at {} req/s ({}: {})",
+                    num(s.rate),
                     s.reason,
                     s.detail
                 ),
@@ -313,7 +311,7 @@ mod tests {
     fn a_ramp_that_never_saturated_is_a_failed_case() {
         let mut r = results();
         r.kind = Kind::Ramp;
-        r.ramp = Some(Ramp::default());
+        r.ramp = Some(Ramp::example(vec![]));
         let xml = render(&r);
         assert!(xml.contains("name=\"saturation point found\""));
         assert!(xml.contains("no saturation point within the ramp"));

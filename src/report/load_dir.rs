@@ -308,7 +308,12 @@ mod tests {
             serde_json::to_string(&bench).unwrap(),
         )
         .unwrap();
-        std::fs::write(dir.path().join("ramp/ramp.json"), r#"{"steps": []}"#).unwrap();
+        std::fs::write(
+            dir.path().join("ramp/ramp.json"),
+            serde_json::to_string(&crate::analysis::saturation::RampResult::example(vec![]))
+                .unwrap(),
+        )
+        .unwrap();
         let sla = crate::analysis::sla::SlaResult::example(
             10.0,
             vec![crate::analysis::sla::Check {

@@ -53,54 +53,41 @@ pub fn render(r: &Results) -> String {
                 let _ = writeln!(
                     out,
                     "Saturated at {} req/s ({}: {}).",
-                    s.rate.map(num).unwrap_or_else(|| "-".into()),
+                    num(s.rate),
                     s.reason,
                     s.detail
                 );
             }
             None => out.push_str("No saturation point within the ramp.\n"),
         }
-        if let Some(rec) = ramp.recommended_rate {
-            let _ = writeln!(
-                out,
-                "Recommended rate: {} req/s{}.",
-                num(rec),
-                if ramp.recommended_is_extrapolated {
-                    " (extrapolated)"
-                } else {
-                    ""
-                }
-            );
-        }
+        let _ = writeln!(
+            out,
+            "Recommended rate: {} req/s{}.",
+            num(ramp.recommended_rate),
+            if ramp.recommended_is_extrapolated {
+                " (extrapolated)"
+            } else {
+                ""
+            }
+        );
         let _ = writeln!(
             out,
             "\n| step | asked | achieved req/s | error rate | TTFT p50 | TTFT p99 | ITL p99 | output tok/s |\n|---|---|---|---|---|---|---|---|"
         );
         for (i, st) in ramp.steps.iter().enumerate() {
-            match &st.summary {
-                Some(s) => {
-                    let _ = writeln!(
-                        out,
-                        "| {} | {} | {:.1} | {} | {} | {} | {} | {:.0} |",
-                        i + 1,
-                        st.label(),
-                        s.achieved_rate,
-                        pct(s.error_rate),
-                        ms(s.ttft_ms.p50),
-                        ms(s.ttft_ms.p99),
-                        ms(s.itl_ms.p99),
-                        s.output_tok_s
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "| {} | {} | - | - | - | - | - | - |",
-                        i + 1,
-                        st.label()
-                    );
-                }
-            }
+            let s = &st.summary;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {} | {} | {} | {} | {:.0} |",
+                i + 1,
+                super::inputs::step_label(st),
+                s.achieved_rate,
+                pct(s.error_rate),
+                ms(s.ttft_ms.p50),
+                ms(s.ttft_ms.p99),
+                ms(s.itl_ms.p99),
+                s.output_tok_s
+            );
         }
         out.push('\n');
     }

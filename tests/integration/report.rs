@@ -360,7 +360,8 @@ fn load_and_ramp_folders_render_offline_with_the_hockey_stick() {
         "steps": steps, "baseline_ttft_p99_ms": null,
         "saturation": {"step": 1, "rate": 8.0, "reason": "ttft_p99", "detail": "test"},
         "max_throughput": {"rate": 8.0, "output_tok_s": 64.0},
-        "recommended_rate": 6.0, "fraction": 0.75, "recommended_is_extrapolated": false, "stopped_early": true
+        "recommended_rate": 6.0, "fraction": 0.75, "recommended_is_extrapolated": false, "stopped_early": true,
+        "criteria": {"ttft_k": 2.0, "baseline_ttft_p99_ms": null, "max_error_rate": 0.01, "plateau": 0.05}
     });
     std::fs::write(ramp_dir.join("ramp.json"), ramp.to_string()).unwrap();
     std::fs::create_dir_all(dir.path().join("bench/sla")).unwrap();

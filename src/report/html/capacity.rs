@@ -3,12 +3,8 @@
 
 use super::tables::{Cell, n, pass_fail, t, table};
 use super::{esc, ms, pct, section};
-use crate::report::inputs::{Bench, Cost, Ramp, Sla, num};
+use crate::report::inputs::{Bench, Cost, Ramp, Sla, num, step_label};
 use std::fmt::Write;
-
-pub(super) fn opt(v: Option<f64>) -> String {
-    v.map(num).unwrap_or_else(|| "–".into())
-}
 
 /// The SLA sign-off: one row per metric, PASS or FAIL.
 pub fn sla(s: &Sla) -> String {
@@ -46,25 +42,23 @@ pub fn sla(s: &Sla) -> String {
 
 /// Every ramp step's numbers; the saturation step is highlighted.
 pub fn ramp_steps(r: &Ramp) -> String {
-    let sat = r.saturation.as_ref().and_then(|s| s.step);
+    let sat = r.saturation.as_ref().map(|s| s.step);
     let rows: Vec<(Vec<Cell>, bool)> = r
         .steps
         .iter()
         .enumerate()
         .map(|(i, st)| {
-            let mut row = vec![n((i + 1).to_string()), t(st.label())];
-            match &st.summary {
-                Some(s) => row.extend([
-                    n(format!("{:.1}", s.achieved_rate)),
-                    n(s.requests.to_string()),
-                    n(pct(s.error_rate)),
-                    n(ms(s.ttft_ms.p50)),
-                    n(ms(s.ttft_ms.p99)),
-                    n(ms(s.itl_ms.p99)),
-                    n(format!("{:.0}", s.output_tok_s)),
-                ]),
-                None => row.extend((0..7).map(|_| n("–"))),
-            }
+            let mut row = vec![n((i + 1).to_string()), t(step_label(st))];
+            let s = &st.summary;
+            row.extend([
+                n(format!("{:.1}", s.achieved_rate)),
+                n(s.requests.to_string()),
+                n(pct(s.error_rate)),
+                n(ms(s.ttft_ms.p50)),
+                n(ms(s.ttft_ms.p99)),
+                n(ms(s.itl_ms.p99)),
+                n(format!("{:.0}", s.output_tok_s)),
+            ]);
             (row, sat == Some(i))
         })
         .collect();
@@ -74,11 +68,9 @@ pub fn ramp_steps(r: &Ramp) -> String {
             let _ = write!(
                 body,
                 "<p class=\"note\">Saturated at step {} ({} req/s): <b>{}</b> — {}.</p>",
-                s.step
-                    .map(|i| (i + 1).to_string())
-                    .unwrap_or_else(|| "–".into()),
-                opt(s.rate),
-                esc(&s.reason),
+                s.step + 1,
+                num(s.rate),
+                esc(s.reason.as_str()),
                 esc(&s.detail)
             );
         }
@@ -86,12 +78,10 @@ pub fn ramp_steps(r: &Ramp) -> String {
     }
     let _ = write!(
         body,
-        "<p class=\"note\">Low-load TTFT p99 baseline {}; recommended rate {} req/s ({} of saturation{}){}.</p>",
+        "<p class=\"note\">Low-load TTFT p99 baseline {}; recommended rate {} req/s ({:.0}% of saturation{}){}.</p>",
         ms(r.baseline_ttft_p99_ms),
-        opt(r.recommended_rate),
-        r.fraction
-            .map(|f| format!("{:.0}%", f * 100.0))
-            .unwrap_or_else(|| "–".into()),
+        num(r.recommended_rate),
+        r.fraction * 100.0,
         if r.recommended_is_extrapolated {
             ", extrapolated"
         } else {

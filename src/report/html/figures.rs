@@ -226,36 +226,30 @@ pub fn ramp(ramp: &Ramp) -> String {
     let points: Vec<StepPoint> = ramp
         .steps
         .iter()
-        .filter_map(|st| st.summary.as_ref())
+        .map(|st| &st.summary)
         .map(|s| StepPoint {
             x: x(s),
             p50: s.ttft_ms.p50,
             p99: s.ttft_ms.p99,
         })
         .collect();
-    // The saturation index counts steps; map it onto the steps that have a summary.
-    let sat = ramp.saturation.as_ref().and_then(|s| s.step).and_then(|i| {
-        ramp.steps.get(i)?.summary.as_ref()?;
-        Some(
-            ramp.steps[..i]
-                .iter()
-                .filter(|s| s.summary.is_some())
-                .count(),
-        )
-    });
-    let recommended = ramp
-        .recommended_rate
-        .filter(|_| ramp.steps.iter().any(|s| s.rate.is_some()));
+    let sat = ramp
+        .saturation
+        .as_ref()
+        .map(|s| s.step)
+        .filter(|i| *i < ramp.steps.len());
+    let recommended =
+        Some(ramp.recommended_rate).filter(|_| ramp.steps.iter().any(|s| s.rate.is_some()));
     let ttft: Vec<(f64, [Option<f64>; 3])> = ramp
         .steps
         .iter()
-        .filter_map(|st| st.summary.as_ref())
+        .map(|st| &st.summary)
         .map(|s| (x(s), [s.ttft_ms.p50, s.ttft_ms.p95, s.ttft_ms.p99]))
         .collect();
     let itl: Vec<(f64, [Option<f64>; 3])> = ramp
         .steps
         .iter()
-        .filter_map(|st| st.summary.as_ref())
+        .map(|st| &st.summary)
         .map(|s| (x(s), [s.itl_ms.p50, s.itl_ms.p95, s.itl_ms.p99]))
         .collect();
     let mut body = figure(

@@ -1,5 +1,6 @@
 use super::*;
 use crate::analysis::bottleneck::Status;
+use crate::analysis::saturation::Reason;
 use crate::analysis::summary::Summary;
 use crate::analysis::window::Window;
 use crate::report::inputs::{
@@ -26,21 +27,24 @@ fn everything() -> Results {
         summary: Some(summary(4.0)),
         windows: vec![],
         ramp: Some(Ramp {
-            steps: (1..=4)
-                .map(|i| RampStep {
-                    rate: Some(i as f64 * 2.0),
-                    summary: Some(summary(i as f64 * 2.0)),
-                    ..RampStep::default()
-                })
-                .collect(),
             saturation: Some(Saturation {
-                step: Some(3),
-                rate: Some(8.0),
-                reason: "ttft_p99".into(),
+                step: 3,
+                rate: 8.0,
+                reason: Reason::TtftP99,
                 detail: "p99 > 3x".into(),
             }),
-            recommended_rate: Some(5.6),
-            ..Ramp::default()
+            recommended_rate: 5.6,
+            recommended_is_extrapolated: false,
+            ..Ramp::example(
+                (1..=4)
+                    .map(|i| RampStep {
+                        rate: Some(i as f64 * 2.0),
+                        concurrency: None,
+                        summary: summary(i as f64 * 2.0),
+                        out_dir: format!("step-{i}"),
+                    })
+                    .collect(),
+            )
         }),
         sla: Some(Sla::example(
             4.0,
