@@ -13,13 +13,18 @@ pub struct Summary {
     pub ok: u64,
     pub errors: u64,
     /// errors / requests; `null` when no request was sent.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub error_rate: Option<f64>,
+    /// Errors per outcome class (`http_<code>`, `timeout`, `connect_error`, …).
+    #[schemars(extend("propertyNames" = {"pattern": "^(http_[0-9]{3}|timeout|connect_error|connection_reset|stream_ended_early|invalid_response)$"}))]
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Seconds from the run's start to the last send (at least the schedule's duration).
+    #[schemars(range(min = 0.0))]
     pub duration_s: f64,
     /// The schedule's mean intended rate (req/s); `null` for closed-loop concurrency.
     pub target_rate: Option<f64>,
     /// requests / duration_s: what was really sent.
+    #[schemars(range(min = 0.0))]
     pub achieved_rate: f64,
     pub ttft_ms: Percentiles,
     pub itl_ms: Percentiles,

@@ -50,6 +50,14 @@ fn generated_schemas_refuse_what_the_types_refuse() {
     });
     let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "a minimal summary is valid: {errors:?}");
+    let mut bad = doc.clone();
+    bad["error_rate"] = serde_json::json!(2.0);
+    assert!(!v.is_valid(&bad), "an error rate above 1 is refused");
+    let mut bad = doc.clone();
+    bad["errors_by_kind"] = serde_json::json!({"oops": 1});
+    assert!(!v.is_valid(&bad), "an unknown outcome class is refused");
+    doc["errors_by_kind"] = serde_json::json!({"http_503": 2, "timeout": 1});
+    assert!(v.is_valid(&doc), "known outcome classes are fine");
     doc["surprise"] = serde_json::json!(1);
     assert!(!v.is_valid(&doc), "an unknown top-level key is refused");
     doc.as_object_mut().unwrap().remove("surprise");
