@@ -39,9 +39,9 @@ use crate::fault::{
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The host (a name from the experiment's `hosts` section).
-    pub host: String,
+    pub host: Box<str>,
     /// The interface on that host (`eth0`); its egress is delayed.
-    pub interface: String,
+    pub interface: Box<str>,
     /// Added one-way delay on egress.
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -58,7 +58,7 @@ pub struct Params {
     pub destinations: Vec<Destination>,
     /// The tc command on the host (a prefix, used as written; e.g. `ip netns exec NS tc`).
     #[serde(default = "default_tc")]
-    pub tc: String,
+    pub tc: Box<str>,
     /// The node-side dead-man switch removes the qdisc this long after the fault's deadline.
     #[serde(default = "default_margin", with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -75,7 +75,7 @@ pub struct Destination {
     pub port: Option<u16>,
 }
 
-fn default_tc() -> String {
+fn default_tc() -> Box<str> {
     "tc".into()
 }
 fn default_margin() -> Duration {
@@ -403,14 +403,14 @@ pub async fn prepare(p: &Params, ctx: &FaultContext) -> Result<Undo, Error> {
         && r.handle != "0:"
     {
         return Err(Error::ExistingQdisc {
-            host: p.host.clone(),
-            interface: p.interface.clone(),
+            host: p.host.to_string(),
+            interface: p.interface.to_string(),
             line: r.text.clone(),
         });
     }
     Ok(Undo {
-        host: p.host.clone(),
-        interface: p.interface.clone(),
+        host: p.host.to_string(),
+        interface: p.interface.to_string(),
         before,
         handle: HANDLE.into(),
         deadman: (!p.deadman_margin.is_zero())
@@ -543,7 +543,7 @@ impl crate::fault::FaultKind for Params {
         if !valid_interface(&self.interface) {
             out.push(Problem::new(
                 &["interface"],
-                &self.interface,
+                &*self.interface,
                 "not an interface name (1–15 characters of A–Z, a–z, 0–9, '-', '_', '.')",
             ));
         }
@@ -595,7 +595,7 @@ impl crate::fault::FaultKind for Params {
 
     fn reach(&self) -> Reach {
         Reach {
-            targets: vec![Target::Host(self.host.clone())],
+            targets: vec![Target::Host(self.host.to_string())],
             hosts: vec![HostRef::new(&self.host, &["host"])],
             kube: Vec::new(),
             load: false,
