@@ -9,6 +9,7 @@ mod kube_auth;
 mod leftovers;
 mod load;
 mod netns;
+mod network_delay;
 mod prometheus;
 mod report;
 mod runner;
