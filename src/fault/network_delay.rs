@@ -292,13 +292,19 @@ pub fn add_commands(p: &Params) -> Vec<String> {
     ];
     for d in &p.destinations {
         let (addr, v6) = normalized_destination(&d.address).unwrap_or((d.address.clone(), false));
-        let (proto, m) = if v6 { ("ipv6", "ip6") } else { ("ip", "ip") };
+        // One filter priority per protocol: the kernel refuses an IPv6 filter at a priority
+        // that already holds IPv4 ones ("Protocol mismatch for filter with specified priority").
+        let (proto, m, prio) = if v6 {
+            ("ipv6", "ip6", 2)
+        } else {
+            ("ip", "ip", 1)
+        };
         let port = d
             .port
             .map(|p| format!(" match {m} dport {p} 0xffff"))
             .unwrap_or_default();
         cmds.push(format!(
-            "{tc} filter add dev {dev} parent {HANDLE} protocol {proto} prio 1 u32 match {m} dst {addr}{port} flowid {BAND}"
+            "{tc} filter add dev {dev} parent {HANDLE} protocol {proto} prio {prio} u32 match {m} dst {addr}{port} flowid {BAND}"
         ));
     }
     cmds
@@ -753,7 +759,7 @@ qdisc netem fa18: parent fa17:4 limit 1000 delay 100ms  20ms loss 1.5%
         );
         assert_eq!(
             c[3],
-            "tc filter add dev eth0 parent fa17: protocol ipv6 prio 1 u32 match ip6 dst fd00::/64 flowid fa17:4"
+            "tc filter add dev eth0 parent fa17: protocol ipv6 prio 2 u32 match ip6 dst fd00::/64 flowid fa17:4"
         );
         assert_eq!(
             delete_command("tc", "eth0"),

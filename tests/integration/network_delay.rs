@@ -467,3 +467,56 @@ fn the_example_names_the_host_it_acts_on() {
     let p = Params::example();
     assert_eq!(p.reach().host_names(), vec!["node-1".to_string()]);
 }
+
+/// The `u32` filter lines the kind adds, against the real kernel (under an `htb` root with the
+/// kind's handle, since this kernel has no `prio`): IPv4 and IPv6, with and without a port, are
+/// all accepted, and `tc filter show` prints one `flowid fa17:4` per filter, which verify counts.
+#[test]
+fn the_destination_filters_are_accepted_by_the_kernel_one_flowid_line_each() {
+    let link = Link::create();
+    let mut p = link.params(100);
+    p.destinations = vec![
+        Destination {
+            address: link.ns_ip.clone(),
+            port: Some(9),
+        },
+        Destination {
+            address: "10.233.0.0/24".into(),
+            port: None,
+        },
+        Destination {
+            address: "fd00::/64".into(),
+            port: Some(8000),
+        },
+    ];
+    must(
+        "tc",
+        &[
+            "qdisc",
+            "add",
+            "dev",
+            &link.host_if,
+            "root",
+            "handle",
+            HANDLE,
+            "htb",
+        ],
+    );
+    let cmds = network_delay::add_commands(&p);
+    for c in &cmds[2..] {
+        must("sh", &["-c", c]);
+    }
+    let out = run(
+        "tc",
+        &["filter", "show", "dev", &link.host_if, "parent", HANDLE],
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        shown
+            .lines()
+            .filter(|l| l.contains("flowid fa17:4"))
+            .count(),
+        3,
+        "{shown}"
+    );
+}
