@@ -20,6 +20,7 @@ pub mod kube_access;
 pub mod kube_target;
 pub mod ledger;
 pub mod load_spike;
+pub mod network_delay;
 pub mod network_partition;
 pub mod owner;
 pub mod params;

@@ -265,6 +265,7 @@ registry! {
     "pod-kill" => PodKill(pod_kill::Params),
     "network-partition" => NetworkPartition(network_partition::Params),
     "load-spike" => LoadSpike(load_spike::Params),
+    "network-delay" => NetworkDelay(super::network_delay::Params),
 }
 
 impl FaultSpec {

@@ -10,6 +10,7 @@ mod layers;
 mod leftovers;
 mod load;
 mod netns;
+mod network_delay;
 mod prometheus;
 mod report;
 mod runner;

@@ -92,7 +92,7 @@ fn bad_files_are_refused_with_position_value_and_hint() {
         (
             "unknown kind",
             with("kind: load-spike", "kind: load-spik"),
-            "experiments/t.yaml:16:19: unknown fault kind 'load-spik'; did you mean 'load-spike'? (known: gpu-lockout, ssh-command, pod-kill, network-partition, load-spike)",
+            "experiments/t.yaml:16:19: unknown fault kind 'load-spik'; did you mean 'load-spike'? (known: gpu-lockout, ssh-command, pod-kill, network-partition, load-spike", // kinds added later follow
         ),
         (
             "unknown use",
