@@ -27,7 +27,7 @@ pub fn definition_schema() -> Value {
     obj.insert("title".into(), json!("faultline fault definition"));
     obj.insert(
         "description".into(),
-        json!("A file in faults/: a kind and its parameters. Generated from the code (`UPDATE_SCHEMAS=1 cargo test --test integration spec::fault_schema`); do not edit."),
+        json!("A file in faults/: a kind and its parameters. Generated from the code (`UPDATE_SCHEMAS=1 cargo test --test integration schemas::`); do not edit."),
     );
     schema
 }

@@ -149,23 +149,15 @@ fn print_plans() {
     }
 }
 
-/// `schemas/fault.schema.json` is generated from `FaultSpec`: a kind or parameter added to the
-/// code and not to the checked-in file fails here. `UPDATE_SCHEMAS=1` rewrites the file.
+/// Every registered kind's example validates against the checked-in fault schema (which
+/// `schemas::` holds current with the types).
 #[test]
-fn fault_schema_is_generated_from_the_types_and_current() {
-    let path = root().join("schemas/fault.schema.json");
-    let generated = faultline::fault::schema::definition_schema();
-    let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
-    if std::env::var_os("UPDATE_SCHEMAS").is_some() {
-        std::fs::write(&path, &text).unwrap();
-    }
-    let on_disk = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        on_disk == text,
-        "schemas/fault.schema.json is not what the code generates; run with UPDATE_SCHEMAS=1"
-    );
-    // Every registered kind is in it, and its example validates.
-    let validator = jsonschema::validator_for(&generated).unwrap();
+fn every_registered_kinds_example_validates_against_the_fault_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/fault.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
     for spec in faultline::fault::FaultSpec::examples() {
         let v = serde_json::to_value(&spec).unwrap();
         let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
