@@ -81,8 +81,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = rt.block_on(execute::run_observed(&exp, &opts, Some(observer)));
     super::progress::finish();
     let result = result?;
-    // `summary.md`, the HTML report and JUnit XML come with every run (rendering is the
-    // caller's: the runner writes only data); a failure to draw them is reported but
+    // The HTML report and JUnit XML come with every run; a failure to draw them is reported but
     // does not change the run's verdict (`faultline report DIR` rebuilds them).
     if let Err(e) = crate::report::build::build(&out_dir, None) {
         eprintln!(

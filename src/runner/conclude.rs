@@ -1,5 +1,5 @@
 //! After the load: each fault analysed against its own baseline and criteria, the run's
-//! verdict, and the files (`result.json`, the run's ledger slice, the sim's
+//! verdict, and the files (`result.json`, `summary.md`, the run's ledger slice, the sim's
 //! ground truth).
 
 use super::execute::{RunError, RunOptions};
@@ -199,6 +199,10 @@ pub(crate) fn write_outputs(result: &RunResult, opts: &RunOptions) -> Result<(),
         "result.json",
         serde_json::to_vec_pretty(&version::stamped(result, version::RESULT_SCHEMA_VERSION))
             .expect("a result always serializes"),
+    )?;
+    write(
+        "summary.md",
+        crate::report::markdown::experiment(result).into_bytes(),
     )?;
     // This run's slice of the ledger, next to its results.
     let text = std::fs::read_to_string(opts.ledger.path()).unwrap_or_default();

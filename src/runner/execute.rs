@@ -71,7 +71,7 @@ pub struct RunOptions {
     pub faultline_bin: Option<PathBuf>,
 }
 
-/// Runs the experiment and writes `result.json` and the run's ledger slice next to
+/// Runs the experiment and writes `result.json`, `summary.md` and the run's ledger slice next to
 /// the load's files in `opts.out_dir`.
 pub async fn run(exp: &Experiment, opts: &RunOptions) -> Result<RunResult, RunError> {
     run_observed(exp, opts, None).await

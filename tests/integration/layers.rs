@@ -33,9 +33,18 @@ const LAYERS: [(&str, u32); 14] = [
 ];
 
 /// Upward (or sideways) imports that are known and scheduled to go: (from, to, why).
-const ALLOWED: [(&str, &str, &str); 1] = [
+const ALLOWED: [(&str, &str, &str); 2] = [
     // A leaf reading a file uses the size-capped reader of the other leaf `limits`.
     ("yaml", "limits", "leaf to leaf: size-capped file reading"),
+    // runner → report: `runner/conclude.rs` writes summary.md at the end of a run with
+    // `report::markdown`, so a library caller of `execute::run` gets it too (tried moving it to
+    // the cli: the tests that run experiments through the library lost it). To go when the
+    // markdown renderer moves below the runner.
+    (
+        "runner",
+        "report",
+        "conclude.rs writes summary.md for library callers",
+    ),
 ];
 
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
