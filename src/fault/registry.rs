@@ -265,6 +265,8 @@ registry! {
     "pod-kill" => PodKill(pod_kill::Params),
     "network-partition" => NetworkPartition(network_partition::Params),
     "load-spike" => LoadSpike(load_spike::Params),
+    "gpu-degrade" => GpuDegrade(super::gpu_degrade::Params),
+    "process-pause" => ProcessPause(super::process_pause::Params),
 }
 
 impl FaultSpec {
