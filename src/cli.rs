@@ -83,7 +83,7 @@ pub fn main() -> ExitCode {
     // `rustls-no-provider` panics on building a client without a process default).
     let _ =
         rustls::crypto::CryptoProvider::install_default(crate::tls::provider().as_ref().clone());
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(nvsmi::long_spellings(std::env::args_os()));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")

@@ -5,6 +5,7 @@
 use crate::sim::nvsmi::{GpuState, Request, run as run_nvsmi};
 use anyhow::Context;
 use clap::Args;
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,33 @@ pub struct NvsmiArgs {
     /// List the GPUs.
     #[arg(short = 'L', long = "list-gpus")]
     list: bool,
+    /// Lock the GPU clocks: MIN,MAX in MHz.
+    #[arg(long = "lock-gpu-clocks", value_name = "MIN,MAX")]
+    lock_gpu_clocks: Option<String>,
+    /// Reset the GPU clocks.
+    #[arg(long = "reset-gpu-clocks")]
+    reset_gpu_clocks: bool,
+    /// Set the power limit, W.
+    #[arg(long = "power-limit", value_name = "W")]
+    power_limit: Option<String>,
+}
+
+/// The real tool's multi-letter short options (`-lgc 900,900`, `-rgc`, `-pl 500`) in their
+/// long spellings, which clap parses; only for `faultline nvidia-smi`, every other argument list
+/// is passed through untouched.
+pub fn long_spellings(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    if args.get(1).and_then(|a| a.to_str()) != Some("nvidia-smi") {
+        return args;
+    }
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some("-lgc") => "--lock-gpu-clocks".into(),
+            Some("-rgc") => "--reset-gpu-clocks".into(),
+            Some("-pl") => "--power-limit".into(),
+            _ => a,
+        })
+        .collect()
 }
 
 pub fn run(args: NvsmiArgs) -> anyhow::Result<ExitCode> {
@@ -46,6 +74,9 @@ pub fn run(args: NvsmiArgs) -> anyhow::Result<ExitCode> {
             query_compute_apps: args.query_compute_apps,
             format: args.format,
             list: args.list,
+            lock_gpu_clocks: args.lock_gpu_clocks,
+            reset_gpu_clocks: args.reset_gpu_clocks,
+            power_limit: args.power_limit,
         },
     );
     std::io::stdout().write_all(resp.stdout.as_bytes())?;

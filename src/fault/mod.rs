@@ -14,6 +14,7 @@
 
 pub mod deadman;
 pub mod exec;
+pub mod gpu_degrade;
 pub mod gpu_lockout;
 pub mod kind;
 pub mod kube_access;
@@ -25,6 +26,7 @@ pub mod network_partition;
 pub mod owner;
 pub mod params;
 pub mod pod_kill;
+pub mod process_pause;
 pub mod registry;
 pub mod schema;
 pub mod ssh_command;

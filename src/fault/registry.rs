@@ -16,7 +16,10 @@ use super::exec::Hosts;
 use super::kind::{ApiUse, DescribeCx, FaultKind, Lifetime, Mark, Problem, Reach, SimBinding};
 use super::kube_target::KubeTarget;
 use super::{FaultContext, Undo, Verification};
-use super::{gpu_lockout, load_spike, network_partition, pod_kill, ssh_command};
+use super::{
+    gpu_degrade, gpu_lockout, load_spike, network_delay, network_partition, pod_kill,
+    process_pause, ssh_command,
+};
 
 /// Turns a kind's parameters (a JSON value) into its type; the spec reader implements it so
 /// that an error points at its line in the file.
@@ -265,7 +268,9 @@ registry! {
     "pod-kill" => PodKill(pod_kill::Params),
     "network-partition" => NetworkPartition(network_partition::Params),
     "load-spike" => LoadSpike(load_spike::Params),
-    "network-delay" => NetworkDelay(super::network_delay::Params),
+    "network-delay" => NetworkDelay(network_delay::Params),
+    "gpu-degrade" => GpuDegrade(gpu_degrade::Params),
+    "process-pause" => ProcessPause(process_pause::Params),
 }
 
 impl FaultSpec {

@@ -74,6 +74,31 @@ pub struct Gpu {
     /// What `compute_mode` reads instead of the mode (e.g. `[N/A]`); `-c` is not supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_mode_reading: Option<String>,
+    /// The highest SM clock the GPU runs at (`clocks.max.sm`), MHz.
+    #[serde(default = "default_max_sm")]
+    pub max_sm_mhz: u32,
+    /// `-lgc MIN,MAX` in effect (MHz); `None` after `-rgc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_clocks: Option<[u32; 2]>,
+    /// `power.limit`, W.
+    #[serde(default = "default_power")]
+    pub power_limit_w: f64,
+    /// `power.default_limit` (and `power.max_limit`), W.
+    #[serde(default = "default_power")]
+    pub default_power_limit_w: f64,
+    /// `power.min_limit`, W.
+    #[serde(default = "default_min_power")]
+    pub min_power_limit_w: f64,
+}
+
+fn default_max_sm() -> u32 {
+    1980
+}
+fn default_power() -> f64 {
+    700.0
+}
+fn default_min_power() -> f64 {
+    200.0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +110,38 @@ impl Gpu {
     /// The PCI bus id `nvidia-smi` prints for this GPU.
     pub fn bus_id(&self) -> String {
         format!("00000000:{:02X}:00.0", self.index)
+    }
+
+    /// The SM clock a busy GPU runs at: the top of a locked range (never above the maximum),
+    /// else the maximum.
+    pub fn sm_clock_mhz(&self) -> u32 {
+        match self.locked_clocks {
+            Some([_, max]) => max.min(self.max_sm_mhz),
+            None => self.max_sm_mhz,
+        }
+    }
+
+    /// How much slower a step on this GPU is than on an unthrottled one (1.0: not at all).
+    ///
+    /// The model is deliberately crude: decode steps of a large model are bound by memory
+    /// bandwidth as much as by the SM clock, so a step takes `1 / speed` as long, where speed is
+    /// the lower of the clock ratio (locked clock / max clock) and the square root of the power
+    /// ratio (limit / default limit: power falls roughly with the cube of the clock at high
+    /// clocks, but memory-bound work loses less than the clock, so the square root is a middle
+    /// way). A 1980 MHz GPU locked to 1700 MHz is 1.16x slower; a 700 W GPU capped at 500 W
+    /// 1.18x.
+    pub fn slowdown(&self) -> f64 {
+        let clock = f64::from(self.sm_clock_mhz()) / f64::from(self.max_sm_mhz.max(1));
+        let power = (self.power_limit_w / self.default_power_limit_w.max(1.0)).sqrt();
+        let speed = clock.min(power).clamp(0.05, 1.0);
+        1.0 / speed
+    }
+
+    /// Power drawn under load (`power.draw`), W: the limit scaled by the clock, as a busy GPU
+    /// draws close to its limit.
+    pub fn power_draw_w(&self) -> f64 {
+        let clock = f64::from(self.sm_clock_mhz()) / f64::from(self.max_sm_mhz.max(1));
+        (self.default_power_limit_w * 0.9 * clock.powi(2)).min(self.power_limit_w)
     }
 }
 
@@ -112,6 +169,11 @@ impl GpuState {
                     processes: Vec::new(),
                     mig_enabled: false,
                     compute_mode_reading: None,
+                    max_sm_mhz: default_max_sm(),
+                    locked_clocks: None,
+                    power_limit_w: default_power(),
+                    default_power_limit_w: default_power(),
+                    min_power_limit_w: default_min_power(),
                 })
                 .collect(),
             set_requires_root: false,
@@ -154,6 +216,21 @@ impl GpuState {
     pub fn set_mode(&self, gpu: u32, mode: ComputeMode) -> Result<(), NvsmiError> {
         self.update(|g| {
             find_mut(g, gpu)?.compute_mode = mode;
+            Ok(())
+        })
+    }
+
+    /// Changes one GPU's clocks and power limit (`None` clocks: unlocked).
+    pub fn set_throttle(
+        &self,
+        gpu: u32,
+        locked_clocks: Option<[u32; 2]>,
+        power_limit_w: f64,
+    ) -> Result<(), NvsmiError> {
+        self.update(|g| {
+            let gpu = find_mut(g, gpu)?;
+            gpu.locked_clocks = locked_clocks;
+            gpu.power_limit_w = power_limit_w;
             Ok(())
         })
     }
@@ -304,6 +381,12 @@ pub struct Request {
     pub format: Option<String>,
     /// `-L`.
     pub list: bool,
+    /// `-lgc MIN,MAX`: lock the GPU clocks (MHz).
+    pub lock_gpu_clocks: Option<String>,
+    /// `-rgc`: reset the GPU clocks.
+    pub reset_gpu_clocks: bool,
+    /// `-pl W`: set the power limit.
+    pub power_limit: Option<String>,
 }
 
 /// What the tool prints and its exit code.
@@ -385,6 +468,9 @@ fn run_inner(state: &GpuState, req: &Request) -> Result<Response, NvsmiError> {
             }
         }
     }
+    if req.lock_gpu_clocks.is_some() || req.reset_gpu_clocks || req.power_limit.is_some() {
+        return set_clocks_or_power(state, &gpus, &selected, req);
+    }
     if let Some(mode) = &req.compute_mode {
         let Some(mode) = ComputeMode::parse(mode) else {
             return Ok(Response::fail(
@@ -438,6 +524,26 @@ fn run_inner(state: &GpuState, req: &Request) -> Result<Response, NvsmiError> {
         if header {
             out += &(fields.join(", ") + "\n");
         }
+        let units = !req
+            .format
+            .as_deref()
+            .unwrap_or("csv")
+            .split(',')
+            .any(|f| f.trim() == "nounits");
+        let unit = |v: u32, u: &str| {
+            if units {
+                format!("{v} {u}")
+            } else {
+                v.to_string()
+            }
+        };
+        let watts = |v: f64| {
+            if units {
+                format!("{v:.2} W")
+            } else {
+                format!("{v:.2}")
+            }
+        };
         for g in &selected {
             let mut row = Vec::new();
             for f in &fields {
@@ -453,6 +559,14 @@ fn run_inner(state: &GpuState, req: &Request) -> Result<Response, NvsmiError> {
                         if g.mig_enabled { "Enabled" } else { "Disabled" }.to_string()
                     }
                     "pci.bus_id" | "gpu_bus_id" => g.bus_id(),
+                    "clocks.sm" | "clocks.current.sm" => unit(g.sm_clock_mhz(), "MHz"),
+                    "clocks.max.sm" | "clocks.max.sm_clock" => unit(g.max_sm_mhz, "MHz"),
+                    "power.limit" => watts(g.power_limit_w),
+                    "enforced.power.limit" => watts(g.power_limit_w),
+                    "power.default_limit" => watts(g.default_power_limit_w),
+                    "power.min_limit" => watts(g.min_power_limit_w),
+                    "power.max_limit" => watts(g.default_power_limit_w),
+                    "power.draw" => watts(g.power_draw_w()),
                     _ => return Ok(field_error(f)),
                 });
             }
@@ -493,6 +607,86 @@ fn run_inner(state: &GpuState, req: &Request) -> Result<Response, NvsmiError> {
     for g in &selected {
         out += &format!("GPU {}: {} (UUID: {})\n", g.index, g.name, g.uuid);
     }
+    Ok(ok(out))
+}
+
+/// `-lgc`, `-rgc`, `-pl`, printed as the real tool prints them (driver 535):
+/// `GPU clocks set to "(gpuClkMin 900, gpuClkMax 900)" for GPU 00000000:18:00.0`,
+/// `All done.`, `Power limit for GPU 00000000:18:00.0 was set to 500.00 W from 700.00 W.`, and
+/// for a limit out of range `Provided power limit 800.00 W is not a valid power limit which
+/// should be between 200.00 W and 700.00 W for GPU 00000000:18:00.0`.
+fn set_clocks_or_power(
+    state: &GpuState,
+    gpus: &Gpus,
+    selected: &[&Gpu],
+    req: &Request,
+) -> Result<Response, NvsmiError> {
+    if gpus.set_requires_root && !is_root() {
+        return Ok(Response::fail(
+            EXIT_NO_PERMISSION,
+            "Insufficient Permissions\nTerminating early due to previous errors.",
+        ));
+    }
+    let mut out = String::new();
+    if let Some(range) = &req.lock_gpu_clocks {
+        let parsed: Option<Vec<u32>> = range.split(',').map(|x| x.trim().parse().ok()).collect();
+        let [min, max] = match parsed.as_deref() {
+            Some([one]) => [*one, *one],
+            Some([a, b]) if a <= b => [*a, *b],
+            _ => {
+                return Ok(Response::fail(
+                    2,
+                    format!(
+                        "Invalid value {range:?} for locked GPU clocks. Expected MIN,MAX in MHz."
+                    ),
+                ));
+            }
+        };
+        for g in selected {
+            state.set_throttle(g.index, Some([min, max]), g.power_limit_w)?;
+            out += &format!(
+                "GPU clocks set to \"(gpuClkMin {min}, gpuClkMax {max})\" for GPU {}\n",
+                g.bus_id()
+            );
+        }
+    }
+    if req.reset_gpu_clocks {
+        for g in selected {
+            let now = state.load()?;
+            let pl = find(&now, g.index)?.power_limit_w;
+            state.set_throttle(g.index, None, pl)?;
+        }
+    }
+    if let Some(w) = &req.power_limit {
+        let Ok(w) = w.trim().parse::<f64>() else {
+            return Ok(Response::fail(
+                2,
+                format!("Invalid value {w:?} for power limit."),
+            ));
+        };
+        for g in selected {
+            if w < g.min_power_limit_w || w > g.default_power_limit_w {
+                return Ok(Response::fail(
+                    2,
+                    format!(
+                        "{out}Provided power limit {w:.2} W is not a valid power limit which should be between {:.2} W and {:.2} W for GPU {}\nTerminating early due to previous errors.",
+                        g.min_power_limit_w,
+                        g.default_power_limit_w,
+                        g.bus_id()
+                    ),
+                ));
+            }
+            let now = state.load()?;
+            let cur = find(&now, g.index)?;
+            let (before, locked) = (cur.power_limit_w, cur.locked_clocks);
+            state.set_throttle(g.index, locked, w)?;
+            out += &format!(
+                "Power limit for GPU {} was set to {w:.2} W from {before:.2} W.\n",
+                g.bus_id()
+            );
+        }
+    }
+    out += "All done.\n";
     Ok(ok(out))
 }
 
