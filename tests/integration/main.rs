@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod fault;
+mod gpu_degrade;
 mod kube;
 mod kube_auth;
 mod layers;
@@ -11,6 +12,7 @@ mod leftovers;
 mod load;
 mod netns;
 mod network_delay;
+mod process_pause;
 mod prometheus;
 mod report;
 mod runner;
