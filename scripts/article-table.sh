@@ -8,7 +8,8 @@
 #
 # FAULTLINE=path picks the binary (default target/release/faultline; build it with
 # `cargo build --release`). OUT=dir keeps the results (default a fresh temporary directory).
-# SLA_DURATION / HEADLINE_DURATION shorten the load runs (default 60s each).
+# SLA_DURATION / HEADLINE_DURATION shorten the load runs (default 60s each); ROWS="gpu-1-of-4
+# load-spike-2x" runs only those failure rows.
 # The network-partition row detects through Prometheus, as the shipped experiment does: the
 # script starts one (Debian's `prometheus`, deploy/prometheus-sim.yml) when it is installed and
 # nothing listens on 127.0.0.1:9090.
@@ -26,16 +27,17 @@ echo "results in $OUT" >&2
 
 pct() { jq -r "if $1 == null then \"-\" else ($1 * 1000 | round / 10 | tostring) + \"%\" end"; }
 
+PROM_PID=""
+trap '[ -z "$PROM_PID" ] || kill "$PROM_PID" 2>/dev/null || true' EXIT
+
 failures() {
-  local prom_pid=""
   if command -v prometheus >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/9090) 2>/dev/null; then
     prometheus --config.file=deploy/prometheus-sim.yml --storage.tsdb.path="$OUT/prom" \
       --web.listen-address=127.0.0.1:9090 >"$OUT/prometheus.log" 2>&1 &
-    prom_pid=$!
-    trap '[ -n "$prom_pid" ] && kill "$prom_pid" 2>/dev/null' EXIT
+    PROM_PID=$!
     sleep 2
   fi
-  printf '\n## Failure injection, 4×H100 (h100x4-70b-tp1), 30 req/s chat, fault held 60 s\n\n'
+  printf '\n## Failure injection, 4×H100 (h100x4-70b-tp1-fast), 30 req/s chat, fault held 60 s\n\n'
   printf '| failure | article: detection / recovery / errors / throughput / TTFT | sim: detection | recovery | errors during | throughput | TTFT p99 | verdict |\n'
   printf '|---|---|---|---|---|---|---|---|\n'
   local rows=(
@@ -45,6 +47,7 @@ failures() {
     "load-spike-2x|load spike (2×)|immediate / queue drain / 1.5% / queue grows / +300%"
     "gpu-degrade|NVLink/GPU degradation|10 s / persists / 0.1% / −15% / +22%"
   )
+  [ -z "${ROWS:-}" ] || { local keep=(); for row in "${rows[@]}"; do [[ " $ROWS " == *" ${row%%|*} "* ]] && keep+=("$row"); done; rows=("${keep[@]}"); }
   for row in "${rows[@]}"; do
     IFS='|' read -r exp name article <<<"$row"
     if [ ! -f "experiments/$exp.yaml" ]; then
@@ -67,7 +70,7 @@ failures() {
     verdict=$(jq -r '.faults[0].status // .status // "-"' "$r")
     printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$article" "$det" "$rec" "$err" "$tput" "$ttft" "$verdict"
   done
-  if [ -n "$prom_pid" ]; then kill "$prom_pid" 2>/dev/null || true; prom_pid=""; fi
+  if [ -n "$PROM_PID" ]; then kill "$PROM_PID" 2>/dev/null || true; PROM_PID=""; fi
 }
 
 sla() {

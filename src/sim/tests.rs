@@ -287,3 +287,20 @@ fn h100x64_preset_has_the_articles_sharp_knee() {
     assert!(r420.ttft_p99 > 1.2 && r420.ttft_p99 < 3.0, "{r420:?}");
     assert!(r450.error_rate > 0.02, "{r450:?}");
 }
+
+/// The article's failure table at 30 req/s on `h100x4-70b-tp1-fast`: one GPU of four lost puts
+/// 40 req/s worth of load on each remaining worker (article: TTFT +45 %), two lost or a 2× spike
+/// put 60 (article: +180 % and +300 %) — the cluster queues but does not shed.
+#[test]
+fn tp1_fast_preset_has_the_failure_tables_headroom() {
+    let config = SimConfig::preset("h100x4-70b-tp1-fast").expect("preset");
+    let at = |rate| run_mix(&config, rate, 120.0, 3, &CHAT);
+    let (r30, r40, r60) = (at(30.0), at(40.0), at(60.0));
+    let up = |r: &Curve| r.ttft_p99 / r30.ttft_p99 - 1.0;
+    assert!(up(&r40) > 0.05 && up(&r40) < 0.6, "{r30:?}\n{r40:?}");
+    assert!(up(&r60) > 1.5 && up(&r60) < 5.0, "{r30:?}\n{r60:?}");
+    assert_eq!(
+        (r30.error_rate, r40.error_rate, r60.error_rate),
+        (0.0, 0.0, 0.0)
+    );
+}

@@ -31,7 +31,7 @@ fn once(text: &str, from: &str, to: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gpu_of_four_costs_about_two_seconds_of_traffic_and_a_quarter_of_the_cluster() {
     let shipped = std::fs::read_to_string(root().join("experiments/gpu-1-of-4.yaml")).unwrap();
-    assert!(shipped.contains("preset: h100x4-70b-tp1"), "{shipped}");
+    assert!(shipped.contains("preset: h100x4-70b-tp1-fast"), "{shipped}");
     let mut exp = once(&shipped, "duration: 135s", "duration: 55s");
     exp = once(&exp, "duration: 60s", "duration: 15s");
     exp = once(&exp, "warmup: 15s", "warmup: 5s");
