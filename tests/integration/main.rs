@@ -1,6 +1,7 @@
 //! One integration-test binary with topic modules. Real sockets, the sim in-process, the real
 //! `faultline` binary for CLI behaviour.
 
+mod article;
 mod cli;
 mod client;
 mod fault;

@@ -125,8 +125,8 @@ fn plan_lists_every_action_with_its_time() {
     let text = plan(&exp);
     for needle in [
         "t=0s start load; warm-up until t=15s",
-        "t=30s inject gpu-lockout 'gpu-lockout-1' on host local GPUs [0] (mode PROHIBITED, kill process; via `faultline nvidia-smi`), restore the recorded compute mode at t=50s",
-        "t=1m 30s stop load; restore anything still injected",
+        "t=45s inject gpu-lockout 'gpu-lockout-1' on host local GPUs [0] (mode PROHIBITED, kill process; via `faultline nvidia-smi`), restore the recorded compute mode at t=1m 45s",
+        "t=2m 15s stop load; restore anything still injected",
         "pods-ready every 1s: pods 'app=sim-llm' Ready (detection)",
         "stop if error rate > 0.5 for 10s",
         "detection ≤ 10s, recovery ≤ 30s",

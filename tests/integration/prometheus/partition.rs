@@ -5,7 +5,7 @@
 //!
 //! Only what ties the files to this machine is changed: the sim's port and the Prometheus URL
 //! (free ports, so tests can run side by side), where the fault definitions are, and the
-//! timings are shortened (warm-up, fault start and load length) to keep the suite quick. The
+//! timings are shortened (warm-up, fault start and length, load length) to keep the suite quick. The
 //! probe and the fault are as shipped.
 
 use super::{Prometheus, free_port};
@@ -61,9 +61,10 @@ async fn shipped_partition_experiment_detects_through_the_routers_metrics_within
         "url: http://127.0.0.1:9090",
         &format!("url: {}", prom.url),
     );
-    exp = once(&exp, "duration: 90s", "duration: 50s");
+    exp = once(&exp, "duration: 135s", "duration: 50s");
+    exp = once(&exp, "duration: 60s", "duration: 20s");
     exp = once(&exp, "warmup: 15s", "warmup: 5s");
-    exp = once(&exp, "at: 30s", "at: 18s");
+    exp = once(&exp, "at: 45s", "at: 18s");
     exp.push_str(&format!(
         "faults_dir: \"{}\"\n",
         root().join("faults").display()
