@@ -59,6 +59,18 @@ pub(crate) struct Worker {
     pending: AtomicUsize,
     /// Wakes the worker's supervisor to kill its process (see `Life::kill`).
     pub kill: Notify,
+    /// How much slower than nominal its steps run (an f64's bits; 1.0 = full speed): the
+    /// slowest of its GPUs, since a tensor-parallel group waits for its slowest member at every
+    /// collective. Set by [`Cluster::watch_gpu_speed`] from the GPUs' clocks and power limits.
+    slowdown: std::sync::atomic::AtomicU64,
+}
+
+impl Worker {
+    /// A step's nominal duration at this worker's current speed.
+    fn slowed(&self, d: Duration) -> Duration {
+        let k = f64::from_bits(self.slowdown.load(std::sync::atomic::Ordering::Relaxed));
+        if k > 1.0 { d.mul_f64(k) } else { d }
+    }
 }
 
 pub(crate) struct Core {
@@ -238,6 +250,7 @@ impl Cluster {
                     cut: watch::channel(false).0,
                     pending: AtomicUsize::new(0),
                     kill: Notify::new(),
+                    slowdown: std::sync::atomic::AtomicU64::new(1.0f64.to_bits()),
                 })
             })
             .collect();
@@ -362,6 +375,37 @@ impl Cluster {
         Ok((i, rx))
     }
 
+    /// Every 200 ms, reads the GPUs' clocks and power limits (what `nvidia-smi -lgc`/`-pl` set)
+    /// and sets each worker's slowdown to its slowest GPU's, recording a `worker_slowed` event
+    /// when it changes (the ground truth for a gray GPU failure: nothing else notices).
+    pub async fn watch_gpu_speed(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        use std::sync::atomic::Ordering;
+        loop {
+            if let Ok(gpus) = self.gpus.load() {
+                for w in &self.workers {
+                    let slow = w
+                        .gpus
+                        .clone()
+                        .filter_map(|g| gpus.gpus.get(g))
+                        .map(|g| g.slowdown())
+                        .fold(1.0f64, f64::max);
+                    let before = f64::from_bits(w.slowdown.swap(slow.to_bits(), Ordering::Relaxed));
+                    if (before - slow).abs() > 1e-9 {
+                        self.events.record(
+                            "worker_slowed",
+                            Some(w.id),
+                            &format!("steps {slow:.3}x nominal (was {before:.3}x)"),
+                        );
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
     /// Runs one worker until `shutdown` flips; on exit drops every request (their streams end).
     pub async fn run_worker(self: Arc<Self>, id: usize, mut shutdown: watch::Receiver<bool>) {
         let w = self.workers[id].clone();
@@ -379,6 +423,7 @@ impl Cluster {
                     _ = shutdown.changed() => break,
                 }
             };
+            let duration = w.slowed(duration);
             w.core().util.add(start, duration);
             // Keep steps on schedule even if the timer fires late (tokio's is 1 ms coarse).
             let mut deadline = self.epoch + start + duration;
@@ -397,6 +442,7 @@ impl Cluster {
                 // Chain the next step straight from the deadline while there is work.
                 let next = core.batcher.begin_step(end, &mut out);
                 let Some(d) = next else { break };
+                let d = w.slowed(d);
                 let start = deadline.max(self.epoch + end - Duration::from_millis(5)) - self.epoch;
                 core.util.add(start, d);
                 deadline = self.epoch + start + d;

@@ -475,3 +475,34 @@ async fn metrics_show_the_routers_view_change_when_it_removes_and_readds_a_worke
     );
     h.shutdown().await;
 }
+
+/// A throttled GPU slows its worker's steps, and a throttled member of a tensor-parallel group
+/// slows the whole group (every collective waits for it): GPU 1 of the group {0, 1} locked to
+/// half its clock makes worker 0 run at 2x its step time, worker 1 (GPUs 2, 3) is untouched,
+/// and unlocking brings it back. The sim's event log is the ground truth a gray failure leaves.
+#[tokio::test]
+async fn a_throttled_gpu_slows_its_whole_tensor_parallel_group_and_nothing_else() {
+    let h = sim(SimConfig {
+        gpus: 4,
+        tensor_parallel: 2,
+        ..two_workers()
+    })
+    .await;
+    let c = h.control();
+    let mut rx = c.subscribe();
+    let gpus = GpuState::open(h.state_dir()).unwrap();
+    let max = gpus.load().unwrap().gpus[1].max_sm_mhz;
+    gpus.set_throttle(1, Some([max / 2, max / 2]), 700.0)
+        .unwrap();
+    let slowed = next(&mut rx, "worker_slowed", 0).await;
+    assert!(slowed.detail.starts_with("steps 2.000x"), "{slowed:?}");
+    gpus.set_throttle(1, None, 700.0).unwrap();
+    let back = next(&mut rx, "worker_slowed", 0).await;
+    assert!(back.detail.starts_with("steps 1.000x"), "{back:?}");
+    assert!(
+        !c.events()
+            .iter()
+            .any(|e| e.kind == "worker_slowed" && e.worker == Some(1)),
+        "worker 1's GPUs were not touched"
+    );
+}

@@ -349,6 +349,9 @@ async fn setup(
             ));
         }
         tasks.push(tokio::spawn(health::run(cluster.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(
+            cluster.clone().watch_gpu_speed(stop_rx.clone()),
+        ));
     }
     let app = api::router(cluster.clone());
     let server = tokio::spawn(async move {
