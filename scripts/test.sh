@@ -21,6 +21,8 @@ command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 # iproute2) and an iptables DROP rule inside it. They need root as well.
 [ -x /usr/sbin/ip ] || need+=(iproute2)
 [ -x /usr/sbin/iptables ] || need+=(iptables)
+# process-pause (tests/integration/process_pause.rs) finds processes with pgrep (procps).
+command -v pgrep >/dev/null 2>&1 || need+=(procps)
 # Bottleneck analysis: a real Prometheus scraping the sim (tests/integration/prometheus.rs).
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
 # Report tests: report.html opened in a real headless browser (tests/integration/report.rs).
