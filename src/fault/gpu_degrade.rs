@@ -597,12 +597,8 @@ impl crate::fault::FaultKind for Params {
 
     /// As for `gpu-lockout`: `faultline nvidia-smi` on local hosts becomes the sim's wrapper.
     fn bind_to_sim(&mut self, sim: &SimBinding) {
-        let all_local = self
-            .targets
-            .iter()
-            .all(|t| sim.local_hosts.contains(&t.host));
-        if all_local && self.nvidia_smi.trim() == "faultline nvidia-smi" {
-            self.nvidia_smi = sim.stand_in("nvidia-smi");
+        if let Some(cmd) = sim.nvidia_smi(self.targets.iter().map(|t| &t.host), &self.nvidia_smi) {
+            self.nvidia_smi = cmd;
         }
     }
 

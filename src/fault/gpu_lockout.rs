@@ -812,12 +812,8 @@ impl crate::fault::FaultKind for Params {
     /// sim's own wrapper (which knows its state directory), so that the ledger holds a command
     /// that `faultline recover` can run from any process.
     fn bind_to_sim(&mut self, sim: &SimBinding) {
-        let all_local = self
-            .targets
-            .iter()
-            .all(|t| sim.local_hosts.contains(&t.host));
-        if all_local && self.nvidia_smi.trim() == "faultline nvidia-smi" {
-            self.nvidia_smi = sim.stand_in("nvidia-smi");
+        if let Some(cmd) = sim.nvidia_smi(self.targets.iter().map(|t| &t.host), &self.nvidia_smi) {
+            self.nvidia_smi = cmd;
         }
     }
 

@@ -149,6 +149,19 @@ pub struct SimBinding {
 }
 
 impl SimBinding {
+    /// The `nvidia-smi` command to use on `hosts`: `faultline nvidia-smi` on hosts that are all
+    /// local means the sim's GPUs, so it becomes the sim's wrapper (which knows its state
+    /// directory, so that the ledger holds a command `faultline recover` can run from any
+    /// process); `None`: keep the command as written.
+    pub fn nvidia_smi<'a>(
+        &self,
+        mut hosts: impl Iterator<Item = &'a String>,
+        command: &str,
+    ) -> Option<String> {
+        (command.trim() == "faultline nvidia-smi" && hosts.all(|h| self.local_hosts.contains(h)))
+            .then(|| self.stand_in("nvidia-smi"))
+    }
+
     /// The sim's stand-in for `command`, quoted for a shell.
     pub fn stand_in(&self, command: &str) -> String {
         super::exec::shell_quote(&self.state_dir.join("bin").join(command).to_string_lossy())
