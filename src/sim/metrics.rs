@@ -99,6 +99,7 @@ pub(crate) fn render(cluster: &Cluster) -> String {
             .map(|(i, &u)| (format!("worker=\"{i}\""), if u { 1.0 } else { 0.0 })),
     );
     router(&mut out, cluster);
+    dcgm(&mut out, cluster);
     let gauges: Vec<_> = gauges
         .into_iter()
         .zip(&up)
@@ -295,6 +296,47 @@ fn router(out: &mut String, cluster: &Cluster) {
         routed
             .iter()
             .map(|&(i, _, f)| (format!("worker=\"{i}\""), f64::from(f))),
+    );
+}
+
+/// The GPUs as NVIDIA's dcgm-exporter names them (`DCGM_FI_DEV_SM_CLOCK`,
+/// `DCGM_FI_DEV_POWER_USAGE`, `DCGM_FI_DEV_POWER_MGMT_LIMIT`, labelled `gpu`, `UUID`,
+/// `Hostname`), read from the sim's GPU state on each scrape. Why: a throttled GPU (`gpu-degrade`)
+/// is a gray failure — pods stay Ready, the router keeps it — and these are the series an
+/// operator's alert on a degraded GPU would watch.
+fn dcgm(out: &mut String, cluster: &Cluster) {
+    let Ok(gpus) = cluster.gpus.load() else {
+        return;
+    };
+    let lbl = |g: &super::nvsmi::Gpu| {
+        format!(
+            "gpu=\"{}\",UUID=\"{}\",Hostname=\"sim\"",
+            g.index,
+            escape(&g.uuid)
+        )
+    };
+    family(
+        out,
+        "DCGM_FI_DEV_SM_CLOCK",
+        "gauge",
+        "SM clock frequency (in MHz).",
+        gpus.gpus
+            .iter()
+            .map(|g| (lbl(g), f64::from(g.sm_clock_mhz()))),
+    );
+    family(
+        out,
+        "DCGM_FI_DEV_POWER_USAGE",
+        "gauge",
+        "Power draw (in W).",
+        gpus.gpus.iter().map(|g| (lbl(g), g.power_draw_w())),
+    );
+    family(
+        out,
+        "DCGM_FI_DEV_POWER_MGMT_LIMIT",
+        "gauge",
+        "Power management limit (in W).",
+        gpus.gpus.iter().map(|g| (lbl(g), g.power_limit_w)),
     );
 }
 
