@@ -1,9 +1,9 @@
 //! One fault's life during a run: wait for its time, check the steady state, prepare, write the
 //! ledger, inject, verify, hold, restore.
 
-use crate::fault::FaultContext;
 use crate::fault::exec::Hosts;
 use crate::fault::ledger::Entry;
+use crate::fault::{FaultContext, Lifetime};
 use crate::runner::result::{FaultResult, FaultStatus};
 use crate::runner::shared::{Active, Shared};
 use crate::runner::spec::{self, Experiment, ScheduledFault};
@@ -161,67 +161,96 @@ async fn live(
     }
     r.status = FaultStatus::Pass;
     shared.set_result(r.clone());
-    if f.duration.is_some() {
-        let end = f.end().as_secs_f64();
-        let completed = sleep_until_or_abort(shared, end).await;
-        // The fault clears when its restore begins (the first thing a restore does is undo the
-        // change; cancelling dead-man timers and bookkeeping come after).
-        let restore_started = shared.now_s();
-        match shared.restore(&f.id).await {
-            Ok(()) => r.cleared_s = Some(restore_started),
-            Err(e) => {
+    match f.spec.lifetime() {
+        Lifetime::Held => hold_and_restore(shared, f, r).await,
+        Lifetime::OneShot => {
+            // Nothing to hold: restore bookkeeping right away.
+            if let Err(e) = shared.restore(&f.id).await {
                 stop(
                     r,
                     FaultStatus::Invalid,
                     format!("restore failed, left for `faultline recover`: {e}"),
                 );
             }
+            let eff = r.effective_s.unwrap_or(injecting_s);
+            wait_one_shot_cleared(shared, exp, f, &ctx, &undo, eff, r).await;
         }
-        if !completed {
-            stop(
-                r,
-                FaultStatus::Aborted,
-                "the run was aborted during this fault",
-            );
-        }
-    } else {
-        // One-shot: nothing to hold; restore bookkeeping right away.
-        if let Err(e) = shared.restore(&f.id).await {
+    }
+}
+
+/// A held fault: in effect until its end, then restored. It clears when its restore begins
+/// (the first thing a restore does is undo the change; cancelling dead-man timers and
+/// bookkeeping come after).
+async fn hold_and_restore(shared: &Shared, f: &ScheduledFault, r: &mut FaultResult) {
+    let completed = sleep_until_or_abort(shared, f.end().as_secs_f64()).await;
+    let restore_started = shared.now_s();
+    match shared.restore(&f.id).await {
+        Ok(()) => r.cleared_s = Some(restore_started),
+        Err(e) => {
             stop(
                 r,
                 FaultStatus::Invalid,
                 format!("restore failed, left for `faultline recover`: {e}"),
             );
         }
-        r.cleared_s = r.effective_s;
-        // The kind says when a one-shot fault has cleared (a pod kill: when the replacements
-        // are Ready); until then the cluster has not recovered, whatever the windows say. The
-        // wait is as long as the criteria allow.
-        let eff = r.effective_s.unwrap_or(injecting_s);
-        let limit_s = ready_limit_s(exp, f, shared.now_s(), eff);
-        let waited = Duration::from_secs_f64((eff + limit_s - shared.now_s()).max(0.0));
-        tokio::select! {
-            res = f.spec.wait_cleared(&ctx, &undo, waited) => match res {
-                Ok(None) => {}
-                Ok(Some(what)) => {
-                    r.cleared_s = Some(shared.now_s());
-                    shared.event("cleared", Some(&f.id), what);
-                }
-                Err(e) => {
-                    shared.event("not_cleared", Some(&f.id), e.to_string());
-                    r.cleared_s = None;
-                    r.gave_up_s = Some(shared.now_s());
-                    if r.status == FaultStatus::Pass {
-                        r.status = FaultStatus::Failed;
-                        r.reason = Some(format!("not recovered within {limit_s:.1}s: {e}"));
-                    }
-                }
-            },
-            _ = shared.abort.cancelled() => {
+    }
+    if !completed {
+        stop(
+            r,
+            FaultStatus::Aborted,
+            "the run was aborted during this fault",
+        );
+    }
+}
+
+/// A one-shot fault (a pod kill) clears when the kind says so (the replacements are Ready) and,
+/// when the entry gives a `duration`, not before that observation window ends: the window is
+/// what the user asked to judge, the kind's wait is what recovery means. The wait runs from the
+/// injection, alongside the window, and is as long as the criteria allow; until it ends the
+/// cluster has not recovered, whatever the windows say.
+async fn wait_one_shot_cleared(
+    shared: &Shared,
+    exp: &Experiment,
+    f: &ScheduledFault,
+    ctx: &FaultContext,
+    undo: &crate::fault::Undo,
+    eff: f64,
+    r: &mut FaultResult,
+) {
+    let window_end = f.duration.map(|_| f.end().as_secs_f64());
+    let limit_s = ready_limit_s(exp, f, shared.now_s(), eff);
+    let waited = Duration::from_secs_f64((eff + limit_s - shared.now_s()).max(0.0));
+    let cleared = async {
+        let res = f.spec.wait_cleared(ctx, undo, waited).await;
+        if let Ok(Some(what)) = &res {
+            shared.event("cleared", Some(&f.id), what.clone());
+        }
+        (res, shared.now_s())
+    };
+    let window = async {
+        if let Some(end) = window_end {
+            let at = shared.start + Duration::from_secs_f64(end);
+            tokio::time::sleep_until(at.into()).await;
+        }
+    };
+    tokio::select! {
+        ((res, at), ()) = async { tokio::join!(cleared, window) } => match res {
+            Ok(None) => r.cleared_s = Some(window_end.unwrap_or(eff)),
+            Ok(Some(_)) => r.cleared_s = Some(window_end.map_or(at, |end| end.max(at))),
+            Err(e) => {
+                shared.event("not_cleared", Some(&f.id), e.to_string());
                 r.cleared_s = None;
-                r.status = FaultStatus::Aborted;
-                r.reason = Some("the run was aborted while waiting for the fault to clear".into());
+                r.gave_up_s = Some(at);
+                if r.status == FaultStatus::Pass {
+                    r.status = FaultStatus::Failed;
+                    r.reason = Some(format!("not recovered within {limit_s:.1}s: {e}"));
+                }
             }
+        },
+        _ = shared.abort.cancelled() => {
+            r.cleared_s = None;
+            r.status = FaultStatus::Aborted;
+            r.reason = Some("the run was aborted while waiting for the fault to clear".into());
         }
     }
 }

@@ -675,6 +675,90 @@ analysis:
     assert!(lines[0].contains("last window: TTFT p99 ") && lines[0].contains(" ms  sent "));
 }
 
+/// A pod kill with `duration: D` and a replacement Ready after `restart_delay`.
+fn pod_kill_with_window(dir: &std::path::Path, restart: &str, window: &str) -> RunResult {
+    let exp = write(
+        dir,
+        "window.yaml",
+        &format!(
+            r#"name: kill-window
+target:
+  sim: {{preset: small, gpus: 2, restart_delay: {restart}, health_check_interval: 200ms}}
+  api: completions
+kubernetes:
+  kubeconfig: sim
+  namespace: default
+load:
+  rate: 4
+  arrival: constant
+  workload: fixed:64:8
+  duration: 20s
+warmup: 2s
+faults:
+  - id: kill
+    fault: {{kind: pod-kill, selector: "worker=0", grace_period: 0s}}
+    at: 6s
+    duration: {window}
+criteria:
+  max_recovery: 12s
+"#
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", exp.to_str().unwrap(), "--out"])
+        .arg(dir.join("out"))
+        .arg("--ledger")
+        .arg(dir.join("ledger.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code().is_some(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(dir.join("out/result.json")).unwrap()).unwrap()
+}
+
+/// With a `duration`, a pod kill is judged over that window (its "during" phase) even when the
+/// replacement is Ready sooner.
+#[test]
+fn a_pod_kill_with_a_duration_stays_in_effect_for_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = pod_kill_with_window(dir.path(), "1s", "8s");
+    let f = &r.faults[0];
+    let eff = f.effective_s.unwrap();
+    let cleared = f.cleared_s.expect("cleared");
+    assert!(
+        (cleared - 14.0).abs() < 0.01,
+        "cleared at {cleared}, {f:#?}"
+    );
+    assert!(eff < 7.0, "{eff}");
+    let ready = r
+        .events
+        .iter()
+        .find(|e| e.kind == "cleared")
+        .expect("a cleared event");
+    assert!(ready.t_s < cleared - 3.0, "{ready:?}");
+}
+
+/// With a `duration` shorter than the restart, the pod kill still ends only when the
+/// replacement is Ready: a window that closes early does not make the cluster recovered.
+#[test]
+fn a_pod_kill_with_a_short_duration_waits_for_the_replacement_to_be_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = pod_kill_with_window(dir.path(), "6s", "2s");
+    let f = &r.faults[0];
+    let eff = f.effective_s.unwrap();
+    let cleared = f.cleared_s.expect("cleared");
+    let ready = r
+        .events
+        .iter()
+        .find(|e| e.kind == "cleared")
+        .expect("a cleared event");
+    assert!(cleared - eff > 5.0, "cleared {cleared}, effective {eff}");
+    assert!((cleared - ready.t_s).abs() < 0.5, "{cleared} vs {ready:?}");
+}
+
 /// Results written before the stamps and per-fault baselines still make a report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_without_stamps_or_baselines_still_makes_a_report() {
