@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod degrade;
 mod partition;
 
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
