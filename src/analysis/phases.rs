@@ -26,6 +26,21 @@ pub struct FaultTiming {
     /// recovered, whatever the windows say. `None`: nothing to watch, the windows decide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<bool>,
+    /// A one-shot fault given a `duration`: the end of that observation window. The `during`
+    /// phase runs to the later of it and `cleared_s`, so a pod kill is judged over the minute the
+    /// user asked for, while its recovery still counts from the injection and not before
+    /// `cleared_s` (the replacements Ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_until_s: Option<f64>,
+}
+
+impl FaultTiming {
+    /// Where the `during` phase ends: the clearing, or a one-shot fault's observation window
+    /// if that ends later.
+    pub fn during_end_s(&self) -> f64 {
+        self.observed_until_s
+            .map_or(self.cleared_s, |u| u.max(self.cleared_s))
+    }
 }
 
 /// Tolerances of the baseline band (how far a window may be from `pre` and still count as
@@ -202,8 +217,12 @@ pub fn analyze(
     // one phase: the window in which the fault took effect belongs to `during`.
     let snap = |t: f64| (t / cfg.window_s).floor() * cfg.window_s;
     let (pre, _) = phase(windows, snap(pre.0), snap(pre.1));
-    let (during, _) = phase(windows, snap(timing.effective_s), snap(timing.cleared_s));
-    let (recovery, _) = phase(windows, snap(timing.cleared_s), end_s);
+    let (during, _) = phase(
+        windows,
+        snap(timing.effective_s),
+        snap(timing.during_end_s()),
+    );
+    let (recovery, _) = phase(windows, snap(timing.during_end_s()), end_s);
     let detection = detect(windows, timing, &pre, cfg, signals);
     let recovery_time = recover(windows, timing, end_s, &pre, cfg);
     let impact = Impact {
@@ -244,7 +263,7 @@ fn detect(
     let during: Vec<&Window> = windows
         .iter()
         .filter(|w| {
-            w.start_s + w.len_s > t.effective_s && w.start_s + w.len_s <= t.cleared_s + 1e-9
+            w.start_s + w.len_s > t.effective_s && w.start_s + w.len_s <= t.during_end_s() + 1e-9
         })
         .collect();
     let failing = |w: &Window| w.error_rate().is_some_and(|r| r > limit);
@@ -386,6 +405,7 @@ mod tests {
             cleared_s: 50.0,
             recovery_from_s: 50.0,
             ended: None,
+            observed_until_s: None,
         }
     }
 
@@ -497,6 +517,7 @@ mod tests {
             cleared_s: 50.5,
             recovery_from_s: 50.5,
             ended: None,
+            observed_until_s: None,
         };
         let a = analyze(&ws, &t, (10.0, 30.0), 60.0, &AnalysisConfig::default(), &[]);
         assert_eq!(a.detection, Detection::NotDetected);
@@ -515,6 +536,7 @@ mod tests {
             cleared_s,
             recovery_from_s: 30.0,
             ended,
+            observed_until_s: None,
         };
         analyze(&ws, &t, (10.0, 30.0), 80.0, &AnalysisConfig::default(), &[])
     }
@@ -535,6 +557,30 @@ mod tests {
             one_shot(None, 30.0).recovery_time,
             Recovery::Recovered { after_s: 3.0 }
         );
+    }
+
+    /// The same pod kill observed for a 20 s window: `during` is the window (the 3 failing
+    /// windows among 20), recovery still counts from the kill.
+    #[test]
+    fn a_one_shot_fault_with_a_window_is_judged_over_it_and_recovers_from_the_kill() {
+        let ws: Vec<Window> = (0..80)
+            .map(|i| match i {
+                30..33 => window(i, 20, 6, 100),
+                _ => window(i, 20, 0, 100),
+            })
+            .collect();
+        let t = FaultTiming {
+            effective_s: 30.0,
+            cleared_s: 34.5,
+            recovery_from_s: 30.0,
+            ended: Some(true),
+            observed_until_s: Some(50.0),
+        };
+        assert_eq!(t.during_end_s(), 50.0);
+        let a = analyze(&ws, &t, (10.0, 30.0), 80.0, &AnalysisConfig::default(), &[]);
+        assert_eq!((a.during.from_s, a.during.to_s), (30.0, 50.0));
+        assert_eq!((a.during.requests, a.during.errors), (400, 18));
+        assert_eq!(a.recovery_time, Recovery::Recovered { after_s: 4.5 });
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod compute_mode;
 pub mod selector;
+pub mod sim_names;
 
 pub use compute_mode::ComputeMode;
 pub use selector::Selector;

@@ -142,7 +142,7 @@ pub struct DescribeCx {
 /// The embedded sim, for [`FaultKind::bind_to_sim`].
 #[derive(Clone, Debug)]
 pub struct SimBinding {
-    /// The sim's state directory; its `bin/` holds the stand-in commands (`nvidia-smi`).
+    /// The sim's state directory; its stand-ins are named in `common::sim_names`.
     pub state_dir: PathBuf,
     /// Hosts of the experiment that are `local` (the sim's stand-ins run on them).
     pub local_hosts: BTreeSet<String>,
@@ -159,12 +159,21 @@ impl SimBinding {
         command: &str,
     ) -> Option<String> {
         (command.trim() == "faultline nvidia-smi" && hosts.all(|h| self.local_hosts.contains(h)))
-            .then(|| self.stand_in("nvidia-smi"))
+            .then(|| {
+                let path = crate::common::sim_names::nvidia_smi(&self.state_dir);
+                super::exec::shell_quote(&path.to_string_lossy())
+            })
     }
 
-    /// The sim's stand-in for `command`, quoted for a shell.
-    pub fn stand_in(&self, command: &str) -> String {
-        super::exec::shell_quote(&self.state_dir.join("bin").join(command).to_string_lossy())
+    /// The process pattern to use on `host`: `faultline sim-worker N` on a local host means the
+    /// sim's worker N, so it becomes the exact pattern of that worker's process (its name holds
+    /// the sim's state directory, so no other sim's worker matches); `None`: keep the pattern.
+    pub fn worker_process(&self, host: &str, pattern: &str) -> Option<String> {
+        let id = pattern.trim().strip_prefix("faultline sim-worker ")?;
+        let id: usize = id.trim().parse().ok()?;
+        self.local_hosts
+            .contains(host)
+            .then(|| crate::common::sim_names::worker_process_pattern(&self.state_dir, id))
     }
 }
 

@@ -346,7 +346,11 @@ impl crate::fault::FaultKind for Params {
 
     /// Nothing to rewrite: the pattern names a real process on the host. (The sim's workers
     /// live inside the sim process; see the notes on what stands in for them.)
-    fn bind_to_sim(&mut self, _sim: &SimBinding) {}
+    fn bind_to_sim(&mut self, sim: &SimBinding) {
+        if let Some(pattern) = sim.worker_process(&self.host, &self.pattern) {
+            self.pattern = pattern;
+        }
+    }
 
     fn is_permanent(_: &Error) -> bool {
         false

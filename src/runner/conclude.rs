@@ -115,11 +115,12 @@ fn analyze_faults(
         };
         // A one-shot fault whose end the runner watched for (a pod kill) ended at `cleared_s`,
         // or never did (`gave_up_s`); either way recovery counts from the injection.
-        let one_shot = exp
-            .timeline
-            .iter()
-            .find(|f| f.id == r.id)
-            .is_some_and(|f| f.spec.lifetime() == Lifetime::OneShot);
+        let scheduled = exp.timeline.iter().find(|f| f.id == r.id);
+        let one_shot = scheduled.is_some_and(|f| f.spec.lifetime() == Lifetime::OneShot);
+        // A one-shot fault with a `duration` is judged over that window (see `FaultTiming`).
+        let observed_until_s = scheduled
+            .filter(|f| one_shot && f.duration.is_some())
+            .map(|f| f.end().as_secs_f64());
         let (cleared, ended) = match (r.cleared_s, r.gave_up_s) {
             (_, Some(gave_up)) => (gave_up, Some(false)),
             (Some(c), None) => (c, (one_shot && c > eff).then_some(true)),
@@ -136,8 +137,13 @@ fn analyze_faults(
             cleared_s: cleared,
             recovery_from_s: if one_shot { eff } else { cleared },
             ended,
+            observed_until_s,
         };
-        let mut end = starts.get(i + 1).copied().unwrap_or(load_end).max(cleared);
+        let mut end = starts
+            .get(i + 1)
+            .copied()
+            .unwrap_or(load_end)
+            .max(timing.during_end_s());
         if let Some(t) = exp.analysis.recovery_timeout {
             end = end.min(timing.recovery_from_s + t.as_secs_f64());
         }

@@ -203,11 +203,11 @@ async fn hold_and_restore(shared: &Shared, f: &ScheduledFault, r: &mut FaultResu
     }
 }
 
-/// A one-shot fault (a pod kill) clears when the kind says so (the replacements are Ready) and,
-/// when the entry gives a `duration`, not before that observation window ends: the window is
-/// what the user asked to judge, the kind's wait is what recovery means. The wait runs from the
-/// injection, alongside the window, and is as long as the criteria allow; until it ends the
-/// cluster has not recovered, whatever the windows say.
+/// A one-shot fault (a pod kill) clears when the kind says so (the replacements are Ready); the
+/// wait runs from the injection and is as long as the criteria allow, and until it ends the
+/// cluster has not recovered, whatever the windows say. When the entry gives a `duration`, the
+/// fault's life also lasts that observation window (the analysis judges the `during` phase over
+/// it), so the next serial fault starts after both.
 async fn wait_one_shot_cleared(
     shared: &Shared,
     exp: &Experiment,
@@ -235,8 +235,8 @@ async fn wait_one_shot_cleared(
     };
     tokio::select! {
         ((res, at), ()) = async { tokio::join!(cleared, window) } => match res {
-            Ok(None) => r.cleared_s = Some(window_end.unwrap_or(eff)),
-            Ok(Some(_)) => r.cleared_s = Some(window_end.map_or(at, |end| end.max(at))),
+            Ok(None) => r.cleared_s = Some(eff),
+            Ok(Some(_)) => r.cleared_s = Some(at),
             Err(e) => {
                 shared.event("not_cleared", Some(&f.id), e.to_string());
                 r.cleared_s = None;

@@ -55,6 +55,8 @@ pub(crate) struct Worker {
     pub stats: WorkerStats,
     /// Cut off by a network policy.
     cut: watch::Sender<bool>,
+    /// Its process is stopped (SIGSTOP): it takes requests and steps none (a hung engine).
+    paused: watch::Sender<bool>,
     /// Requests routed here that hang because it is cut off (the router counts them as load).
     pending: AtomicUsize,
     /// Wakes the worker's supervisor to kill its process (see `Life::kill`).
@@ -126,6 +128,28 @@ impl Worker {
     pub fn set_cut_off(&self, cut: bool) -> bool {
         self.cut
             .send_if_modified(|c| std::mem::replace(c, cut) != cut)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    /// Returns whether it changed.
+    pub fn set_paused(&self, paused: bool) -> bool {
+        self.paused
+            .send_if_modified(|p| std::mem::replace(p, paused) != paused)
+    }
+
+    /// Waits while the worker's process is stopped; `false` if the sim stops first.
+    async fn unpaused(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        if !self.is_paused() {
+            return true;
+        }
+        let mut paused = self.paused.subscribe();
+        tokio::select! {
+            r = paused.wait_for(|p| !p) => r.is_ok(),
+            _ = stop.wait_for(|s| *s) => false,
+        }
     }
 
     /// Waits until the worker is reachable; `false` if the sim stops first.
@@ -248,6 +272,7 @@ impl Cluster {
                     wake: Notify::new(),
                     stats: WorkerStats::default(),
                     cut: watch::channel(false).0,
+                    paused: watch::channel(false).0,
                     pending: AtomicUsize::new(0),
                     kill: Notify::new(),
                     slowdown: std::sync::atomic::AtomicU64::new(1.0f64.to_bits()),
@@ -411,7 +436,7 @@ impl Cluster {
         let w = self.workers[id].clone();
         let stats = &w.stats;
         loop {
-            if *shutdown.borrow() {
+            if *shutdown.borrow() || !w.unpaused(&mut shutdown).await {
                 break;
             }
             let start = self.now();
@@ -434,6 +459,10 @@ impl Cluster {
                         w.core().batcher.clear();
                         return;
                     }
+                }
+                // A stopped process finishes its step when it is continued.
+                if !w.unpaused(&mut shutdown).await {
+                    break;
                 }
                 let end = self.now();
                 let mut out = |seq: &Seq<_>, e| deliver(stats, end, seq, e);

@@ -5,7 +5,7 @@
 //! the `health_check_failures`-th failed check (at `health_check_interval`) it keeps sending
 //! requests there, and users see them fail. That window is what faultline's detection time
 //! measures, so the sim reproduces it instead of rerouting the instant a worker dies. A check
-//! passes when the worker is `running` and reachable; one pass puts a removed worker back.
+//! passes when the worker is `running`, reachable and its process not stopped; one pass puts a removed worker back.
 
 use std::sync::Arc;
 
@@ -38,6 +38,8 @@ fn check(cluster: &Cluster, w: &Worker) {
         let life = &mut core.life;
         let failure = if cut_off {
             Some("health check timed out (cut off)")
+        } else if w.is_paused() {
+            Some("health check timed out (process stopped)")
         } else if life.state != WorkerState::Running {
             Some("health check refused (worker down)")
         } else {

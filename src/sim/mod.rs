@@ -352,6 +352,10 @@ async fn setup(
         tasks.push(tokio::spawn(
             cluster.clone().watch_gpu_speed(stop_rx.clone()),
         ));
+        tasks.push(tokio::spawn(worker::watch_stopped(
+            cluster.clone(),
+            stop_rx.clone(),
+        )));
     }
     let app = api::router(cluster.clone());
     let server = tokio::spawn(async move {

@@ -30,7 +30,7 @@ pub(crate) fn choose(config: &SimConfig, port: u16) -> Result<(PathBuf, bool), S
 
 /// Writes `DIR/bin/nvidia-smi`, an executable that runs `faultline nvidia-smi --state DIR`.
 pub(crate) fn write_wrapper(dir: &Path, faultline: &Path) -> Result<PathBuf, SimError> {
-    let path = dir.join("bin").join("nvidia-smi");
+    let path = crate::common::sim_names::nvidia_smi(dir);
     std::fs::write(&path, wrapper_script(dir, faultline)).map_err(|e| io(&path, e))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| io(&path, e))?;

@@ -33,11 +33,16 @@ enum Wait {
 /// Starts a worker's process and claims its GPUs; on refusal the process is killed again.
 pub(crate) async fn spawn(cluster: &Cluster, w: &Worker) -> Result<Child, SimError> {
     let mut cmd = Command::new("sleep");
-    cmd.arg("2147483647")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+    // Named so that `pgrep -f` finds this worker of this sim (`process-pause` bound to the sim).
+    cmd.arg0(crate::common::sim_names::worker_process(
+        &cluster.state_dir,
+        w.id,
+    ))
+    .arg("2147483647")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
     // `kill_on_drop` needs the sim to run its destructors; a sim killed with SIGKILL (a killed
     // `faultline run`, a test's standalone sim) left every worker's `sleep` behind, orphaned,
     // for 68 years. The kernel kills it when the thread that spawned it (a runtime worker, which
@@ -225,6 +230,38 @@ async fn wait(
             _ = stopped(stop) => return Wait::Stop,
         }
     }
+}
+
+/// Every 100 ms, reads each worker's process state from `/proc` and pauses the worker while
+/// the process is stopped (SIGSTOP: a hung engine, `process-pause`), recording `worker_paused`
+/// and `worker_resumed` (the ground truth: nothing else says a frozen process is frozen).
+pub(crate) async fn watch_stopped(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
+    loop {
+        for w in &cluster.workers {
+            let pid = w.core().life.pid;
+            let stopped = pid.is_some_and(|pid| matches!(proc_state(pid), Some('T' | 't')));
+            if w.set_paused(stopped) {
+                let (kind, detail) = if stopped {
+                    (
+                        "worker_paused",
+                        "process stopped: no steps, health checks time out",
+                    )
+                } else {
+                    ("worker_resumed", "process running again")
+                };
+                cluster.events.record(kind, Some(w.id), detail);
+            }
+        }
+        if sleep_or_stop(Duration::from_millis(100), &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// The state letter of `/proc/PID/stat` (`S` sleeping, `T` stopped); `None` if it is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 2..)?.chars().next()
 }
 
 /// Resolves when the sim stops (holding no borrow of the flag).

@@ -162,3 +162,140 @@ fn recover_from_the_ledger_and_the_dead_man_timer_each_thaw_the_process() {
     target.kill().unwrap();
     target.wait().unwrap();
 }
+
+/// `faultline run` of a `process-pause` bound to the embedded sim (`pattern: faultline sim-worker
+/// 0` on a `local` host): the kind finds and stops worker 0's real process, and the sim reacts
+/// like a hung engine — worker 0 steps nothing, its health checks time out so the router takes
+/// it out, requests it held stall until the client gives up — and comes back once continued.
+/// Ground truth: the sim's event log.
+#[test]
+fn a_paused_sim_worker_hangs_until_thawed_and_the_router_routes_around_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("hung.yaml");
+    std::fs::write(
+        &exp,
+        r#"name: hung-worker
+target:
+  sim: {preset: small, gpus: 2, health_check_interval: 250ms}
+  api: completions
+  timeout: 3s
+hosts:
+  local: local
+load:
+  rate: 6
+  arrival: constant
+  workload: fixed:64:16
+  duration: 24s
+warmup: 2s
+faults:
+  - id: hang
+    fault: {kind: process-pause, host: local, pattern: "faultline sim-worker 0", deadman_margin: 30s}
+    at: 6s
+    duration: 6s
+criteria:
+  max_recovery: 10s
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", exp.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--ledger")
+        .arg(dir.path().join("ledger.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/result.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let f = &r["faults"][0];
+    let eff = f["effective_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{f:#}\n{stderr}"));
+    let cleared = f["cleared_s"].as_f64().unwrap();
+    assert!(
+        f["action"]
+            .as_str()
+            .unwrap()
+            .contains("/bin/sim-worker-0( .*)?"),
+        "{f:#}"
+    );
+    let events: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("out/sim-events.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let at = |kind: &str, worker: u64| {
+        events
+            .iter()
+            .find(|e| e["kind"] == kind && e["worker"] == worker)
+            .map(|e| e["t_s"].as_f64().unwrap())
+            .unwrap_or_else(|| panic!("no {kind} for worker {worker} in {events:#?}"))
+    };
+    // Only worker 0 was frozen, from the injection to the restore (the sim reads /proc every
+    // 100 ms), and its process was never killed.
+    let paused = at("worker_paused", 0);
+    let resumed = at("worker_resumed", 0);
+    assert!(
+        paused >= eff - 0.5 && paused <= eff + 1.0,
+        "paused {paused}, injected {eff}"
+    );
+    assert!(
+        resumed >= cleared - 0.5 && resumed <= cleared + 1.0,
+        "resumed {resumed}, restored {cleared}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["worker"] == 1
+                && (e["kind"] == "worker_paused" || e["kind"] == "router_removed")),
+        "{events:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| e["kind"] == "worker_failed"),
+        "{events:#?}"
+    );
+    // The router took it out on timed-out health checks and put it back after the thaw.
+    let removed = events
+        .iter()
+        .find(|e| e["kind"] == "router_removed" && e["worker"] == 0)
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert!(
+        removed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("process stopped"),
+        "{removed}"
+    );
+    let removed_at = removed["t_s"].as_f64().unwrap();
+    assert!(
+        removed_at > paused && removed_at < paused + 2.0,
+        "{removed_at} vs {paused}"
+    );
+    let added = events
+        .iter()
+        .find(|e| e["kind"] == "router_added" && e["worker"] == 0)
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert!(added["t_s"].as_f64().unwrap() >= resumed, "{added}");
+    // Users saw it: the requests held by the frozen worker timed out (3 s), nothing else failed.
+    let a = &f["analysis"];
+    let errors = a["during"]["errors"].as_u64().unwrap();
+    assert!(errors >= 1, "{a:#}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/summary.json")).unwrap())
+            .unwrap();
+    let kinds = &summary["errors_by_kind"];
+    let timeouts = kinds
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.contains("timeout"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(timeouts, summary["errors"].as_u64().unwrap(), "{kinds}");
+    assert!(timeouts >= 1, "{kinds}");
+    // Thawed on restore: nothing left in the ledger.
+    let ledger = Ledger::at(dir.path().join("ledger.jsonl"));
+    assert!(ledger.outstanding().unwrap().is_empty());
+}

@@ -2,6 +2,7 @@
 //! schemas; bad files are refused with `file:line:column`, the offending value and a hint.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use faultline::runner::spec::{Validated, load_experiment, plan, validate_file};
 
@@ -89,15 +90,22 @@ fn game_day_runs_the_faults_one_after_another() {
         starts,
         [
             ("gpu-lockout-1".to_string(), 45),
-            ("gpu-lockout-2".into(), 105),
-            ("pod-kill-one".into(), 165),
-            ("network-partition-worker-0".into(), 210),
-            ("load-spike-2x".into(), 270),
+            ("gpu-lockout-2".into(), 150),
+            ("pod-kill-one".into(), 255),
+            ("network-partition-worker-0".into(), 360),
+            ("load-spike-2x".into(), 465),
         ]
     );
     // 45 s gaps give every fault a baseline of its own (analysis.baseline_min 20 s).
     assert_eq!(exp.analysis.baseline_min.as_secs(), 20);
-    assert!(exp.load.schedule.duration().as_secs() <= 330);
+    // Each fault holds (a pod kill: is observed for) a minute; the load ends a minute after the
+    // last one, under ten minutes in all.
+    assert!(
+        exp.timeline
+            .iter()
+            .all(|f| f.duration == Some(Duration::from_secs(60)))
+    );
+    assert_eq!(exp.load.schedule.duration().as_secs(), 585);
     // A fault's own criteria replace the experiment's for it, and only for it.
     assert!(exp.criteria.max_detection.is_some());
     let spike = exp
