@@ -20,6 +20,7 @@ mod runner;
 mod saturation;
 mod schemas;
 mod spec;
+mod ssh_gray;
 mod ssh_nodes;
 mod sshd;
 mod tls;
