@@ -4,7 +4,7 @@
 //! node-side dead-man timer after the session that armed it has closed.
 
 use crate::sshd::Sshd;
-use faultline::fault::exec::{HostSpec, Hosts};
+use faultline::fault::exec::Hosts;
 use faultline::fault::{FaultContext, FaultSpec, Verification};
 use faultline::sim::nvsmi::GpuState;
 use std::collections::BTreeMap;
