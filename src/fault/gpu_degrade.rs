@@ -41,7 +41,7 @@ pub struct Params {
     #[serde(default = "default_nvidia_smi")]
     pub nvidia_smi: String,
     /// The node-side dead-man switch restores this long after the fault's deadline.
-    #[serde(default = "default_margin", with = "humantime_serde")]
+    #[serde(default = "default_margin", with = "crate::duration::serde")]
     #[schemars(with = "String")]
     pub deadman_margin: Duration,
 }

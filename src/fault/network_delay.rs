@@ -43,11 +43,11 @@ pub struct Params {
     /// The interface on that host (`eth0`); its egress is delayed.
     pub interface: Box<str>,
     /// Added one-way delay on egress.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::duration::serde")]
     #[schemars(with = "String")]
     pub delay: Duration,
     /// Random variation of the delay (± this, at most `delay`).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::duration::serde")]
     #[schemars(with = "String")]
     pub jitter: Duration,
     /// Packets dropped, in percent (0–100).
@@ -60,7 +60,7 @@ pub struct Params {
     #[serde(default = "default_tc")]
     pub tc: Box<str>,
     /// The node-side dead-man switch removes the qdisc this long after the fault's deadline.
-    #[serde(default = "default_margin", with = "humantime_serde")]
+    #[serde(default = "default_margin", with = "crate::duration::serde")]
     #[schemars(with = "String")]
     pub deadman_margin: Duration,
 }

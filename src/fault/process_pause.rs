@@ -35,7 +35,7 @@ pub struct Params {
     #[serde(default = "one")]
     pub max_processes: u32,
     /// The node-side dead-man switch continues the processes this long after the deadline.
-    #[serde(default = "default_margin", with = "humantime_serde")]
+    #[serde(default = "default_margin", with = "crate::duration::serde")]
     #[schemars(with = "String")]
     pub deadman_margin: Duration,
 }
