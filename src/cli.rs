@@ -78,12 +78,41 @@ enum Command {
     Bottleneck(bottleneck::BottleneckArgs),
 }
 
+impl Command {
+    /// Commands that change nothing anywhere: when the reader of their output goes away
+    /// (`faultline plan x.yaml | head`) they may simply stop. Every other command keeps Rust's
+    /// default (a write error instead of death by SIGPIPE), so a run whose terminal went away
+    /// still restores its faults and writes its results.
+    fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Command::Plan(_)
+                | Command::Validate(_)
+                | Command::Status(_)
+                | Command::Ledger(_)
+                | Command::Cost(_)
+        )
+    }
+}
+
+/// Dies quietly of SIGPIPE like other Unix tools when stdout's reader has gone, instead of
+/// panicking with "failed printing to stdout: Broken pipe".
+fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to its default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> ExitCode {
     // One crypto provider for every TLS client and server in the process (reqwest with
     // `rustls-no-provider` panics on building a client without a process default).
     let _ =
         rustls::crypto::CryptoProvider::install_default(crate::tls::provider().as_ref().clone());
     let cli = Cli::parse_from(nvsmi::long_spellings(std::env::args_os()));
+    if cli.command.only_reads() {
+        quiet_on_closed_pipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")

@@ -407,3 +407,29 @@ fn terminal_escapes_in_a_name_are_shown_not_obeyed() {
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
     assert!(err.contains("evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"), "{err}");
 }
+
+/// `faultline plan x.yaml | head -1`: a read-only command whose reader went away stops quietly
+/// (killed by SIGPIPE, like other Unix tools), with no "failed printing to stdout" panic.
+#[test]
+fn a_read_only_command_stops_quietly_when_its_reader_goes_away() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("plan")
+        .arg(root.join("experiments/game-day.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the plan is printed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}
