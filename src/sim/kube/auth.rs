@@ -395,14 +395,20 @@ pub fn attributes(method: &str, path: &str, query: Option<&str>) -> Option<Attri
         _ => return None,
     };
     let (namespace, resource, name) = match rest {
-        ["namespaces", ns] => (None, "namespaces", Some(ns.to_string())),
-        ["namespaces", ns, r] => (Some(ns.to_string()), *r, None),
-        ["namespaces", ns, r, n, ..] => (Some(ns.to_string()), *r, Some(n.to_string())),
-        [r] => (None, *r, None),
-        [r, n, ..] => (None, *r, Some(n.to_string())),
+        ["namespaces", ns] => (None, "namespaces".to_string(), Some(ns.to_string())),
+        ["namespaces", ns, r] => (Some(ns.to_string()), r.to_string(), None),
+        ["namespaces", ns, r, n] => (Some(ns.to_string()), r.to_string(), Some(n.to_string())),
+        // A subresource: RBAC names it `pods/eviction`.
+        ["namespaces", ns, r, n, sub, ..] => (
+            Some(ns.to_string()),
+            format!("{r}/{sub}"),
+            Some(n.to_string()),
+        ),
+        [r] => (None, r.to_string(), None),
+        [r, n] => (None, r.to_string(), Some(n.to_string())),
+        [r, n, sub, ..] => (None, format!("{r}/{sub}"), Some(n.to_string())),
         [] => return None,
     };
-    let resource = resource.to_string();
     let watch = query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
     let verb = match (method, &name) {
         ("GET", _) if watch => "watch",
