@@ -476,7 +476,12 @@ pub fn review(auth: &Auth, who: &Identity, body: &Value) -> Result<Value, String
     let a = Attributes {
         verb: s("verb"),
         group: s("group"),
-        resource: s("resource"),
+        // `kubectl auth can-i create pods/eviction` sends resource + subresource; rules name
+        // them together.
+        resource: match s("subresource") {
+            sub if sub.is_empty() => s("resource"),
+            sub => format!("{}/{sub}", s("resource")),
+        },
         namespace: ra["namespace"]
             .as_str()
             .filter(|n| !n.is_empty())
