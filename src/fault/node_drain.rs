@@ -100,6 +100,8 @@ pub const DRAIN: &str = "faultline.dev/drain";
 pub enum Error {
     #[error(transparent)]
     NoKube(#[from] NoKubernetes),
+    #[error("node-drain: {0}")]
+    Connect(#[from] crate::fault::kube_target::KubeTargetError),
     /// Not a `source`: the one line of `explain` is the whole story.
     #[error(
         "node-drain: cannot {action}: {}",
@@ -361,11 +363,14 @@ pub async fn inject(
         ..DeleteParams::default()
     };
     let mut refused: BTreeMap<(String, String), String> = BTreeMap::new();
+    // Evictions a budget refuses are retried here, every second, up to `timeout` (as kubectl
+    // does); the client's own backoff would sit on a 429 for minutes.
+    let evictor = kube.without_retry().await?;
     loop {
         let keys: Vec<(String, String)> = todo.keys().cloned().collect();
         for key in keys {
             let (ns, name) = &key;
-            let api: Api<Pod> = Api::namespaced(kube.client.clone(), ns);
+            let api: Api<Pod> = Api::namespaced(evictor.client.clone(), ns);
             let result = if p.respect_pdbs {
                 let ep = EvictParams {
                     delete_options: Some(delete.clone()),
