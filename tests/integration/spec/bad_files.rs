@@ -97,7 +97,7 @@ fn bad_files_are_refused_with_position_value_and_hint() {
         (
             "unknown use",
             with("use: gpu-lockout-1", "use: gpu-lockout-3"),
-            "experiments/t.yaml:13:10: unknown fault definition 'gpu-lockout-3' in experiments/../faults; did you mean 'gpu-lockout-1'? (available: gpu-degrade-1, gpu-lockout-1, gpu-lockout-2, load-spike-2x, netem-delay, network-partition-worker-0, pod-kill-one, process-pause-worker)",
+            "experiments/t.yaml:13:10: unknown fault definition 'gpu-lockout-3' in experiments/../faults; did you mean 'gpu-lockout-1'? (available: gpu-degrade-1, gpu-lockout-1, gpu-lockout-2, load-spike-2x, netem-delay, network-partition-worker-0, node-drain-1, pod-kill-one, process-pause-worker)",
         ),
         (
             "unknown host",
