@@ -775,3 +775,49 @@ async fn an_expired_drain_is_listed_and_undone_by_recover_with_a_kubeconfig_and_
     assert!(!annotations(&n).contains_key(DRAIN));
     assert_eq!(sim.events("node_uncordoned").len(), 1);
 }
+
+#[tokio::test]
+async fn node_of_drains_the_node_the_selected_pods_run_on_and_refuses_a_spread_selector() {
+    let c = start(3).await;
+    let kube = c.kube().await;
+    let ctx = ctx("node-of", kube.clone());
+    let p = Params {
+        node: None,
+        node_of: Some("app=sim-llm,worker=2".into()),
+        ..drain("unused", Duration::from_secs(20))
+    };
+    assert!(p.problems().is_empty(), "{:?}", p.problems());
+    let undo = node_drain::prepare(&p, &ctx, &kube).await.unwrap();
+    assert_eq!(undo.node, "sim-node-2");
+    node_drain::inject(&p, &ctx, &kube, &undo).await.unwrap();
+    assert_eq!(
+        node_drain::verify(&p, &ctx, &kube, &undo).await.unwrap(),
+        Verification::Verified
+    );
+    node_drain::restore(&p, &ctx, &kube, &undo).await.unwrap();
+    assert!(!cordoned(&node(&kube, "sim-node-2").await));
+
+    let spread = Params {
+        node_of: Some("app=sim-llm".into()),
+        ..p.clone()
+    };
+    let err = node_drain::prepare(&spread, &ctx, &kube)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        // Worker 2's replacement went to the least busy node, sim-node-0 (lowest on a tie).
+        err.contains("run on 2 nodes (sim-node-0, sim-node-1); name one with `node`"),
+        "{err}"
+    );
+    let none = Params {
+        node_of: Some("app=nothing".into()),
+        ..p
+    };
+    let err = node_drain::prepare(&none, &ctx, &kube)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("matches no scheduled pods"), "{err}");
+    c.stop().await;
+}

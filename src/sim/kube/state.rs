@@ -1043,7 +1043,7 @@ fn pod_json(worker: usize, s: &PodSlot, now: DateTime<Utc>) -> Value {
         pod["metadata"]["annotations"]["sim.faultline.dev/status"] = json!("Pending");
         pod["status"]["conditions"] = json!([{
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": "0/N nodes are available: every node is unschedulable",
+            "message": "no node is available: every node is cordoned (unschedulable)",
             "lastTransitionTime": created,
         }]);
         pod["status"]["phase"] = json!("Pending");
