@@ -101,7 +101,9 @@ pub async fn check(kube: &KubeTarget, needs: &[Need]) -> Result<(), AccessError>
                 resource_attributes: Some(ResourceAttributes {
                     verb: Some(n.verb.to_string()),
                     group: Some(n.group.to_string()),
-                    resource: Some(n.resource.to_string()),
+                    // `pods/eviction`: a resource and its subresource.
+                    resource: Some(n.resource.split('/').next().unwrap_or_default().to_string()),
+                    subresource: n.resource.split_once('/').map(|(_, sub)| sub.to_string()),
                     namespace: n.namespace.clone(),
                     ..ResourceAttributes::default()
                 }),

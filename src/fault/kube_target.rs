@@ -365,6 +365,17 @@ impl KubeTarget {
     /// Connects as `spec` says, with its namespace override applied. Builds the client only;
     /// the first request is what reaches the server.
     pub async fn connect(spec: &KubeSpec) -> Result<KubeTarget, KubeTargetError> {
+        KubeTarget::connect_with(spec, true).await
+    }
+
+    /// The same connection, with its client's automatic retry of 429/503/504 off: for a
+    /// request whose 429 is an answer, not congestion (an eviction a PodDisruptionBudget does
+    /// not allow now — the client would back off for minutes before saying so).
+    pub async fn without_retry(&self) -> Result<KubeTarget, KubeTargetError> {
+        KubeTarget::connect_with(&self.spec, false).await
+    }
+
+    async fn connect_with(spec: &KubeSpec, retry: bool) -> Result<KubeTarget, KubeTargetError> {
         let kubeconfig = spec.kubeconfig()?;
         let context = spec
             .context
@@ -382,6 +393,8 @@ impl KubeTarget {
                 context: spec.context.clone(),
                 error,
             })?;
+        let mut config = config;
+        config.default_retry = retry;
         let server = config.cluster_url.to_string();
         let server = server.strip_suffix('/').unwrap_or(&server).to_string();
         let namespace = spec

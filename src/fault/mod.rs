@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod load_spike;
 pub mod network_delay;
 pub mod network_partition;
+pub mod node_drain;
 pub mod owner;
 pub mod params;
 pub mod pod_kill;

@@ -271,6 +271,7 @@ registry! {
     "network-delay" => NetworkDelay(network_delay::Params),
     "gpu-degrade" => GpuDegrade(gpu_degrade::Params),
     "process-pause" => ProcessPause(process_pause::Params),
+    "node-drain" => NodeDrain(super::node_drain::Params),
 }
 
 impl FaultSpec {

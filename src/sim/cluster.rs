@@ -65,6 +65,9 @@ pub(crate) struct Worker {
     /// slowest of its GPUs, since a tensor-parallel group waits for its slowest member at every
     /// collective. Set by [`Cluster::watch_gpu_speed`] from the GPUs' clocks and power limits.
     slowdown: std::sync::atomic::AtomicU64,
+    /// Its pod cannot be scheduled (every node cordoned): its supervisor does not start a new
+    /// process until this is cleared (set by the sim's Kubernetes API, `kube/state.rs`).
+    pub unschedulable: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -276,6 +279,7 @@ impl Cluster {
                     pending: AtomicUsize::new(0),
                     kill: Notify::new(),
                     slowdown: std::sync::atomic::AtomicU64::new(1.0f64.to_bits()),
+                    unschedulable: std::sync::atomic::AtomicBool::new(false),
                 })
             })
             .collect();

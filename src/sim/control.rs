@@ -83,6 +83,15 @@ impl SimControl {
         Ok(())
     }
 
+    /// Holds a worker down (`true`: its pod has no node to run on, so no new process starts
+    /// after it dies) or lets it start again (`false`). A running process is not touched.
+    pub fn set_unschedulable(&self, index: usize, held: bool) -> Result<(), SimError> {
+        let w = self.cluster.worker(index)?;
+        w.unschedulable
+            .store(held, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Appends a ground-truth event (the Kubernetes API records `pod_deleted`, `pod_ready`,
     /// `policy_applied`, `policy_removed`).
     pub fn record(&self, kind: &str, worker: Option<usize>, detail: &str) {

@@ -104,6 +104,10 @@ pub(crate) async fn supervise(
             if sleep_or_stop(half, &mut stop).await {
                 return;
             }
+            // Its pod has no node to run on (kube/state.rs): stay down until one takes it.
+            if w.unschedulable.load(std::sync::atomic::Ordering::Relaxed) {
+                continue;
+            }
             set_state(&cluster, &w, WorkerState::Starting);
             cluster.events.record("worker_starting", Some(id), "");
             if never {

@@ -478,6 +478,8 @@ async fn deploy_rbac_yaml_grants_exactly_what_the_preflight_asks() {
             "Role",
             "RoleBinding",
             "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRole",
             "ClusterRoleBinding"
         ]
     );
@@ -497,7 +499,19 @@ async fn deploy_rbac_yaml_grants_exactly_what_the_preflight_asks() {
         .cloned()
         .collect();
     let (run, sweep) = preflights(&role_only).await;
-    assert_eq!(run, Ok(()));
+    // The Role covers every namespaced kind; node-drain acts on a node (cluster-scoped) and on
+    // its pods in every namespace, which only the ClusterRole `faultline-node-drain` grants:
+    // without it the run is refused naming exactly those.
+    let run = run.unwrap_err();
+    for want in [
+        "get nodes in all namespaces",
+        "patch nodes in all namespaces",
+        "create pods/eviction in all namespaces",
+        "list poddisruptionbudgets.policy in all namespaces",
+    ] {
+        assert!(run.contains(want), "{want} not named in: {run}");
+    }
+    assert!(!run.contains(" in namespace "), "{run}");
     let sweep = sweep.unwrap_err();
     assert!(
         sweep.contains("list networkpolicies.networking.k8s.io in all namespaces"),
@@ -523,6 +537,7 @@ async fn deploy_rbac_yaml_grants_exactly_what_the_preflight_asks() {
                 .as_array_mut()
                 .unwrap()
                 .retain(|v| v != verb);
+            // (node-drain's cluster-scoped needs are missing too: named "in all namespaces".)
             let (run, _) = preflights(&docs).await;
             let err = run.expect_err(&format!("preflight passed without {verb} {gr}"));
             let want = format!("{verb} {gr} in namespace \"default\"");

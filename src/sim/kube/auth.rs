@@ -395,14 +395,20 @@ pub fn attributes(method: &str, path: &str, query: Option<&str>) -> Option<Attri
         _ => return None,
     };
     let (namespace, resource, name) = match rest {
-        ["namespaces", ns] => (None, "namespaces", Some(ns.to_string())),
-        ["namespaces", ns, r] => (Some(ns.to_string()), *r, None),
-        ["namespaces", ns, r, n, ..] => (Some(ns.to_string()), *r, Some(n.to_string())),
-        [r] => (None, *r, None),
-        [r, n, ..] => (None, *r, Some(n.to_string())),
+        ["namespaces", ns] => (None, "namespaces".to_string(), Some(ns.to_string())),
+        ["namespaces", ns, r] => (Some(ns.to_string()), r.to_string(), None),
+        ["namespaces", ns, r, n] => (Some(ns.to_string()), r.to_string(), Some(n.to_string())),
+        // A subresource: RBAC names it `pods/eviction`.
+        ["namespaces", ns, r, n, sub, ..] => (
+            Some(ns.to_string()),
+            format!("{r}/{sub}"),
+            Some(n.to_string()),
+        ),
+        [r] => (None, r.to_string(), None),
+        [r, n] => (None, r.to_string(), Some(n.to_string())),
+        [r, n, sub, ..] => (None, format!("{r}/{sub}"), Some(n.to_string())),
         [] => return None,
     };
-    let resource = resource.to_string();
     let watch = query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
     let verb = match (method, &name) {
         ("GET", _) if watch => "watch",
@@ -470,7 +476,12 @@ pub fn review(auth: &Auth, who: &Identity, body: &Value) -> Result<Value, String
     let a = Attributes {
         verb: s("verb"),
         group: s("group"),
-        resource: s("resource"),
+        // `kubectl auth can-i create pods/eviction` sends resource + subresource; rules name
+        // them together.
+        resource: match s("subresource") {
+            sub if sub.is_empty() => s("resource"),
+            sub => format!("{}/{sub}", s("resource")),
+        },
         namespace: ra["namespace"]
             .as_str()
             .filter(|n| !n.is_empty())

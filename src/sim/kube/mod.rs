@@ -22,11 +22,21 @@
 //! - list with label and field selectors, watch (`?watch=true`) with resource versions,
 //!   `Table` output for `kubectl get`, errors as `Status` objects.
 //!
+//! - nodes (`sim-node-<n>`, one per worker, where worker n's first pod runs): get, list,
+//!   watch, PATCH (cordon/uncordon as `kubectl cordon` and the `kube` crate send it); the
+//!   Eviction subresource (`POST pods/NAME/eviction`, policy/v1) honoring PodDisruptionBudgets
+//!   (create, get, list, delete; 429 while a budget does not allow it); an evicted pod's
+//!   replacement is scheduled on a node that is not cordoned, or stays Pending (its worker
+//!   down) until one is uncordoned. `kubectl drain` and `kubectl uncordon` work against it.
+//!
 //! Ground-truth events recorded in the sim: `pod_deleted`, `pod_ready`, `policy_applied`,
-//! `policy_removed`.
+//! `policy_removed`, `node_cordoned`, `node_uncordoned`, `pod_evicted`, `eviction_refused`,
+//! `pod_rescheduled`, `pod_unschedulable`.
 
 pub mod auth;
+mod nodes;
 mod objects;
+mod pdb;
 mod routes;
 
 mod state;

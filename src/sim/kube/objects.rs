@@ -14,7 +14,17 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     /// `details` (name/group/kind) for NotFound and AlreadyExists, as real servers send.
-    pub details: Option<(String, String, String)>,
+    /// `details`: name, group, kind, and `causes` (`reason`, `message`) — e.g. the
+    /// disruption budget that refused an eviction. Boxed: errors stay small.
+    pub details: Option<Box<Details>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Details {
+    pub name: String,
+    pub group: String,
+    pub kind: String,
+    pub causes: Vec<(String, String)>,
 }
 
 impl ApiError {
@@ -43,7 +53,12 @@ impl ApiError {
             code: 404,
             reason: "NotFound",
             message: format!("{gr} \"{name}\" not found"),
-            details: Some((name.to_string(), group.to_string(), resource.to_string())),
+            details: Some(Box::new(Details {
+                name: name.to_string(),
+                group: group.to_string(),
+                kind: resource.to_string(),
+                causes: Vec::new(),
+            })),
         }
     }
 
@@ -53,7 +68,12 @@ impl ApiError {
             code: 409,
             reason: "AlreadyExists",
             message: format!("{gr} \"{name}\" already exists"),
-            details: Some((name.to_string(), group.to_string(), resource.to_string())),
+            details: Some(Box::new(Details {
+                name: name.to_string(),
+                group: group.to_string(),
+                kind: resource.to_string(),
+                causes: Vec::new(),
+            })),
         }
     }
 
@@ -95,6 +115,31 @@ impl ApiError {
         }
     }
 
+    /// 429: an eviction a disruption budget does not allow now (the client retries).
+    pub fn too_many_requests(
+        message: impl Into<String>,
+        causes: Vec<(String, String)>,
+    ) -> ApiError {
+        ApiError {
+            code: 429,
+            reason: "TooManyRequests",
+            message: message.into(),
+            details: Some(Box::new(Details {
+                causes,
+                ..Details::default()
+            })),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: 500,
+            reason: "InternalError",
+            message: message.into(),
+            details: None,
+        }
+    }
+
     pub fn status(&self) -> Value {
         let mut v = json!({
             "kind": "Status",
@@ -105,8 +150,17 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if let Some((name, group, kind)) = &self.details {
-            v["details"] = json!({"name": name, "group": group, "kind": kind});
+        if let Some(d) = &self.details {
+            if !d.name.is_empty() {
+                v["details"] = json!({"name": d.name, "group": d.group, "kind": d.kind});
+            }
+            if !d.causes.is_empty() {
+                v["details"]["causes"] = d
+                    .causes
+                    .iter()
+                    .map(|(reason, message)| json!({"reason": reason, "message": message}))
+                    .collect();
+            }
         }
         v
     }
@@ -252,8 +306,40 @@ fn networking_group() -> Value {
     })
 }
 
+pub const POLICY: &str = "policy";
+
+fn policy_group() -> Value {
+    json!({
+        "name": POLICY,
+        "versions": [{"groupVersion": "policy/v1", "version": "v1"}],
+        "preferredVersion": {"groupVersion": "policy/v1", "version": "v1"},
+    })
+}
+
 pub fn api_group_list() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [networking_group()]})
+    json!({"kind": "APIGroupList", "apiVersion": "v1",
+           "groups": [networking_group(), policy_group()]})
+}
+
+/// `/apis/policy`.
+pub fn policy_api_group() -> Value {
+    let mut g = policy_group();
+    g["kind"] = json!("APIGroup");
+    g["apiVersion"] = json!("v1");
+    g
+}
+
+pub fn policy_v1_resources() -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "policy/v1",
+        "resources": [
+            {"name": "poddisruptionbudgets", "singularName": "poddisruptionbudget",
+             "namespaced": true, "kind": "PodDisruptionBudget",
+             "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["pdb"]},
+        ],
+    })
 }
 
 pub fn api_group() -> Value {
@@ -271,6 +357,10 @@ pub fn core_v1_resources() -> Value {
             {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
              "verbs": ["delete", "get", "list", "watch"], "shortNames": ["po"],
              "categories": ["all"]},
+            {"name": "pods/eviction", "singularName": "", "namespaced": true,
+             "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]},
+            {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
+             "verbs": ["get", "list", "patch", "watch"], "shortNames": ["no"]},
             {"name": "namespaces", "singularName": "namespace", "namespaced": false,
              "kind": "Namespace", "verbs": ["get", "list"], "shortNames": ["ns"]},
         ],

@@ -86,6 +86,29 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
             get(policy).delete(delete_policy),
         )
+        .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/nodes/{name}", get(node).patch(patch_node))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/eviction",
+            axum::routing::post(evict),
+        )
+        .route(
+            "/apis/policy",
+            get(|| async { ok(&objects::policy_api_group()) }),
+        )
+        .route(
+            "/apis/policy/v1",
+            get(|| async { ok(&objects::policy_v1_resources()) }),
+        )
+        .route("/apis/policy/v1/poddisruptionbudgets", get(pdbs_all))
+        .route(
+            "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+            get(pdbs).post(create_pdb),
+        )
+        .route(
+            "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}",
+            get(pdb).delete(delete_pdb),
+        )
         .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             axum::routing::post(access_review),
@@ -297,6 +320,37 @@ fn to_table(kind: Kind, items: Vec<Value>, rv: u64) -> Value {
                 .collect(),
             rv,
         ),
+        Kind::Node => table(
+            &[
+                ("Name", "string", "name"),
+                ("Status", "string", ""),
+                ("Roles", "string", ""),
+                ("Age", "string", ""),
+                ("Version", "string", ""),
+            ],
+            items
+                .into_iter()
+                .map(|o| (super::nodes::node_table_row(&o), o))
+                .collect(),
+            rv,
+        ),
+        Kind::PodDisruptionBudget => table(
+            &[
+                ("Name", "string", "name"),
+                ("Min Available", "string", ""),
+                ("Max Unavailable", "string", ""),
+                ("Allowed Disruptions", "integer", ""),
+                ("Age", "string", ""),
+            ],
+            items
+                .into_iter()
+                .map(|o| {
+                    let age = Store::age_of(&o);
+                    (super::pdb::pdb_table_row(&o, age), o)
+                })
+                .collect(),
+            rv,
+        ),
     }
 }
 
@@ -388,7 +442,7 @@ fn watch_stream(
         }
         if initial_events {
             let bookmark = json!({"type": "BOOKMARK", "object": {
-                "kind": if kind == Kind::Pod { "Pod" } else { "NetworkPolicy" },
+                "kind": kind.object_kind(),
                 "apiVersion": kind.api_version(),
                 "metadata": {"resourceVersion": last.to_string(),
                              "annotations": {"k8s.io/initial-events-end": "true"}}}});
@@ -520,6 +574,100 @@ async fn delete_policy(
         Err(e) => return e.into_response(),
     };
     match st.store.delete_policy(&ns, &name, opts.dry_run) {
+        Ok(obj) => ok(&obj),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn nodes(State(st): St, Query(q): Params, h: HeaderMap) -> Response {
+    list_or_watch(&st, Kind::Node, None, &q, &h)
+}
+
+async fn node(State(st): St, Path(name): Path<String>, h: HeaderMap) -> Response {
+    get_one(&st, Kind::Node, "", &name, &h)
+}
+
+async fn patch_node(
+    State(st): St,
+    Path(name): Path<String>,
+    Query(q): Params,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ct = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    match st.store.patch_node(&name, ct, &body, dry_run) {
+        Ok(obj) => ok(&obj),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn evict(
+    State(st): St,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Params,
+    body: Bytes,
+) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiError::bad_request(format!("the body is not a JSON object: {e}"))
+                .into_response();
+        }
+    };
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    match st.store.evict(&ns, &name, &v, dry_run) {
+        Ok(obj) => json_response(StatusCode::CREATED, &obj),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn pdbs_all(State(st): St, Query(q): Params, h: HeaderMap) -> Response {
+    list_or_watch(&st, Kind::PodDisruptionBudget, None, &q, &h)
+}
+
+async fn pdbs(State(st): St, Path(ns): Path<String>, Query(q): Params, h: HeaderMap) -> Response {
+    list_or_watch(&st, Kind::PodDisruptionBudget, Some(ns), &q, &h)
+}
+
+async fn pdb(State(st): St, Path((ns, name)): Path<(String, String)>, h: HeaderMap) -> Response {
+    get_one(&st, Kind::PodDisruptionBudget, &ns, &name, &h)
+}
+
+async fn create_pdb(
+    State(st): St,
+    Path(ns): Path<String>,
+    Query(q): Params,
+    body: Bytes,
+) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiError::bad_request(format!("the body is not a JSON object: {e}"))
+                .into_response();
+        }
+    };
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    match st.store.create_pdb(&ns, v, dry_run) {
+        Ok(obj) => json_response(StatusCode::CREATED, &obj),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_pdb(
+    State(st): St,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Params,
+    body: Bytes,
+) -> Response {
+    let opts = match delete_opts(&q, &body) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    match st.store.delete_pdb(&ns, &name, opts.dry_run) {
         Ok(obj) => ok(&obj),
         Err(e) => e.into_response(),
     }

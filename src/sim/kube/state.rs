@@ -27,9 +27,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::objects::{ApiError, NETWORKING, age, name_suffix, rfc3339, uid};
+use super::nodes::{NodeSlot, node_json, node_name};
+use super::objects::{ApiError, NETWORKING, POLICY, age, name_suffix, rfc3339, uid};
+use super::pdb::Pdb;
 use crate::common::Selector;
 use crate::sim::{SimControl, WorkerState, WorkerStatus};
+
+mod drain;
+use drain::{pick_node, pod_health};
 
 /// The only namespace that holds pods.
 pub const NAMESPACE: &str = "default";
@@ -42,6 +47,8 @@ const HISTORY: usize = 4096;
 pub enum Kind {
     Pod,
     NetworkPolicy,
+    Node,
+    PodDisruptionBudget,
 }
 
 impl Kind {
@@ -49,6 +56,8 @@ impl Kind {
         match self {
             Kind::Pod => "",
             Kind::NetworkPolicy => NETWORKING,
+            Kind::Node => "",
+            Kind::PodDisruptionBudget => POLICY,
         }
     }
 
@@ -56,6 +65,18 @@ impl Kind {
         match self {
             Kind::Pod => "pods",
             Kind::NetworkPolicy => "networkpolicies",
+            Kind::Node => "nodes",
+            Kind::PodDisruptionBudget => "poddisruptionbudgets",
+        }
+    }
+
+    /// The object kind (`Pod`).
+    pub fn object_kind(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::Node => "Node",
+            Kind::PodDisruptionBudget => "PodDisruptionBudget",
         }
     }
 
@@ -63,6 +84,8 @@ impl Kind {
         match self {
             Kind::Pod => "PodList",
             Kind::NetworkPolicy => "NetworkPolicyList",
+            Kind::Node => "NodeList",
+            Kind::PodDisruptionBudget => "PodDisruptionBudgetList",
         }
     }
 
@@ -70,6 +93,8 @@ impl Kind {
         match self {
             Kind::Pod => "v1",
             Kind::NetworkPolicy => "networking.k8s.io/v1",
+            Kind::Node => "v1",
+            Kind::PodDisruptionBudget => "policy/v1",
         }
     }
 
@@ -81,7 +106,10 @@ impl Kind {
                 "status.phase",
                 "spec.nodeName",
             ],
-            Kind::NetworkPolicy => &["metadata.name", "metadata.namespace"],
+            Kind::NetworkPolicy | Kind::PodDisruptionBudget => {
+                &["metadata.name", "metadata.namespace"]
+            }
+            Kind::Node => &["metadata.name"],
         }
     }
 }
@@ -192,6 +220,8 @@ struct PodSlot {
     restart_base: Option<u64>,
     /// (deletion timestamp = when the kill happens, grace seconds).
     deleting: Option<(DateTime<Utc>, i64)>,
+    /// The node it runs on (`nodes.rs`); `None`: Pending, no schedulable node.
+    node: Option<usize>,
     ever_ready: bool,
     ready_since: DateTime<Utc>,
     started: Option<DateTime<Utc>>,
@@ -212,6 +242,9 @@ struct Inner {
     /// Per worker: what the policies demanded at the last reconcile (and we applied).
     applied_cut: Vec<bool>,
     policies: BTreeMap<(String, String), Policy>,
+    /// Indexed like the workers: node n is where worker n's first pod runs.
+    nodes: Vec<NodeSlot>,
+    pdbs: BTreeMap<(String, String), Pdb>,
     history: VecDeque<WatchEvent>,
 }
 
@@ -253,6 +286,8 @@ impl Store {
                 pods: Vec::new(),
                 applied_cut: Vec::new(),
                 policies: BTreeMap::new(),
+                nodes: Vec::new(),
+                pdbs: BTreeMap::new(),
                 history: VecDeque::new(),
             }),
             tx,
@@ -273,6 +308,8 @@ impl Store {
         let mut records: Vec<(&'static str, usize, String)> = Vec::new();
         // (worker, cut, a transition rather than a re-application)
         let mut cuts: Vec<(usize, bool, bool)> = Vec::new();
+        // (worker, held down because its pod has no node)
+        let mut holds: Vec<(usize, bool)> = Vec::new();
         {
             let mut inner = self.lock();
             let inner = &mut *inner;
@@ -292,6 +329,13 @@ impl Store {
                         inner.pods.push(slot);
                         inner.applied_cut.push(false);
                         inner.emit(&self.tx, Kind::Pod, "ADDED", obj);
+                        if inner.nodes.len() <= idx {
+                            inner.rv += 1;
+                            let node = NodeSlot::new(idx, now, inner.rv);
+                            let obj = node_json(idx, &node);
+                            inner.nodes.push(node);
+                            inner.emit(&self.tx, Kind::Node, "ADDED", obj);
+                        }
                     }
                 }
                 let slot = &mut inner.pods[i];
@@ -315,6 +359,26 @@ impl Store {
                     let obj = pod_json(i, slot, now);
                     inner.emit(&self.tx, Kind::Pod, "MODIFIED", obj);
                 }
+            }
+            // Pending pods → a node, once one is schedulable again.
+            for i in 0..inner.pods.len() {
+                if inner.pods[i].node.is_some() || inner.pods[i].deleting.is_some() {
+                    continue;
+                }
+                let Some(n) = pick_node(&inner.nodes, &inner.pods, None) else {
+                    continue;
+                };
+                inner.pods[i].node = Some(n);
+                inner.rv += 1;
+                inner.pods[i].rv = inner.rv;
+                let obj = pod_json(i, &inner.pods[i], now);
+                inner.emit(&self.tx, Kind::Pod, "MODIFIED", obj);
+                records.push((
+                    "pod_rescheduled",
+                    i,
+                    format!("pod {} scheduled on {}", inner.pods[i].name, node_name(n)),
+                ));
+                holds.push((i, false));
             }
             // Policies → cut-off workers.
             for w in &workers {
@@ -366,6 +430,11 @@ impl Store {
                 }
             }
         }
+        for (i, held) in holds {
+            if let Err(e) = self.control.set_unschedulable(i, held) {
+                tracing::warn!("kube api: cannot set worker {i} unschedulable={held}: {e}");
+            }
+        }
         for (kind, i, detail) in records {
             self.control.record(kind, Some(i), &detail);
         }
@@ -388,6 +457,20 @@ impl Store {
                 .values()
                 .map(|p| (*p.object).clone())
                 .collect(),
+            Kind::Node => inner
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| node_json(i, n))
+                .collect(),
+            Kind::PodDisruptionBudget => {
+                let health = pod_health(&inner.pods);
+                inner
+                    .pdbs
+                    .values()
+                    .map(|p| p.with_status(&health))
+                    .collect()
+            }
         };
         items.retain(|o| filter.matches(o));
         items.sort_by(|a, b| {
@@ -418,6 +501,12 @@ impl Store {
                 .policies
                 .get(&(ns.to_string(), name.to_string()))
                 .map(|p| (*p.object).clone()),
+            Kind::Node => super::nodes::node_index(name)
+                .and_then(|i| inner.nodes.get(i).map(|n| node_json(i, n))),
+            Kind::PodDisruptionBudget => inner
+                .pdbs
+                .get(&(ns.to_string(), name.to_string()))
+                .map(|p| p.with_status(&pod_health(&inner.pods))),
         };
         found.ok_or_else(|| ApiError::not_found(kind.group(), kind.plural(), name))
     }
@@ -432,6 +521,21 @@ impl Store {
         uid_precondition: Option<&str>,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
+        self.delete_pod_if(ns, name, grace, uid_precondition, dry_run, |_, _| Ok(()))
+    }
+
+    /// [`Store::delete_pod`] after `check` (run under the lock, with the pod's index) allows it:
+    /// the Eviction subresource checks the disruption budgets there, so two evictions cannot
+    /// both spend the last allowed disruption.
+    fn delete_pod_if(
+        self: &Arc<Self>,
+        ns: &str,
+        name: &str,
+        grace: Option<i64>,
+        uid_precondition: Option<&str>,
+        dry_run: bool,
+        check: impl FnOnce(&Inner, usize) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
         let grace = grace.unwrap_or(POD_GRACE_S).max(0);
         let mut inner = self.lock();
         let now = Utc::now();
@@ -442,6 +546,9 @@ impl Store {
         else {
             return Err(ApiError::not_found("", "pods", name));
         };
+        if inner.pods[i].deleting.is_none() {
+            check(&inner, i)?;
+        }
         let slot = &mut inner.pods[i];
         if let Some(want) = uid_precondition
             && want != slot.uid
@@ -487,6 +594,15 @@ impl Store {
                 return;
             }
             let name = inner.pods[worker].name.clone();
+            let old_node = inner.pods[worker].node;
+            // Where the replacement goes; none: it stays Pending and the worker stays down
+            // (held before the kill, so its supervisor never starts it in between).
+            let node = pick_node(&inner.nodes, &inner.pods, old_node);
+            if node.is_none()
+                && let Err(e) = self.control.set_unschedulable(worker, true)
+            {
+                tracing::warn!("kube api: cannot hold worker {worker} down: {e}");
+            }
             // Ground truth in cause order: pod_deleted, then the sim's worker_failed.
             self.control
                 .record("pod_deleted", Some(worker), &format!("pod {name} deleted"));
@@ -504,6 +620,28 @@ impl Store {
             let mut slot = new_slot(worker, min_generation, now, inner.rv, &[]);
             while slot.name == name {
                 slot.name = pod_name(worker);
+            }
+            slot.node = node;
+            match node {
+                Some(n) if Some(n) != old_node => self.control.record(
+                    "pod_rescheduled",
+                    Some(worker),
+                    &format!(
+                        "pod {} (replaces {name}) scheduled on {}, away from {}",
+                        slot.name,
+                        node_name(n),
+                        old_node.map_or("no node".to_string(), node_name)
+                    ),
+                ),
+                Some(_) => {}
+                None => self.control.record(
+                    "pod_unschedulable",
+                    Some(worker),
+                    &format!(
+                        "pod {} (replaces {name}) is Pending: every node is cordoned",
+                        slot.name
+                    ),
+                ),
             }
             let obj = pod_json(worker, &slot, now);
             inner.pods[worker] = slot;
@@ -604,6 +742,26 @@ impl Store {
                         (rv, (*p.object).clone())
                     })
                     .collect(),
+                Kind::Node => inner
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.rv, node_json(i, n)))
+                    .collect(),
+                Kind::PodDisruptionBudget => {
+                    let health = pod_health(&inner.pods);
+                    inner
+                        .pdbs
+                        .values()
+                        .map(|p| {
+                            let rv = p.object["metadata"]["resourceVersion"]
+                                .as_str()
+                                .and_then(|s| s.parse().ok())
+                                .unwrap_or(0);
+                            (rv, p.with_status(&health))
+                        })
+                        .collect()
+                }
             }
             .into_iter()
             .map(|(rv, o)| WatchEvent {
@@ -692,6 +850,13 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The AGE column of an object.
+    pub fn age_of(obj: &Value) -> String {
+        age_of(obj)
+    }
+}
+
 fn age_of(obj: &Value) -> String {
     obj["metadata"]["creationTimestamp"]
         .as_str()
@@ -731,6 +896,7 @@ fn new_slot(
         min_generation,
         restart_base: None,
         deleting: None,
+        node: Some(worker),
         ever_ready: false,
         ready_since: now,
         started: None,
@@ -842,14 +1008,14 @@ fn pod_json(worker: usize, s: &PodSlot, now: DateTime<Utc>) -> Value {
     if let Some(pid) = v.pid {
         container_status["containerID"] = json!(format!("sim://{pid}"));
     }
-    json!({
+    let mut pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta,
         "spec": {
             "containers": [{"name": "llm", "image": "faultline/sim-llm:latest",
                             "ports": [{"containerPort": 8000, "protocol": "TCP"}]}],
-            "nodeName": "sim-node",
+            "nodeName": s.node.map(node_name),
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": POD_GRACE_S,
         },
@@ -869,7 +1035,30 @@ fn pod_json(worker: usize, s: &PodSlot, now: DateTime<Utc>) -> Value {
             "startTime": created,
             "qosClass": "BestEffort",
         },
-    })
+    });
+    if s.node.is_none() {
+        // Unschedulable: no node, no container, Pending as the scheduler left it.
+        let spec = pod["spec"].as_object_mut().expect("an object");
+        spec.remove("nodeName");
+        pod["metadata"]["annotations"]["sim.faultline.dev/status"] = json!("Pending");
+        pod["status"]["conditions"] = json!([{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "no node is available: every node is cordoned (unschedulable)",
+            "lastTransitionTime": created,
+        }]);
+        pod["status"]["phase"] = json!("Pending");
+        let status = pod["status"].as_object_mut().expect("an object");
+        for key in [
+            "hostIP",
+            "podIP",
+            "podIPs",
+            "containerStatuses",
+            "startTime",
+        ] {
+            status.remove(key);
+        }
+    }
+    pod
 }
 
 /// Checks a NetworkPolicy body and fills in namespace and defaults; returns it with its parsed
