@@ -275,7 +275,8 @@ pub trait FaultKind:
         undo: &Self::Undo,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// The Kubernetes permissions [`FaultKind::marks`] and [`FaultKind::clear_mark`] use
-    /// (empty: the kind leaves no marks).
+    /// (empty: the kind leaves no marks). `namespace: Some(None)` means the namespace swept,
+    /// `None` a cluster-scoped resource.
     fn mark_access() -> Vec<ApiUse> {
         Vec::new()
     }

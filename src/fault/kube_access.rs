@@ -74,7 +74,8 @@ pub fn needs(spec: &FaultSpec, kube: &KubeTarget) -> Vec<Need> {
 }
 
 /// What `faultline recover --kubeconfig` needs for its sweep of expired marks
-/// ([`crate::fault::Mark`]), in `namespace` (`None`: all namespaces).
+/// ([`crate::fault::Mark`]), in `namespace` (`None`: all namespaces). Marks on cluster-scoped
+/// objects (a drained node) are asked about cluster-wide, whatever the namespace.
 pub fn sweep_needs(namespace: Option<&str>) -> Vec<Need> {
     let mut out = Vec::new();
     for u in FaultSpec::mark_access() {
@@ -83,7 +84,7 @@ pub fn sweep_needs(namespace: Option<&str>) -> Vec<Need> {
                 verb,
                 group: u.group,
                 resource: u.resource,
-                namespace: namespace.map(str::to_string),
+                namespace: u.namespace.as_ref().and(namespace).map(str::to_string),
             });
         }
     }

@@ -536,7 +536,8 @@ impl crate::fault::FaultKind for Params {
             verbs: &["list", "delete"],
             group: "networking.k8s.io",
             resource: "networkpolicies",
-            namespace: None,
+            // In the namespace swept.
+            namespace: Some(None),
         }]
     }
 
