@@ -109,8 +109,8 @@ pub struct LedgerArgs {
 pub struct StatusArgs {
     #[arg(long)]
     pub ledger: Option<PathBuf>,
-    /// With a cluster flag: also list the faultline NetworkPolicies in effect there (in
-    /// --namespace, else in all namespaces).
+    /// With a cluster flag: also list what faultline marked there and is still in effect
+    /// (NetworkPolicies in --namespace, else in all namespaces; drained nodes).
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -120,8 +120,9 @@ pub struct RecoverArgs {
     #[arg(long)]
     pub ledger: Option<PathBuf>,
     /// With a cluster flag: reach Kubernetes entries' cluster this way instead of as recorded,
-    /// and also sweep it (--namespace, else all namespaces) for faultline NetworkPolicies whose
-    /// deadline has passed (for when the ledger itself was lost), and delete them.
+    /// and also sweep it for faultline marks whose deadline has passed (for when the ledger
+    /// itself was lost) and undo them: NetworkPolicies (in --namespace, else all namespaces)
+    /// are deleted, drained nodes uncordoned.
     #[command(flatten)]
     pub kube: KubeArgs,
 }
