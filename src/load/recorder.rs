@@ -46,8 +46,16 @@ pub struct Progress {
     pub completed: u64,
     pub errors: u64,
     pub output_tokens: u64,
+    /// The most requests in flight at once so far.
+    pub peak_in_flight: u64,
     /// The most recently sealed window.
     pub last: Option<WindowStats>,
+    /// Sealed windows that were client-limited (dispatch-lag p99 above the threshold), and the
+    /// episodes (runs of such windows, in index order) they formed; the dispatch-lag p99 of
+    /// the window that began the latest episode.
+    pub client_limited_windows: u64,
+    pub client_limited_episodes: u64,
+    pub client_limited_lag_p99_ms: Option<f64>,
     /// Completions and errors per second of *completion* time, newest last (the last
     /// `LIVE_SECONDS`): what live decisions (stop conditions, steady-state checks) look at,
     /// because a window keyed by intended start is only complete once its slowest request is.
@@ -94,12 +102,17 @@ struct Inner {
     requests_out: BufWriter<File>,
     windows_out: BufWriter<File>,
     progress: Progress,
+    /// The index of the last client-limited window sealed: a limited window right after it
+    /// (or before it: windows seal slightly out of order) continues the episode.
+    last_limited: Option<u64>,
     error: Option<RecorderError>,
 }
 
 pub struct Recorder {
     dir: PathBuf,
     window_len_s: f64,
+    /// Dispatch-lag p99 (ms) above which a sealed window is client-limited.
+    max_lag_ms: f64,
     inner: Mutex<Inner>,
 }
 
@@ -124,6 +137,7 @@ impl Recorder {
         Ok(Recorder {
             dir: dir.to_path_buf(),
             window_len_s,
+            max_lag_ms: crate::load::pool::DEFAULT_MAX_DISPATCH_LAG.as_secs_f64() * 1000.0,
             inner: Mutex::new(Inner {
                 open: BTreeMap::new(),
                 frontier_s: 0.0,
@@ -132,9 +146,16 @@ impl Recorder {
                 requests_out: open(REQUESTS_FILE)?,
                 windows_out: open(WINDOWS_FILE)?,
                 progress: Progress::default(),
+                last_limited: None,
                 error: None,
             }),
         })
+    }
+
+    /// Judges sealed windows client-limited above `max_lag_ms` of dispatch-lag p99.
+    pub fn judging(mut self, max_lag_ms: f64) -> Recorder {
+        self.max_lag_ms = max_lag_ms;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -158,6 +179,7 @@ impl Recorder {
         g.frontier_s = g.frontier_s.max(intended_s);
         g.progress.sent += 1;
         g.progress.in_flight += 1;
+        g.progress.peak_in_flight = g.progress.peak_in_flight.max(g.progress.in_flight);
         g.open
             .entry(index)
             .or_insert_with(|| OpenWindow {
@@ -198,7 +220,7 @@ impl Recorder {
         inner.progress.in_flight -= 1;
         inner.progress.completed += 1;
         inner.progress.output_tokens += rec.output_tokens;
-        if !rec.outcome.is_ok() {
+        if rec.outcome.is_server_error() {
             inner.progress.errors += 1;
         }
         let second = ((rec.intended_s * 1e6) as u64 + rec.e2e_us) / 1_000_000;
@@ -214,7 +236,7 @@ impl Recorder {
         }
         if let Some(l) = live.iter_mut().rev().find(|l| l.second == second) {
             l.completed += 1;
-            l.errors += u64::from(!rec.outcome.is_ok());
+            l.errors += u64::from(rec.outcome.is_server_error());
             if let Some(t) = rec.ttft_us {
                 let t = t as f64 / 1000.0;
                 l.max_ttft_ms = Some(l.max_ttft_ms.map_or(t, |m| m.max(t)));
@@ -253,7 +275,19 @@ impl Recorder {
             return;
         };
         let w = open.window;
-        let stats = w.stats();
+        let stats = w.stats_with(self.max_lag_ms);
+        if stats.client_limited {
+            let p = &mut g.progress;
+            p.client_limited_windows += 1;
+            let continues = g.last_limited.is_some_and(|l| index.abs_diff(l) <= 1);
+            if !continues {
+                p.client_limited_episodes += 1;
+                p.client_limited_lag_p99_ms = stats.dispatch_lag_p99_ms;
+            }
+            g.last_limited = Some(index);
+        } else if w.requests > 0 && g.last_limited.is_some_and(|l| index > l) {
+            g.last_limited = None;
+        }
         let line = WindowLine {
             stats: stats.clone(),
             window: w,

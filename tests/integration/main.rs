@@ -13,6 +13,7 @@ mod leftovers;
 mod load;
 mod netns;
 mod network_delay;
+mod overload;
 mod process_pause;
 mod prometheus;
 mod report;

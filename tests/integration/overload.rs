@@ -1,0 +1,315 @@
+//! Honest overload: when the load generator cannot keep up, it says so (client-limited
+//! windows, `client_limited: true`, an invalid experiment) and never turns its own saturation
+//! into the server's errors. Real HTTP on sockets against a small server started here, which
+//! counts the connections it accepts so the pool limit is checked from the server's side.
+
+use faultline::load::client::{Api, Client, ClientConfig};
+use faultline::load::engine::{self, Control, EngineConfig};
+use faultline::load::pool::Overload;
+use faultline::load::schedule::{ArrivalProcess, RateShape, Schedule};
+use faultline::load::workload::Workload;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What the server saw: connections accepted, open now, and the most open at once.
+#[derive(Default)]
+struct Seen {
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    peak_open: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+/// A minimal OpenAI-compatible streaming server (HTTP/1.1 keep-alive): every chat request is
+/// answered with `tokens` content events, a finish reason, usage and `[DONE]` after `delay`.
+struct TinyServer {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TinyServer {
+    async fn start(delay: Duration, tokens: usize) -> TinyServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let mut body = String::new();
+        for _ in 0..tokens {
+            body.push_str(
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\n\n",
+            );
+        }
+        body.push_str(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        );
+        body.push_str(&format!(
+            "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":8,\"completion_tokens\":{tokens},\"total_tokens\":{}}}}}\n\ndata: [DONE]\n\n",
+            tokens + 8
+        ));
+        let response: Arc<[u8]> = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+        .into();
+        let s = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                s.accepted.fetch_add(1, Ordering::SeqCst);
+                let now = s.open.fetch_add(1, Ordering::SeqCst) + 1;
+                s.peak_open.fetch_max(now, Ordering::SeqCst);
+                let s = s.clone();
+                let response = response.clone();
+                tokio::spawn(async move {
+                    let _ = sock.set_nodelay(true);
+                    let mut buf = Vec::with_capacity(4096);
+                    'conn: loop {
+                        // One request: headers, then content-length bytes of body.
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break 'conn,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + len {
+                            let mut chunk = [0u8; 4096];
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break 'conn,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..head_end + len);
+                        s.requests.fetch_add(1, Ordering::SeqCst);
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if sock.write_all(&response).await.is_err() {
+                            break;
+                        }
+                    }
+                    s.open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        TinyServer { addr, seen, task }
+    }
+}
+
+impl Drop for TinyServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn client(addr: SocketAddr) -> Client {
+    Client::new(
+        ClientConfig {
+            timeout: Duration::from_secs(30),
+            ..ClientConfig::new(format!("http://{addr}"), Api::Chat, "tiny")
+        },
+        Instant::now(),
+    )
+    .unwrap()
+}
+
+fn open_loop(rate: f64, duration: Duration) -> Schedule {
+    Schedule::Open {
+        shape: RateShape::Fixed(rate),
+        process: ArrivalProcess::Constant,
+        duration,
+        max_in_flight: None,
+    }
+}
+
+async fn run(
+    server: &TinyServer,
+    schedule: Schedule,
+    overload: Overload,
+    dir: &std::path::Path,
+) -> engine::RunOutput {
+    engine::run(
+        EngineConfig {
+            schedule,
+            workload: Workload::parse_mix("fixed:16:8").unwrap(),
+            seed: 11,
+            window_s: 0.5,
+            out_dir: dir.to_path_buf(),
+            overload,
+        },
+        client(server.addr),
+        Arc::new(Control::default()),
+        |_, _| {},
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_pool_wait_as_dispatch_lag_never_on_more_connections() {
+    // 8 connections × (20 ms a request) serve at most 400 req/s; 1,600 req/s for 1 s asks four
+    // times that. Every request must still be sent (late) on one of the 8 connections.
+    let server = TinyServer::start(Duration::from_millis(20), 8).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &server,
+        open_loop(1600.0, Duration::from_secs(1)),
+        Overload {
+            max_connections: Some(8),
+            ..Overload::default()
+        },
+        dir.path(),
+    )
+    .await;
+    let s = &out.summary;
+    assert_eq!(s.requests, 1600);
+    assert_eq!(s.errors, 0, "{:?}", s.errors_by_kind);
+    assert_eq!(s.client_errors, 0);
+    // From the server's side: never more than the pool, and each connection reused.
+    let accepted = server.seen.accepted.load(Ordering::SeqCst);
+    let peak_open = server.seen.peak_open.load(Ordering::SeqCst);
+    assert!(
+        peak_open <= 8,
+        "server saw {peak_open} connections open at once"
+    );
+    assert!(accepted <= 8, "server accepted {accepted} connections");
+    assert_eq!(server.seen.requests.load(Ordering::SeqCst), 1600);
+    assert_eq!(s.max_connections, Some(8));
+    assert_eq!(s.peak_connections, Some(8));
+    assert_eq!(s.connections_opened, Some(accepted as u64));
+    // The wait shows as dispatch lag: the last request could only go out after ~4 s.
+    let lag_max = s.dispatch_lag_ms.max.unwrap();
+    assert!(lag_max > 2000.0, "dispatch lag max {lag_max} ms");
+    assert!(s.client_limited);
+    assert!(
+        s.client_limited_share.unwrap() > 0.9,
+        "{:?}",
+        s.client_limited_share
+    );
+    assert_eq!(s.max_dispatch_lag_ms, Some(10.0));
+    // TTFT still counts from the intended start: the client's lateness is not hidden.
+    assert!(s.ttft_ms.p99.unwrap() >= s.dispatch_lag_ms.p99.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_far_beyond_the_machine_is_client_limited_with_no_connect_errors() {
+    // 100,000 req/s (the most `--rate` accepts) against a zero-latency server for 0.5 s: far
+    // beyond what two shared cores can send. The default pool; every request must end without
+    // a single connect error, the client must say it was the limit, and summary.json must say
+    // so with the lag figures.
+    let server = TinyServer::start(Duration::ZERO, 8).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let started = Instant::now();
+    let out = run(
+        &server,
+        open_loop(100_000.0, Duration::from_millis(500)),
+        // The server holds the other end of every connection in this process.
+        Overload {
+            embedded_server: true,
+            ..Overload::default()
+        },
+        &dir,
+    )
+    .await;
+    let took = started.elapsed();
+    let s = &out.summary;
+    assert_eq!(s.requests, 50_000);
+    assert!(
+        !s.errors_by_kind.contains_key("connect_error"),
+        "{:?}",
+        s.errors_by_kind
+    );
+    assert_eq!(s.client_errors, 0);
+    // The server here shares the two cores with a client sending flat out; a few of its
+    // connections may be reset under that, but nothing like a connect storm.
+    assert!(
+        s.errors * 1000 <= s.requests,
+        "{} errors: {:?}",
+        s.errors,
+        s.errors_by_kind
+    );
+    assert!(s.client_limited, "sent 50,000 requests in {took:?}");
+    let peak = s.peak_connections.unwrap();
+    let pool = s.max_connections.unwrap();
+    assert!(peak <= pool, "peak {peak} > pool {pool}");
+    let peak_open = server.seen.peak_open.load(Ordering::SeqCst) as u64;
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["client_limited"], true);
+    assert!(json["client_limited_share"].as_f64().unwrap() > 0.0);
+    assert!(json["dispatch_lag_ms"]["p99"].as_f64().unwrap() > 10.0);
+    assert_eq!(json["max_dispatch_lag_ms"], 10.0);
+    assert_eq!(json["max_connections"], pool);
+    // Each window line says whether it was client-limited, with its lag p99.
+    let windows = std::fs::read_to_string(dir.join("windows.jsonl")).unwrap();
+    let limited = windows
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|w| w["client_limited"] == true && w["dispatch_lag_p99_ms"].as_f64() > Some(10.0))
+        .count();
+    assert!(limited > 0, "{windows}");
+    eprintln!(
+        "100k req/s for 0.5 s: sent in {took:?}, achieved {:.0} req/s, lag p50 {:?} p99 {:?} ms, peak in flight {peak} of {pool}, connections opened {:?}, server saw {peak_open} open at once, errors {:?}",
+        s.achieved_rate,
+        s.dispatch_lag_ms.p50,
+        s.dispatch_lag_ms.p99,
+        s.connections_opened,
+        s.errors_by_kind
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_rate_run_is_not_client_limited_and_sizes_its_pool_from_rate_and_timeout() {
+    let server = TinyServer::start(Duration::from_millis(5), 8).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &server,
+        open_loop(50.0, Duration::from_secs(3)),
+        Overload::default(),
+        tmp.path(),
+    )
+    .await;
+    let s = &out.summary;
+    assert_eq!(s.requests, 150);
+    assert_eq!(s.errors, 0);
+    // 50 req/s × 30 s timeout × 1.25.
+    assert_eq!(s.max_connections, Some(1875));
+    assert!(
+        s.peak_connections.unwrap() <= 10,
+        "{:?}",
+        s.peak_connections
+    );
+    // The engine's own start (pacer thread, files) counts against the first requests: on a
+    // machine whose cores are busy with other work that can be tens of ms, so the first
+    // window may be client-limited (it is measured, not hidden); none after it may be.
+    let windows = std::fs::read_to_string(tmp.path().join("windows.jsonl")).unwrap();
+    let late: Vec<u64> = windows
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|w| w["client_limited"] == true)
+        .map(|w| w["index"].as_u64().unwrap())
+        .collect();
+    assert!(
+        late.iter().all(|&i| i == 0),
+        "client-limited windows {late:?}, lag {:?}",
+        s.dispatch_lag_ms
+    );
+    assert!(s.client_limited_share.unwrap() <= 1.0 / 6.0);
+}
