@@ -50,7 +50,7 @@ pub(crate) fn conclude(
     let was_aborted = aborted.is_some();
     let reason = aborted.or_else(|| (!client_limited.is_empty()).then(|| {
         format!(
-            "invalid: the load generator was the bottleneck in {} (dispatch lag p99 above {max_lag_ms} ms); these numbers measure the client, not the cluster: lower the rate, raise --max-connections or run the load from more machines",
+            "invalid: the load generator was the bottleneck in {} (dispatch lag p99 above {max_lag_ms} ms); these numbers measure the client, not the cluster: lower the rate, raise max_connections (--max-connections) or send the load from more machines",
             client_limited.join(", ")
         )
     }));

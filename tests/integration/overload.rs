@@ -313,3 +313,138 @@ async fn a_low_rate_run_is_not_client_limited_and_sizes_its_pool_from_rate_and_t
     );
     assert!(s.client_limited_share.unwrap() <= 1.0 / 6.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_whose_baseline_is_client_limited_is_invalid_and_says_why() {
+    // 2 connections × 40 ms a request serve 50 req/s; the experiment asks 100 req/s: from the
+    // first second on, the client cannot deliver its schedule, baseline included.
+    let server = TinyServer::start(Duration::from_millis(40), 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("overloaded.yaml");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"name: overloaded
+target:
+  endpoint: http://{}
+  model: tiny
+  api: chat
+  timeout: 20s
+load:
+  rate: 100
+  arrival: constant
+  workload: fixed:16:4
+  duration: 6s
+  seed: 5
+  max_connections: 2
+warmup: 1s
+faults:
+  - id: spike
+    fault: {{kind: load-spike, multiplier: 1.5}}
+    at: 3s
+    duration: 1s
+criteria:
+  must_recover: false
+"#,
+            server.addr
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let args = [
+        "run".to_string(),
+        exp.display().to_string(),
+        "--out".into(),
+        out_dir.display().to_string(),
+        "--ledger".into(),
+        dir.path().join("ledger.jsonl").display().to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(&args)
+            .env_remove("OPENAI_API_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("client-limited") || stderr.contains("client-limited"),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    // While it happened, the terminal was told (once per episode, not once per window).
+    let warnings = stderr.matches("client-limited: dispatch lag p99").count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} warnings:\n{stderr}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["status"], "invalid");
+    assert_eq!(result["load"]["client_limited"], true);
+    assert_eq!(result["load"]["errors"], 0);
+    let reason = result["faults"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("client-limited") && reason.contains("baseline phase"),
+        "{reason}"
+    );
+    eprintln!("faultline run output:\n{stdout}\n{stderr}");
+    let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(md.contains("the load generator was the bottleneck"), "{md}");
+}
+
+#[test]
+fn pool_flags_out_of_range_are_refused_naming_the_flag_and_value() {
+    for (args, needle) in [
+        (
+            vec!["load", "--max-connections", "0"],
+            "'0': expected a whole number from 1 to 100000",
+        ),
+        (
+            vec!["load", "--max-connections", "lots"],
+            "'lots': expected a whole number",
+        ),
+        (
+            vec!["ramp", "--max-dispatch-lag", "0s"],
+            "--max-dispatch-lag",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_zero_pool_in_an_experiment_file_is_refused_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("e.yaml");
+    std::fs::write(
+        &exp,
+        "name: e\ntarget:\n  sim: {preset: small}\nload:\n  rate: 5\n  duration: 10s\n  max_connections: 0\nfaults:\n  - id: s\n    fault: {kind: load-spike, multiplier: 2}\n    at: 2s\n    duration: 2s\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["validate", &exp.display().to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    let text = format!("{stdout}{stderr}");
+    assert!(
+        text.contains("e.yaml:7") && text.contains("max_connections"),
+        "{text}"
+    );
+}
