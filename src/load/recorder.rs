@@ -492,3 +492,55 @@ mod tests {
         assert_eq!(done.total.requests, 3);
     }
 }
+
+#[cfg(test)]
+mod client_limited_tests {
+    use super::*;
+    use crate::load::record::{Outcome, TokenSource};
+
+    fn rec(intended_s: f64, lag_us: u64) -> RequestRecord {
+        RequestRecord {
+            id: 0,
+            class: "chat".into(),
+            intended_s,
+            dispatch_lag_us: lag_us,
+            ttft_us: Some(lag_us + 1000),
+            e2e_us: lag_us + 2000,
+            itl_count: 0,
+            itl_mean_us: 0,
+            itl_max_us: 0,
+            output_tokens: 1,
+            token_source: TokenSource::Stream,
+            input_tokens: 1,
+            finish_reason: Some("stop".into()),
+            outcome: Outcome::Ok,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn consecutive_client_limited_windows_are_one_episode() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::create(dir.path(), 1.0).unwrap().judging(10.0);
+        // Windows 0-1 late (50 ms), 2 on time, 3 late: two episodes, three windows.
+        for (i, lag) in [(0u64, 50_000u64), (1, 50_000), (2, 100), (3, 50_000)] {
+            let t = i as f64 + 0.5;
+            let w = r.begin(t);
+            r.finish(w, &rec(t, lag));
+            r.tick(t + 2.0).unwrap();
+            if i == 0 {
+                assert_eq!(r.progress().client_limited_episodes, 1);
+                let lag = r.progress().client_limited_lag_p99_ms.unwrap();
+                assert!((lag - 50.0).abs() < 0.1, "{lag}");
+            }
+        }
+        let done = r.close().unwrap();
+        let p = r.progress();
+        assert_eq!(p.client_limited_windows, 3);
+        assert_eq!(p.client_limited_episodes, 2);
+        let flags: Vec<bool> = done.windows.iter().map(|w| w.client_limited).collect();
+        assert_eq!(flags, vec![true, true, false, true]);
+        let lag = done.windows[0].dispatch_lag_p99_ms.unwrap();
+        assert!((lag - 50.0).abs() < 0.1, "{lag}");
+    }
+}
