@@ -65,7 +65,8 @@ pub struct Summary {
     #[serde(default)]
     pub peak_connections: Option<u64>,
     /// TCP connections the client opened during the run (each reused while the server keeps
-    /// it alive). At most `max_connections` unless the server closed connections.
+    /// it alive). Above `max_connections` when the server closed connections, or when the
+    /// HTTP client opened spares while the client was saturated (see the README).
     #[serde(default)]
     pub connections_opened: Option<u64>,
 }

@@ -314,8 +314,10 @@ fn pace(
                 drop(itl);
                 recorder.finish(window, &rec);
                 // hyper puts the connection back in its pool from a task of its own once the
-                // body is over; let that run before the next request may start, or it would
-                // find no idle connection and open one more than the pool allows.
+                // body is over; give that a chance to run before the next request may start,
+                // or it finds no idle connection and opens one more than the pool. This makes
+                // it rarer, not impossible (see "left open" in `pool`): the slot count bounds
+                // requests in flight exactly, connections only as closely as hyper allows.
                 for _ in 0..4 {
                     tokio::task::yield_now().await;
                 }
