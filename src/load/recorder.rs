@@ -74,6 +74,11 @@ pub struct LiveSecond {
 
 pub const LIVE_SECONDS: usize = 120;
 
+/// Client-limited windows at most this many windows apart are one episode (one warning): a
+/// client that is struggling is late in most windows, not all, and a warning per window is
+/// noise.
+pub const EPISODE_GAP: u64 = 5;
+
 impl Progress {
     /// Error rate over the last `seconds` complete seconds before `now_s` (by completion time).
     pub fn recent_error_rate(&self, now_s: f64, seconds: u64) -> Option<f64> {
@@ -102,8 +107,9 @@ struct Inner {
     requests_out: BufWriter<File>,
     windows_out: BufWriter<File>,
     progress: Progress,
-    /// The index of the last client-limited window sealed: a limited window right after it
-    /// (or before it: windows seal slightly out of order) continues the episode.
+    /// The index of the last client-limited window sealed: a limited window within
+    /// [`EPISODE_GAP`] windows of it (either side: windows seal out of order) continues the
+    /// episode.
     last_limited: Option<u64>,
     error: Option<RecorderError>,
 }
@@ -279,14 +285,14 @@ impl Recorder {
         if stats.client_limited {
             let p = &mut g.progress;
             p.client_limited_windows += 1;
-            let continues = g.last_limited.is_some_and(|l| index.abs_diff(l) <= 1);
+            let continues = g
+                .last_limited
+                .is_some_and(|l| index.abs_diff(l) <= EPISODE_GAP);
             if !continues {
                 p.client_limited_episodes += 1;
                 p.client_limited_lag_p99_ms = stats.dispatch_lag_p99_ms;
             }
-            g.last_limited = Some(index);
-        } else if w.requests > 0 && g.last_limited.is_some_and(|l| index > l) {
-            g.last_limited = None;
+            g.last_limited = Some(g.last_limited.map_or(index, |l| l.max(index)));
         }
         let line = WindowLine {
             stats: stats.clone(),
@@ -522,8 +528,19 @@ mod client_limited_tests {
     fn consecutive_client_limited_windows_are_one_episode() {
         let dir = tempfile::tempdir().unwrap();
         let r = Recorder::create(dir.path(), 1.0).unwrap().judging(10.0);
-        // Windows 0-1 late (50 ms), 2 on time, 3 late: two episodes, three windows.
-        for (i, lag) in [(0u64, 50_000u64), (1, 50_000), (2, 100), (3, 50_000)] {
+        // Windows 0-1 late (50 ms), 2 on time, 3 late (same episode: within EPISODE_GAP),
+        // 4-9 on time, 10 late (a new episode): two episodes, four windows.
+        let lags = (0..11u64).map(|i| {
+            (
+                i,
+                if [0, 1, 3, 10].contains(&i) {
+                    50_000
+                } else {
+                    100
+                },
+            )
+        });
+        for (i, lag) in lags {
             let t = i as f64 + 0.5;
             let w = r.begin(t);
             r.finish(w, &rec(t, lag));
@@ -536,10 +553,15 @@ mod client_limited_tests {
         }
         let done = r.close().unwrap();
         let p = r.progress();
-        assert_eq!(p.client_limited_windows, 3);
+        assert_eq!(p.client_limited_windows, 4);
         assert_eq!(p.client_limited_episodes, 2);
-        let flags: Vec<bool> = done.windows.iter().map(|w| w.client_limited).collect();
-        assert_eq!(flags, vec![true, true, false, true]);
+        let flags: Vec<u64> = done
+            .windows
+            .iter()
+            .filter(|w| w.client_limited)
+            .map(|w| w.index)
+            .collect();
+        assert_eq!(flags, vec![0, 1, 3, 10]);
         let lag = done.windows[0].dispatch_lag_p99_ms.unwrap();
         assert!((lag - 50.0).abs() < 0.1, "{lag}");
     }
