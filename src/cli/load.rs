@@ -65,8 +65,9 @@ pub struct TargetArgs {
     /// Connection pool: requests in flight (one HTTP/1.1 connection each) at most. A request
     /// that finds every connection busy waits, and the wait shows as dispatch lag, never as an
     /// error. Default: peak rate × --timeout × 1.25 (what a server answering nothing until the
-    /// timeout would need), at least 64, at most the open-file limit less 256 (half of it with
-    /// the embedded sim) and 28,000; a closed loop's default is its user count.
+    /// timeout would need), at least 64, at most 4096 and the open-file limit less 256 (half of
+    /// it with the embedded sim); a closed loop's default is its user count. The pool opens up
+    /// gradually (256 at first, doubling every 250 ms while all are busy, at most +1024).
     #[arg(long, value_parser = parse_max_connections)]
     pub max_connections: Option<usize>,
     /// A window whose dispatch-lag p99 (intended start → actual send) is above this is marked
