@@ -443,6 +443,12 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         if let Some(note) = super::progress::client_limited_note(&out.summary) {
             eprintln!("warning: {note}");
         }
+        if out.summary.client_errors > 0 {
+            eprintln!(
+                "warning: {} requests failed on this machine before reaching the server (client_error: out of ports or file descriptors); they are not in the error rate. Lower --max-connections or raise `ulimit -n`.",
+                out.summary.client_errors
+            );
+        }
         if out.summary.errors > 0
             && let Some((kind, message)) = first_error(&out.out_dir)
         {
