@@ -292,6 +292,9 @@ fn pace(
             break;
         }
         // Waiting here makes the request late: dispatch lag, measured from its intended start.
+        if parts.slots.busy() {
+            parts.slots.grow();
+        }
         let Some(permit) = acquire(&slots, &control, &handle) else {
             break;
         };

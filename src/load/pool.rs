@@ -29,8 +29,9 @@
 //!
 //! ## Slow start
 //! The pool opens up gradually: [`FIRST_SLOTS`] (256) requests may be in flight at first, and
-//! while every slot is taken the engine adds as many again every 250 ms, at most
-//! [`MAX_NEW_SLOTS`] (1,024) at a time, up to the limit. A client that has fallen behind would
+//! once three quarters of the slots are taken the engine adds as many again, at most every
+//! 250 ms and at most [`MAX_NEW_SLOTS`] (1,024) at a time, up to the limit (ahead of
+//! exhaustion, so a load growing no faster than that never waits for a slot). A client that has fallen behind would
 //! otherwise open thousands of connections in one burst: more SYNs than a server's accept
 //! backlog holds, which come back as connect timeouts, the client's doing passed off as the
 //! server's (57,286 `connect_error`s at twice the ceiling, before). A load that needs more
@@ -154,7 +155,13 @@ pub struct Slots {
     sem: Arc<tokio::sync::Semaphore>,
     granted: AtomicU64,
     size: usize,
+    born: std::time::Instant,
+    /// When the last step was granted (µs since `born`).
+    last_step_us: AtomicU64,
 }
+
+/// The least time between two slow-start steps.
+pub const STEP_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Slots {
     pub fn new(size: usize) -> Slots {
@@ -163,6 +170,8 @@ impl Slots {
             sem: Arc::new(tokio::sync::Semaphore::new(first)),
             granted: AtomicU64::new(first as u64),
             size,
+            born: std::time::Instant::now(),
+            last_step_us: AtomicU64::new(0),
         }
     }
 
@@ -186,12 +195,37 @@ impl Slots {
         self.granted().saturating_sub(self.sem.available_permits())
     }
 
-    /// One slow-start step: when every granted slot is taken and the limit is not reached,
-    /// grant as many again (at most [`MAX_NEW_SLOTS`]). Call every 250 ms.
+    /// Whether three quarters or more of the granted slots are taken (cheap: call before
+    /// [`Slots::grow`] on the hot path).
+    pub fn busy(&self) -> bool {
+        self.sem.available_permits() * 4 <= self.granted()
+    }
+
+    /// One slow-start step, now: see [`Slots::grow_at`].
     pub fn grow(&self) {
+        self.grow_at(std::time::Instant::now());
+    }
+
+    /// One slow-start step: when three quarters of the granted slots are taken, the limit is
+    /// not reached and the last step was [`STEP_INTERVAL`] ago, grant as many again (at most
+    /// [`MAX_NEW_SLOTS`]). Growing ahead of exhaustion means a load that grows no faster than
+    /// that never waits for a slot; the engine calls this from its tick and from the pacer.
+    pub fn grow_at(&self, now: std::time::Instant) {
         let granted = self.granted();
-        if self.sem.available_permits() > 0 || granted >= self.size {
+        if !self.busy() || granted >= self.size {
             return;
+        }
+        let now_us = now.saturating_duration_since(self.born).as_micros() as u64;
+        let last = self.last_step_us.load(Ordering::Relaxed);
+        if last != 0 && now_us < last + STEP_INTERVAL.as_micros() as u64 {
+            return;
+        }
+        if self
+            .last_step_us
+            .compare_exchange(last, now_us.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // another caller took this step
         }
         let more = granted.min(MAX_NEW_SLOTS).min(self.size - granted).max(1);
         self.granted.fetch_add(more as u64, Ordering::Relaxed);
@@ -321,26 +355,40 @@ mod tests {
     }
 
     #[test]
-    fn slots_open_up_gradually_and_only_while_all_are_taken() {
+    fn slots_open_up_gradually_ahead_of_exhaustion_and_no_faster_than_a_step_a_quarter_second() {
         let s = Slots::new(3_000);
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         assert_eq!(s.granted(), FIRST_SLOTS);
-        s.grow();
-        assert_eq!(s.granted(), FIRST_SLOTS, "free slots: no growth");
         let mut held = Vec::new();
-        let mut take_all = |s: &Slots| {
-            while let Ok(p) = s.semaphore().clone().try_acquire_owned() {
-                held.push(p);
+        let mut take = |s: &Slots, n: usize| {
+            for _ in 0..n {
+                held.push(s.semaphore().clone().try_acquire_owned().unwrap());
             }
         };
+        take(&s, 191);
+        s.grow_at(at(1000));
+        assert_eq!(
+            s.granted(),
+            FIRST_SLOTS,
+            "under three quarters taken: no growth"
+        );
+        take(&s, 1);
+        s.grow_at(at(1000));
+        assert_eq!(s.granted(), 512, "three quarters taken: doubled");
+        take(&s, 320);
+        s.grow_at(at(1100));
+        assert_eq!(s.granted(), 512, "within 250 ms of the last step");
         let mut steps = Vec::new();
-        for _ in 0..5 {
-            take_all(&s);
-            assert_eq!(s.in_use(), s.granted());
-            s.grow();
+        for k in 1..=4 {
+            s.grow_at(at(1000 + 250 * k));
             steps.push(s.granted());
+            let free = s.semaphore().available_permits();
+            take(&s, free);
         }
         // Doubling, then at most 1,024 a step, then the limit.
-        assert_eq!(steps, vec![512, 1024, 2048, 3000, 3000]);
+        assert_eq!(steps, vec![1024, 2048, 3000, 3000]);
+        assert_eq!(s.in_use(), 3000);
     }
 
     #[test]
