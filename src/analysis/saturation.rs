@@ -14,6 +14,12 @@
 //! (`recommended_is_extrapolated`): the true limit is somewhere above, the recommendation is
 //! merely safe.
 //!
+//! A step whose load the client could not deliver (`client_limited`: dispatch-lag p99 above
+//! `--max-dispatch-lag` in some window) measures the client, not the cluster, so the
+//! saturation point is only looked for in the steps *before* the first client-limited one; a
+//! ramp that saturated nothing before the client gave out says so (`client_limited_from`), and
+//! its recommendation is extrapolated from the last clean step.
+//!
 //! Everything here is pure (step summaries in, verdict out) so it is tested on synthetic steps;
 //! `runner::ramp` runs the steps and `ramp.json` is this module's [`RampResult`], read by the
 //! report generator.
@@ -163,6 +169,25 @@ pub struct RampResult {
     pub recommended_is_extrapolated: bool,
     pub stopped_early: bool,
     pub criteria: Criteria,
+    /// The first step the client could not deliver (client-limited): it and the steps after it
+    /// are left out of the saturation search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_limited_from: Option<ClientLimitedStep>,
+}
+
+/// The first client-limited step of a ramp.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientLimitedStep {
+    /// Index into `steps`.
+    pub step: usize,
+    pub rate: f64,
+    /// Share of the step's windows that were client-limited.
+    pub share: Option<f64>,
+}
+
+/// The first step whose summary says the client could not keep to its schedule.
+pub fn first_client_limited(steps: &[Step]) -> Option<usize> {
+    steps.iter().position(|s| s.summary.client_limited)
 }
 
 /// The baseline TTFT p99: the user's, else the first step's (if it measured any TTFT).
@@ -183,6 +208,7 @@ impl RampResult {
             recommended_is_extrapolated: true,
             stopped_early: false,
             criteria: Criteria::default(),
+            client_limited_from: None,
         }
     }
 }
@@ -273,7 +299,9 @@ pub fn analyze(
     fraction: f64,
     stopped_early: bool,
 ) -> RampResult {
-    let saturation = find_saturation(&criteria, &steps);
+    let limited = first_client_limited(&steps);
+    let clean = &steps[..limited.unwrap_or(steps.len())];
+    let saturation = find_saturation(&criteria, clean);
     let max_throughput = steps
         .iter()
         .max_by(|a, b| a.summary.output_tok_s.total_cmp(&b.summary.output_tok_s))
@@ -288,10 +316,15 @@ pub fn analyze(
     let (base_rate, extrapolated) = match &saturation {
         Some(sat) => (sat.rate, false),
         None => (
-            steps.iter().map(Step::effective_rate).fold(0.0, f64::max),
+            clean.iter().map(Step::effective_rate).fold(0.0, f64::max),
             true,
         ),
     };
+    let client_limited_from = limited.map(|i| ClientLimitedStep {
+        step: i,
+        rate: steps[i].effective_rate(),
+        share: steps[i].summary.client_limited_share,
+    });
     RampResult {
         baseline_ttft_p99_ms: baseline(&criteria, &steps),
         steps,
@@ -302,6 +335,7 @@ pub fn analyze(
         recommended_is_extrapolated: extrapolated,
         stopped_early,
         criteria,
+        client_limited_from,
     }
 }
 

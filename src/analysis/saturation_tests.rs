@@ -26,6 +26,7 @@ fn summary(ttft_p99: Option<f64>, error_rate: f64, tok_s: f64) -> Summary {
         input_tokens: 0,
         output_tok_s: tok_s,
         token_count_source: "usage".into(),
+        ..Summary::default()
     }
 }
 
@@ -197,4 +198,33 @@ fn criteria_check_refuses_k_at_or_below_one() {
     };
     assert!(c.check().is_err());
     assert!(Criteria::default().check().is_ok());
+}
+
+#[test]
+fn a_client_limited_step_is_never_the_saturation_point() {
+    // Step 3 (30/s) looks saturated (TTFT ×5), but only because the client could not send:
+    // it and everything after it are left out; nothing before saturated.
+    let mut steps = healthy(&[10.0, 20.0, 30.0, 40.0]);
+    steps[2].summary.ttft_ms.p99 = Some(500.0);
+    steps[2].summary.client_limited = true;
+    steps[2].summary.client_limited_share = Some(0.4);
+    steps[3].summary.error_rate = Some(0.5);
+    let r = analyze(steps, Criteria::default(), 0.75, false);
+    assert_eq!(r.saturation, None);
+    let c = r.client_limited_from.as_ref().unwrap();
+    assert_eq!((c.step, c.rate, c.share), (2, 30.0, Some(0.4)));
+    // Recommended from the last clean step (20/s), not the highest tested one.
+    assert_eq!(r.recommended_rate, 15.0);
+    assert!(r.recommended_is_extrapolated);
+}
+
+#[test]
+fn saturation_before_the_client_gave_out_still_counts() {
+    let mut steps = healthy(&[10.0, 20.0, 30.0, 40.0]);
+    steps[1].summary.ttft_ms.p99 = Some(500.0);
+    steps[3].summary.client_limited = true;
+    let r = analyze(steps, Criteria::default(), 0.5, false);
+    assert_eq!(r.saturation.as_ref().map(|s| s.step), Some(1));
+    assert_eq!(r.recommended_rate, 10.0);
+    assert_eq!(r.client_limited_from.as_ref().map(|c| c.step), Some(3));
 }

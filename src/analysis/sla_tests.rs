@@ -39,6 +39,7 @@ fn summary(ttft: Option<f64>, itl: Option<f64>, error_rate: Option<f64>) -> Summ
         input_tokens: 0,
         output_tok_s: 0.0,
         token_count_source: "usage".into(),
+        ..Summary::default()
     }
 }
 

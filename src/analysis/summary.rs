@@ -6,13 +6,15 @@ use super::window::Window;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Requests whose intended start fell inside the run.
     pub requests: u64,
     pub ok: u64,
+    /// Failures the server is answerable for (every outcome but `ok` and `client_error`).
     pub errors: u64,
-    /// errors / requests; `null` when no request was sent.
+    /// errors / (requests − client_errors): the server's error rate; `null` when no request
+    /// reached it.
     #[schemars(range(min = 0.0, max = 1.0))]
     pub error_rate: Option<f64>,
     /// Errors per outcome class (`http_<code>`, `timeout`, `connect_error`, …).
@@ -36,6 +38,37 @@ pub struct Summary {
     pub output_tok_s: f64,
     /// `usage` (server-reported), `stream` (counted from chunks), `mixed`, or `none`.
     pub token_count_source: String,
+    /// Requests that failed on the client before reaching the server (no free ephemeral port,
+    /// no file descriptor): outcome `client_error`, kept out of `errors` and the error rate.
+    #[serde(default)]
+    pub client_errors: u64,
+    /// The client was the bottleneck somewhere in the run: at least one window's dispatch-lag
+    /// p99 was above `max_dispatch_lag_ms`. Its numbers in those windows measure the client.
+    #[serde(default)]
+    pub client_limited: bool,
+    /// Windows (with requests) that were client-limited, and their share of all windows with
+    /// requests (`null` when there were none).
+    #[serde(default)]
+    pub client_limited_windows: u64,
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub client_limited_share: Option<f64>,
+    /// The threshold a window's dispatch-lag p99 was judged against (`--max-dispatch-lag`);
+    /// `null` in files written before it existed.
+    #[serde(default)]
+    pub max_dispatch_lag_ms: Option<f64>,
+    /// The connection-pool limit (`--max-connections`): requests in flight never exceed it.
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    /// The most requests in flight at once; under HTTP/1.1 each holds one connection, so this
+    /// is the peak number of connections in use.
+    #[serde(default)]
+    pub peak_connections: Option<u64>,
+    /// TCP connections the client opened during the run (each reused while the server keeps
+    /// it alive). Above `max_connections` when the server closed connections, or when the
+    /// HTTP client opened spares while the client was saturated (see the README).
+    #[serde(default)]
+    pub connections_opened: Option<u64>,
 }
 
 impl Summary {
@@ -66,6 +99,136 @@ impl Summary {
             input_tokens: total.input_tokens,
             output_tok_s: total.output_tokens as f64 / duration_s,
             token_count_source,
+            client_errors: total.client_errors,
+            client_limited: false,
+            client_limited_windows: 0,
+            client_limited_share: None,
+            max_dispatch_lag_ms: None,
+            max_connections: None,
+            peak_connections: None,
+            connections_opened: None,
         }
+    }
+
+    /// Judges the run's windows against `max_lag_ms` (see [`Window::client_limited`]) and
+    /// records the threshold, the count and the share of client-limited windows.
+    pub fn judge_client(&mut self, windows: &[Window], max_lag_ms: f64) {
+        let with_requests = windows.iter().filter(|w| w.requests > 0).count() as u64;
+        let limited = windows
+            .iter()
+            .filter(|w| w.requests > 0 && w.client_limited(max_lag_ms))
+            .count() as u64;
+        self.set_client_limited(limited, with_requests, max_lag_ms);
+    }
+
+    /// Records that `limited` of the `with_requests` windows that had requests were
+    /// client-limited against `max_lag_ms`.
+    pub fn set_client_limited(&mut self, limited: u64, with_requests: u64, max_lag_ms: f64) {
+        self.max_dispatch_lag_ms = Some(max_lag_ms);
+        self.client_limited = limited > 0;
+        self.client_limited_windows = limited;
+        self.client_limited_share =
+            (with_requests > 0).then(|| limited as f64 / with_requests as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Outcome, RequestRecord, TokenSource};
+
+    fn window(index: u64, lags_us: &[u64], outcome: Outcome) -> Window {
+        let mut w = Window::new(index, 1.0);
+        for &lag in lags_us {
+            w.record(&RequestRecord {
+                id: 0,
+                class: "chat".into(),
+                intended_s: index as f64,
+                dispatch_lag_us: lag,
+                ttft_us: Some(1000),
+                e2e_us: 2000,
+                itl_count: 0,
+                itl_mean_us: 0,
+                itl_max_us: 0,
+                output_tokens: 1,
+                token_source: TokenSource::Stream,
+                input_tokens: 1,
+                finish_reason: None,
+                outcome,
+                error: None,
+            });
+        }
+        w
+    }
+
+    #[test]
+    fn a_window_is_client_limited_when_its_dispatch_lag_p99_is_above_the_threshold() {
+        // 99 prompt dispatches and 1 late one: p99 is the 99th value, still prompt.
+        let mut lags = vec![200u64; 99];
+        lags.push(50_000);
+        assert!(!window(0, &lags, Outcome::Ok).client_limited(10.0));
+        // Two late ones out of 100: p99 is late.
+        lags[0] = 50_000;
+        assert!(window(0, &lags, Outcome::Ok).client_limited(10.0));
+        assert!(!window(0, &lags, Outcome::Ok).client_limited(60.0));
+        assert!(!Window::new(0, 1.0).client_limited(10.0), "empty window");
+    }
+
+    #[test]
+    fn summary_reports_the_share_of_client_limited_windows() {
+        let ws = vec![
+            window(0, &[100; 10], Outcome::Ok),
+            window(1, &[20_000; 10], Outcome::Ok),
+            window(2, &[], Outcome::Ok),
+            window(3, &[100; 10], Outcome::Ok),
+        ];
+        let mut total = Window::default();
+        ws.iter().for_each(|w| total.merge(w));
+        let mut s = Summary::new(&total, 4.0, Some(10.0));
+        s.judge_client(&ws, 10.0);
+        assert!(s.client_limited);
+        assert_eq!(s.client_limited_windows, 1);
+        assert_eq!(s.client_limited_share, Some(1.0 / 3.0));
+        assert_eq!(s.max_dispatch_lag_ms, Some(10.0));
+        s.judge_client(&ws, 25.0);
+        assert!(!s.client_limited);
+        assert_eq!(s.client_limited_share, Some(0.0));
+    }
+
+    #[test]
+    fn client_errors_stay_out_of_the_servers_errors_and_error_rate() {
+        let mut w = window(0, &[100; 6], Outcome::Ok);
+        w.merge(&window(0, &[100; 2], Outcome::ClientError));
+        w.merge(&window(0, &[100; 2], Outcome::ConnectError));
+        let s = Summary::new(&w, 1.0, None);
+        assert_eq!((s.requests, s.errors, s.client_errors), (10, 2, 2));
+        assert_eq!(
+            s.error_rate,
+            Some(0.25),
+            "2 connect errors of 8 requests that left"
+        );
+        assert!(!s.errors_by_kind.contains_key("client_error"));
+    }
+
+    #[test]
+    fn a_summary_written_before_the_client_fields_still_loads() {
+        let s = Summary::new(&window(0, &[100], Outcome::Ok), 1.0, Some(1.0));
+        let mut v = serde_json::to_value(&s).unwrap();
+        let o = v.as_object_mut().unwrap();
+        for k in [
+            "client_errors",
+            "client_limited",
+            "client_limited_windows",
+            "client_limited_share",
+            "max_dispatch_lag_ms",
+            "max_connections",
+            "peak_connections",
+            "connections_opened",
+        ] {
+            assert!(o.remove(k).is_some(), "{k}");
+        }
+        let back: Summary = serde_json::from_value(v).unwrap();
+        assert!(!back.client_limited);
+        assert_eq!(back.max_connections, None);
     }
 }

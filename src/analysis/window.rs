@@ -15,8 +15,13 @@ pub struct Window {
     pub len_s: f64,
     pub requests: u64,
     pub ok: u64,
+    /// Failures the server is answerable for (every class but `ok` and `client_error`).
     pub errors: u64,
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Requests that failed on the client (out of ports or file descriptors) before reaching
+    /// the server: counted in `requests`, not in `errors` nor in the error rate.
+    #[serde(default)]
+    pub client_errors: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     /// Requests whose output tokens came from the server's `usage` / were counted from the stream.
@@ -45,6 +50,13 @@ pub struct WindowStats {
     pub ttft_p99_ms: Option<f64>,
     pub itl_p50_ms: Option<f64>,
     pub itl_p99_ms: Option<f64>,
+    /// Dispatch lag p99 (intended start → actual send) of the window's requests.
+    #[serde(default)]
+    pub dispatch_lag_p99_ms: Option<f64>,
+    /// The client could not keep to the schedule in this window: its dispatch lag p99 was
+    /// above the run's `max_dispatch_lag` (see [`Window::client_limited`]).
+    #[serde(default)]
+    pub client_limited: bool,
 }
 
 /// One line of `windows.jsonl`: the digest plus the exact histograms.
@@ -70,6 +82,8 @@ impl Window {
         self.requests += 1;
         if r.outcome.is_ok() {
             self.ok += 1;
+        } else if r.outcome.is_client_error() {
+            self.client_errors += 1;
         } else {
             self.errors += 1;
             *self
@@ -107,6 +121,7 @@ impl Window {
         self.requests += o.requests;
         self.ok += o.ok;
         self.errors += o.errors;
+        self.client_errors += o.client_errors;
         for (k, v) in &o.errors_by_kind {
             *self.errors_by_kind.entry(k.clone()).or_default() += v;
         }
@@ -140,8 +155,29 @@ impl Window {
         out
     }
 
+    /// The server's error rate: errors over the requests that reached it (client errors are
+    /// the client's, and not in either count); `None` when none did.
     pub fn error_rate(&self) -> Option<f64> {
-        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+        let reached = self.requests - self.client_errors.min(self.requests);
+        (reached > 0).then(|| self.errors as f64 / reached as f64)
+    }
+
+    /// Whether the client, not the server, set the pace in this window: its dispatch lag p99
+    /// is above `max_lag_ms`. Latencies count from the intended start, so they stay honest,
+    /// but the server got less load than the schedule meant, at other times than meant; the
+    /// window measures the client. An empty window is not client-limited.
+    pub fn client_limited(&self, max_lag_ms: f64) -> bool {
+        self.dispatch_lag
+            .quantile_ms(0.99)
+            .is_some_and(|p99| p99 > max_lag_ms)
+    }
+
+    /// The digest, with `client_limited` judged against `max_lag_ms`.
+    pub fn stats_with(&self, max_lag_ms: f64) -> WindowStats {
+        WindowStats {
+            client_limited: self.client_limited(max_lag_ms),
+            ..self.stats()
+        }
     }
 
     pub fn stats(&self) -> WindowStats {
@@ -162,6 +198,8 @@ impl Window {
             ttft_p99_ms: p(&self.ttft, 0.99),
             itl_p50_ms: p(&self.itl, 0.5),
             itl_p99_ms: p(&self.itl, 0.99),
+            dispatch_lag_p99_ms: p(&self.dispatch_lag, 0.99),
+            client_limited: false,
         }
     }
 

@@ -91,6 +91,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| super::load::default_out("bench"));
     let plan = BenchPlan {
+        overload: args.target.overload(),
         profile,
         workload,
         arrival,

@@ -167,6 +167,7 @@ fn steps(
                     seed: i as u64,
                     window_s: 1.0,
                     out_dir: tmp.join(format!("step-{i}")),
+                    overload: Default::default(),
                 },
                 client,
                 Arc::new(Control::default()),

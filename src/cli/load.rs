@@ -62,6 +62,28 @@ pub struct TargetArgs {
     pub sim_config: Option<PathBuf>,
     #[command(flatten)]
     pub tls: super::tls::TlsArgs,
+    /// Connection pool: requests in flight (one HTTP/1.1 connection each) at most. A request
+    /// that finds every connection busy waits, and the wait shows as dispatch lag, never as an
+    /// error. Default: peak rate × --timeout × 1.25 (what a server answering nothing until the
+    /// timeout would need), at least 64, at most 4096 and the open-file limit less 256 (half of
+    /// it with the embedded sim); a closed loop's default is its user count. The pool opens up
+    /// gradually (256 at first, doubling every 250 ms while all are busy, at most +1024).
+    #[arg(long, value_parser = parse_max_connections)]
+    pub max_connections: Option<usize>,
+    /// A window whose dispatch-lag p99 (intended start → actual send) is above this is marked
+    /// client_limited: the load generator, not the server, set the pace there. It is warned
+    /// about while it happens, counted in summary.json, and makes an experiment invalid.
+    #[arg(long, default_value = "10ms", value_parser = crate::duration::parse_positive)]
+    pub max_dispatch_lag: Duration,
+}
+
+/// `--max-connections`: a whole number from 1 to the concurrency limit.
+pub(crate) fn parse_max_connections(s: &str) -> Result<usize, String> {
+    let max = crate::limits::MAX_CONCURRENCY;
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n as usize),
+        _ => Err(format!("'{s}': expected a whole number from 1 to {max}")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -217,6 +239,15 @@ impl Connected {
 }
 
 impl TargetArgs {
+    /// The connection pool and dispatch-lag threshold these flags ask for.
+    pub(crate) fn overload(&self) -> crate::load::pool::Overload {
+        crate::load::pool::Overload {
+            max_connections: self.max_connections,
+            max_dispatch_lag: self.max_dispatch_lag,
+            embedded_server: self.endpoint.is_none(),
+        }
+    }
+
     pub(crate) fn headers(&self) -> anyhow::Result<Vec<(String, String)>> {
         self.headers
             .iter()
@@ -381,6 +412,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             seed,
             window_s,
             out_dir: out_dir.clone(),
+            overload: args.target.overload(),
         };
         let out = engine::run(engine_cfg, client, control, |now, p| {
             if tty {
@@ -390,15 +422,15 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                     .and_then(|w| w.ttft_p99_ms)
                     .map(|v| format!("{v:.0} ms"))
                     .unwrap_or_else(|| "-".into());
-                eprint!(
-                    "\r  {now:>6.1}/{total_s:.0} s  sent {}  in flight {}  done {}  errors {}  TTFT p99 (last window) {last}   ",
+                super::progress::draw(&format!(
+                    "  {now:>6.1}/{total_s:.0} s  sent {}  in flight {}  done {}  errors {}  TTFT p99 (last window) {last}",
                     p.sent, p.in_flight, p.completed, p.errors
-                );
+                ));
             }
         })
         .await;
         if tty {
-            eprintln!();
+            super::progress::finish();
         }
         target.close().await;
         let out = out?;
@@ -407,6 +439,15 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         } else {
             println!("{}", summary_table(&out.summary));
             println!("  results in {}", out.out_dir.display());
+        }
+        if let Some(note) = super::progress::client_limited_note(&out.summary) {
+            eprintln!("warning: {note}");
+        }
+        if out.summary.client_errors > 0 {
+            eprintln!(
+                "warning: {} requests failed on this machine before reaching the server (client_error: out of ports or file descriptors); they are not in the error rate. Lower --max-connections or raise `ulimit -n`.",
+                out.summary.client_errors
+            );
         }
         if out.summary.errors > 0
             && let Some((kind, message)) = first_error(&out.out_dir)

@@ -51,6 +51,39 @@ fn width() -> usize {
     }
 }
 
+/// Draws `text` as the status line (on a terminal), clipped to its width; log lines (such as
+/// the client-limited warning) then go above it instead of through it.
+pub fn draw(text: &str) {
+    let text: String = text.chars().take(width().saturating_sub(1)).collect();
+    let mut l = line();
+    let _ = write!(std::io::stderr(), "{CLEAR}{text}");
+    *l = Some(text);
+}
+
+/// The closing line of a run whose client was the bottleneck somewhere (`None` otherwise).
+pub fn client_limited_note(s: &crate::analysis::summary::Summary) -> Option<String> {
+    if !s.client_limited {
+        return None;
+    }
+    let share = s
+        .client_limited_share
+        .map(|x| format!(" ({:.0}%)", x * 100.0))
+        .unwrap_or_default();
+    let pool = match (s.peak_connections, s.max_connections) {
+        (Some(p), Some(m)) => format!("; peak connections {p} of a pool of {m}"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "client-limited: {} windows{share} had dispatch lag p99 above {} ms (overall p99 {}){pool}. The load generator, not the server, set the pace there: those numbers measure the client.",
+        s.client_limited_windows,
+        s.max_dispatch_lag_ms.unwrap_or_default(),
+        s.dispatch_lag_ms
+            .p99
+            .map(|v| format!("{v:.1} ms"))
+            .unwrap_or_else(|| "-".into()),
+    ))
+}
+
 /// An observer that redraws the status line in place (`tty`) or prints `progress: ...` every
 /// `every` of the run's time.
 pub fn observer(tty: bool, every: Duration) -> Observer {

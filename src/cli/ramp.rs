@@ -165,6 +165,7 @@ pub fn run(args: RampArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| super::load::default_out("ramp"));
     let plan = RampPlan {
+        overload: args.target.overload(),
         loads,
         step_duration: args.step_duration,
         arrival,
@@ -226,9 +227,16 @@ pub(crate) async fn run_ramp(
                 ms(step.summary.ttft_ms.p99),
                 step.summary.output_tok_s,
                 step.summary.error_rate.unwrap_or(0.0) * 100.0,
-                saturated
-                    .map(|r| format!("  ← saturated ({})", reason_name(r)))
-                    .unwrap_or_default()
+                if step.summary.client_limited {
+                    format!(
+                        "  ← client-limited (dispatch lag p99 {}): not a cluster measurement, left out of the saturation search",
+                        ms(step.summary.dispatch_lag_ms.p99)
+                    )
+                } else {
+                    saturated
+                        .map(|r| format!("  ← saturated ({})", reason_name(r)))
+                        .unwrap_or_default()
+                }
             );
         }
         _ => {}
@@ -272,6 +280,9 @@ pub(crate) fn ramp_table(r: &RampResult) -> String {
         if rec_step == Some(i) {
             mark.push_str("← recommended ≤ here");
         }
+        if st.summary.client_limited {
+            mark.push_str("← client-limited");
+        }
         let sm = &st.summary;
         let _ = writeln!(
             s,
@@ -301,6 +312,14 @@ pub(crate) fn ramp_table(r: &RampResult) -> String {
             let _ = writeln!(s, "  saturation: not reached up to the highest tested load");
         }
     }
+    if let Some(c) = &r.client_limited_from {
+        let _ = writeln!(
+            s,
+            "  client-limited from step {} ({:.2} req/s): the load generator could not keep to the schedule there (dispatch lag p99 above --max-dispatch-lag); those steps measure the client and are left out of the saturation search",
+            c.step + 1,
+            c.rate
+        );
+    }
     let _ = writeln!(
         s,
         "  max throughput: {:.0} output tok/s at {:.2} req/s",
@@ -322,7 +341,9 @@ pub(crate) fn ramp_table(r: &RampResult) -> String {
             ""
         }
     );
-    if r.stopped_early {
+    if r.stopped_early && r.client_limited_from.is_some() && r.saturation.is_none() {
+        let _ = writeln!(s, "  stopped early (at the first client-limited step)");
+    } else if r.stopped_early {
         let _ = writeln!(s, "  stopped early (after one step past saturation)");
     }
     s

@@ -119,6 +119,7 @@ pub fn run(args: SlaArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| super::load::default_out("sla"));
     let plan = SlaPlan {
+        overload: args.target.overload(),
         rate,
         duration: args.duration,
         arrival,

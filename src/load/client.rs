@@ -40,6 +40,7 @@
 //! | non-2xx status (body read up to 64 KiB for at most 0.5 s, a redacted snippet kept in `error`) | `HttpStatus{code}` |
 //! | the per-request timeout expired (whole request: connect, headers, body) | `Timeout` |
 //! | TCP connect refused, unreachable, DNS failure, TLS handshake failure, or `connect_timeout` expired | `ConnectError` |
+//! | this machine ran out before the request left: `EADDRNOTAVAIL` (ephemeral ports), `EMFILE`/`ENFILE` (file descriptors), `ENOBUFS` | `ClientError` (not the server's) |
 //! | connection reset or closed while reading headers or body (including a chunked body cut short) | `ConnectionReset` |
 //! | `[DONE]` or a clean EOF without a `finish_reason`; a whole response whose `finish_reason` is null | `StreamEndedEarly` |
 //! | not HTTP; `text/html`; a body with no SSE event that is not labelled `text/event-stream` or has non-SSE lines; bad JSON; invalid UTF-8; a `content-encoding` that does not decode; an event past `max_event_bytes`; an error object or `event: error` | `InvalidResponse` |
@@ -281,6 +282,8 @@ struct Inner {
     run_start: Instant,
     /// The API key and header values, kept out of every stored or printed server text.
     redactor: Redactor,
+    /// Counts the TCP connections made (see [`Client::connections_opened`]).
+    connects: crate::load::pool::CountConnects,
 }
 
 impl fmt::Debug for Client {
@@ -310,7 +313,7 @@ const HEAD: usize = 4096;
 
 impl Client {
     /// Checks the config and builds the connection pool. `run_start` is the instant that
-    /// `intended_s` in records counts from.
+    /// `intended_s` in records counts from (or the moment the client is ready, if later).
     pub fn new(cfg: ClientConfig, run_start: Instant) -> Result<Client, ClientError> {
         let prefix = api_prefix(&cfg.base_url)?;
         let join = |tail: &str| {
@@ -368,7 +371,9 @@ impl Client {
             headers.insert(AUTHORIZATION, key.header_value()?);
         }
 
+        let connects = crate::load::pool::CountConnects::default();
         let http = crate::tls::http_client_builder(&cfg.tls)?
+            .connector_layer(connects.clone())
             .no_proxy()
             .retry(reqwest::retry::never())
             .default_headers(headers)
@@ -384,6 +389,10 @@ impl Client {
                 .map(|k| k.0.as_str())
                 .chain(cfg.headers.iter().map(|(_, v)| v.as_str())),
         );
+        // The run's clock starts when the client is ready: building it (TLS roots, the pool)
+        // takes tens of ms, and a clock started before that would make the first requests of
+        // every run late by that much (client-limited, at 10 ms of dispatch lag).
+        let run_start = run_start.max(Instant::now());
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -392,8 +401,14 @@ impl Client {
                 cfg,
                 run_start,
                 redactor,
+                connects,
             }),
         })
+    }
+
+    /// TCP connections this client (all its clones) has made so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.connects.opened()
     }
 
     pub fn config(&self) -> &ClientConfig {

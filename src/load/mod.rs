@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod engine;
+pub mod pool;
 /// The per-request record lives in a leaf module (analysis reads it too); this path still works.
 pub use crate::record;
 pub mod recorder;

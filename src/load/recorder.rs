@@ -46,8 +46,16 @@ pub struct Progress {
     pub completed: u64,
     pub errors: u64,
     pub output_tokens: u64,
+    /// The most requests in flight at once so far.
+    pub peak_in_flight: u64,
     /// The most recently sealed window.
     pub last: Option<WindowStats>,
+    /// Sealed windows that were client-limited (dispatch-lag p99 above the threshold), and the
+    /// episodes (runs of such windows, in index order) they formed; the dispatch-lag p99 of
+    /// the window that began the latest episode.
+    pub client_limited_windows: u64,
+    pub client_limited_episodes: u64,
+    pub client_limited_lag_p99_ms: Option<f64>,
     /// Completions and errors per second of *completion* time, newest last (the last
     /// `LIVE_SECONDS`): what live decisions (stop conditions, steady-state checks) look at,
     /// because a window keyed by intended start is only complete once its slowest request is.
@@ -65,6 +73,11 @@ pub struct LiveSecond {
 }
 
 pub const LIVE_SECONDS: usize = 120;
+
+/// Client-limited windows at most this many windows apart are one episode (one warning): a
+/// client that is struggling is late in most windows, not all, and a warning per window is
+/// noise.
+pub const EPISODE_GAP: u64 = 5;
 
 impl Progress {
     /// Error rate over the last `seconds` complete seconds before `now_s` (by completion time).
@@ -94,12 +107,18 @@ struct Inner {
     requests_out: BufWriter<File>,
     windows_out: BufWriter<File>,
     progress: Progress,
+    /// The index of the last client-limited window sealed: a limited window within
+    /// [`EPISODE_GAP`] windows of it (either side: windows seal out of order) continues the
+    /// episode.
+    last_limited: Option<u64>,
     error: Option<RecorderError>,
 }
 
 pub struct Recorder {
     dir: PathBuf,
     window_len_s: f64,
+    /// Dispatch-lag p99 (ms) above which a sealed window is client-limited.
+    max_lag_ms: f64,
     inner: Mutex<Inner>,
 }
 
@@ -124,6 +143,7 @@ impl Recorder {
         Ok(Recorder {
             dir: dir.to_path_buf(),
             window_len_s,
+            max_lag_ms: crate::load::pool::DEFAULT_MAX_DISPATCH_LAG.as_secs_f64() * 1000.0,
             inner: Mutex::new(Inner {
                 open: BTreeMap::new(),
                 frontier_s: 0.0,
@@ -132,9 +152,16 @@ impl Recorder {
                 requests_out: open(REQUESTS_FILE)?,
                 windows_out: open(WINDOWS_FILE)?,
                 progress: Progress::default(),
+                last_limited: None,
                 error: None,
             }),
         })
+    }
+
+    /// Judges sealed windows client-limited above `max_lag_ms` of dispatch-lag p99.
+    pub fn judging(mut self, max_lag_ms: f64) -> Recorder {
+        self.max_lag_ms = max_lag_ms;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -158,6 +185,7 @@ impl Recorder {
         g.frontier_s = g.frontier_s.max(intended_s);
         g.progress.sent += 1;
         g.progress.in_flight += 1;
+        g.progress.peak_in_flight = g.progress.peak_in_flight.max(g.progress.in_flight);
         g.open
             .entry(index)
             .or_insert_with(|| OpenWindow {
@@ -198,7 +226,7 @@ impl Recorder {
         inner.progress.in_flight -= 1;
         inner.progress.completed += 1;
         inner.progress.output_tokens += rec.output_tokens;
-        if !rec.outcome.is_ok() {
+        if rec.outcome.is_server_error() {
             inner.progress.errors += 1;
         }
         let second = ((rec.intended_s * 1e6) as u64 + rec.e2e_us) / 1_000_000;
@@ -214,7 +242,7 @@ impl Recorder {
         }
         if let Some(l) = live.iter_mut().rev().find(|l| l.second == second) {
             l.completed += 1;
-            l.errors += u64::from(!rec.outcome.is_ok());
+            l.errors += u64::from(rec.outcome.is_server_error());
             if let Some(t) = rec.ttft_us {
                 let t = t as f64 / 1000.0;
                 l.max_ttft_ms = Some(l.max_ttft_ms.map_or(t, |m| m.max(t)));
@@ -253,7 +281,19 @@ impl Recorder {
             return;
         };
         let w = open.window;
-        let stats = w.stats();
+        let stats = w.stats_with(self.max_lag_ms);
+        if stats.client_limited {
+            let p = &mut g.progress;
+            p.client_limited_windows += 1;
+            let continues = g
+                .last_limited
+                .is_some_and(|l| index.abs_diff(l) <= EPISODE_GAP);
+            if !continues {
+                p.client_limited_episodes += 1;
+                p.client_limited_lag_p99_ms = stats.dispatch_lag_p99_ms;
+            }
+            g.last_limited = Some(g.last_limited.map_or(index, |l| l.max(index)));
+        }
         let line = WindowLine {
             stats: stats.clone(),
             window: w,
@@ -456,5 +496,73 @@ mod tests {
         let done = r.close().unwrap();
         assert_eq!(done.windows.len(), 2);
         assert_eq!(done.total.requests, 3);
+    }
+}
+
+#[cfg(test)]
+mod client_limited_tests {
+    use super::*;
+    use crate::load::record::{Outcome, TokenSource};
+
+    fn rec(intended_s: f64, lag_us: u64) -> RequestRecord {
+        RequestRecord {
+            id: 0,
+            class: "chat".into(),
+            intended_s,
+            dispatch_lag_us: lag_us,
+            ttft_us: Some(lag_us + 1000),
+            e2e_us: lag_us + 2000,
+            itl_count: 0,
+            itl_mean_us: 0,
+            itl_max_us: 0,
+            output_tokens: 1,
+            token_source: TokenSource::Stream,
+            input_tokens: 1,
+            finish_reason: Some("stop".into()),
+            outcome: Outcome::Ok,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn consecutive_client_limited_windows_are_one_episode() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::create(dir.path(), 1.0).unwrap().judging(10.0);
+        // Windows 0-1 late (50 ms), 2 on time, 3 late (same episode: within EPISODE_GAP),
+        // 4-9 on time, 10 late (a new episode): two episodes, four windows.
+        let lags = (0..11u64).map(|i| {
+            (
+                i,
+                if [0, 1, 3, 10].contains(&i) {
+                    50_000
+                } else {
+                    100
+                },
+            )
+        });
+        for (i, lag) in lags {
+            let t = i as f64 + 0.5;
+            let w = r.begin(t);
+            r.finish(w, &rec(t, lag));
+            r.tick(t + 2.0).unwrap();
+            if i == 0 {
+                assert_eq!(r.progress().client_limited_episodes, 1);
+                let lag = r.progress().client_limited_lag_p99_ms.unwrap();
+                assert!((lag - 50.0).abs() < 0.1, "{lag}");
+            }
+        }
+        let done = r.close().unwrap();
+        let p = r.progress();
+        assert_eq!(p.client_limited_windows, 4);
+        assert_eq!(p.client_limited_episodes, 2);
+        let flags: Vec<u64> = done
+            .windows
+            .iter()
+            .filter(|w| w.client_limited)
+            .map(|w| w.index)
+            .collect();
+        assert_eq!(flags, vec![0, 1, 3, 10]);
+        let lag = done.windows[0].dispatch_lag_p99_ms.unwrap();
+        assert!((lag - 50.0).abs() < 0.1, "{lag}");
     }
 }

@@ -162,6 +162,10 @@ fn read_completed(path: &Path, len_s: f64) -> Result<Vec<Completed>, LoadDirErro
                 ..Completed::default()
             }));
         }
+        // A client error never reached the server: it is not in the server's error rate.
+        if r.outcome.kind == "client_error" {
+            continue;
+        }
         out[idx].requests += 1;
         if r.outcome.kind != "ok" {
             out[idx].errors += 1;

@@ -75,6 +75,8 @@ pub struct BenchPlan {
     pub pricing: Option<Pricing>,
     pub prometheus: Option<String>,
     pub out_dir: PathBuf,
+    /// The connection pool and the dispatch-lag threshold of every phase.
+    pub overload: crate::load::pool::Overload,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,6 +230,7 @@ pub async fn run(
         criteria: plan.criteria.clone(),
         fraction: plan.fraction,
         early_stop: true,
+        overload: plan.overload.clone(),
         out_dir: plan.out_dir.join("ramp"),
     };
     let step_s = p.step_duration.as_secs_f64();
@@ -293,6 +296,7 @@ pub async fn run(
                     window_s: plan.window_s,
                     limits: plan.limits.clone(),
                     find: None,
+                    overload: plan.overload.clone(),
                     out_dir: plan.out_dir.join("sla"),
                 },
                 client_cfg,
@@ -389,6 +393,7 @@ async fn engine_phase(
             seed: plan.seed,
             window_s: plan.window_s,
             out_dir,
+            overload: plan.overload.clone(),
         },
         Client::new(client_cfg.clone(), Instant::now())?,
         control.clone(),

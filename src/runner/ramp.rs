@@ -104,6 +104,8 @@ pub struct RampPlan {
     pub criteria: Criteria,
     pub fraction: f64,
     pub early_stop: bool,
+    /// The connection pool and the dispatch-lag threshold of every step.
+    pub overload: crate::load::pool::Overload,
     /// `ramp.json` and `steps/` go here.
     pub out_dir: PathBuf,
 }
@@ -188,6 +190,7 @@ pub async fn run(
                 seed: plan.seed.wrapping_add(i as u64),
                 window_s: plan.window_s,
                 out_dir: dir.clone(),
+                overload: plan.overload.clone(),
             },
             Client::new(client_cfg.clone(), Instant::now())?,
             control.clone(),
@@ -213,7 +216,15 @@ pub async fn run(
             summary: out.summary,
             out_dir: dir.display().to_string(),
         });
-        let verdict = saturation::check_step(&plan.criteria, &steps, i).map(|(r, _)| r);
+        // A step the client could not deliver says nothing about the cluster (see
+        // `saturation`): it is never the saturation point, and the ramp stops there when early
+        // stopping is on (higher steps would only measure the client harder).
+        let client_limited = steps[i].summary.client_limited;
+        let verdict = if client_limited {
+            None
+        } else {
+            saturation::check_step(&plan.criteria, &steps, i).map(|(r, _)| r)
+        };
         if saturated_at.is_none() && verdict.is_some() {
             saturated_at = Some(i);
         }
@@ -222,7 +233,7 @@ pub async fn run(
             step: &steps[i],
             saturated: verdict,
         });
-        if out.stopped_early {
+        if out.stopped_early || (client_limited && plan.early_stop) {
             stopped_early = true;
             break;
         }

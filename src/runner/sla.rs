@@ -59,6 +59,8 @@ pub struct SlaPlan {
     pub window_s: f64,
     pub limits: SlaLimits,
     pub find: Option<FindPlan>,
+    /// The connection pool and the dispatch-lag threshold of every trial.
+    pub overload: crate::load::pool::Overload,
     /// `sla.json` goes here; the sustained run's files too, trials under `trials/`.
     pub out_dir: PathBuf,
 }
@@ -213,6 +215,7 @@ async fn one_run(
             seed: plan.seed,
             window_s: plan.window_s,
             out_dir: dir.to_path_buf(),
+            overload: plan.overload.clone(),
         },
         Client::new(client_cfg.clone(), Instant::now())?,
         control.clone(),

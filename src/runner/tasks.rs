@@ -38,6 +38,11 @@ pub(crate) fn spawn_load(
         seed: exp.load.seed.unwrap_or_else(rand::random),
         window_s: exp.analysis.window.as_secs_f64(),
         out_dir: opts.out_dir.clone(),
+        overload: crate::load::pool::Overload {
+            // The embedded sim holds the server end of every connection in this process.
+            embedded_server: matches!(exp.target, crate::runner::spec::Target::Sim { .. }),
+            ..exp.load.overload.clone()
+        },
     };
     tokio::spawn(async move {
         engine::run(cfg, client, shared.control.clone(), move |_, p| {

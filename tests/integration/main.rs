@@ -14,6 +14,7 @@ mod load;
 mod netns;
 mod network_delay;
 mod node_drain;
+mod overload;
 mod process_pause;
 mod prometheus;
 mod report;

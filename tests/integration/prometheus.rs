@@ -250,6 +250,7 @@ async fn ramp_to_saturation_names_kv_cache_or_queue_primary_and_unexposed_nvlink
             criteria: Default::default(),
             fraction: 0.7,
             early_stop: false,
+            overload: Default::default(),
             out_dir: dir.path().to_path_buf(),
         },
         &cfg,

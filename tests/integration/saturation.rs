@@ -73,6 +73,7 @@ async fn ramp_finds_the_small_sims_capacity_within_ten_percent_and_stops_early()
             criteria: Criteria::default(),
             fraction: 0.7,
             early_stop: true,
+            overload: Default::default(),
             out_dir: dir.path().to_path_buf(),
         },
         &cfg,

@@ -177,6 +177,14 @@ impl Failure {
 /// Classifies a transport error from reqwest (see the table in the module docs).
 pub(super) fn classify(e: &reqwest::Error, m: &Measure, cfg: &ClientConfig) -> Failure {
     let root = root_message(e);
+    if let Some(why) = local_exhaustion(e) {
+        // Our own machine ran out (ports, descriptors): the request never reached the server,
+        // so it must not count as the server's connect error.
+        return Failure {
+            outcome: Outcome::ClientError,
+            message: format!("client out of resources: {why}"),
+        };
+    }
     if let Some(why) = crate::tls::explain(e) {
         // A handshake that failed is a connection that could not be made, whatever layer
         // reported it; the reason (unknown CA, no client certificate…) is the message.
@@ -226,6 +234,37 @@ pub(super) fn classify(e: &reqwest::Error, m: &Measure, cfg: &ClientConfig) -> F
     Failure {
         outcome: Outcome::ConnectionReset,
         message: format!("connection broken {place}: {root}"),
+    }
+}
+
+/// The local resource whose exhaustion caused `e`, if any: an OS error anywhere in its chain
+/// that says this machine (not the network or the server) is out of ephemeral ports, file
+/// descriptors or socket buffers.
+pub(crate) fn local_exhaustion(e: &(dyn StdError + 'static)) -> Option<&'static str> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(why) = io.raw_os_error().and_then(exhausted_resource)
+        {
+            return Some(why);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// What an errno says ran out on this machine, for the errnos that mean exactly that.
+pub(crate) fn exhausted_resource(errno: i32) -> Option<&'static str> {
+    match errno {
+        libc::EADDRNOTAVAIL => {
+            Some("no free local port (EADDRNOTAVAIL: ephemeral ports exhausted)")
+        }
+        libc::EMFILE => Some(
+            "too many open files in this process (EMFILE: raise `ulimit -n` or lower --max-connections)",
+        ),
+        libc::ENFILE => Some("too many open files on this machine (ENFILE)"),
+        libc::ENOBUFS => Some("no socket buffer space (ENOBUFS)"),
+        _ => None,
     }
 }
 
@@ -296,4 +335,34 @@ pub(super) fn micros(d: Duration) -> u64 {
 
 pub(super) fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod exhaustion_tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("tcp connect error")
+        }
+    }
+    impl StdError for Wrapped {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn port_and_descriptor_exhaustion_deep_in_the_chain_is_the_clients_not_the_servers() {
+        for errno in [libc::EADDRNOTAVAIL, libc::EMFILE, libc::ENFILE] {
+            let e = Wrapped(std::io::Error::from_raw_os_error(errno));
+            assert!(local_exhaustion(&e).is_some(), "errno {errno}");
+        }
+        for errno in [libc::ECONNREFUSED, libc::ENETUNREACH, libc::ETIMEDOUT] {
+            let e = Wrapped(std::io::Error::from_raw_os_error(errno));
+            assert_eq!(local_exhaustion(&e), None, "errno {errno} is the network's");
+        }
+    }
 }

@@ -280,10 +280,37 @@ fn load(l: &LoadSpec, doc: &Doc) -> Result<Load, SpecError> {
         (None, Some(mix)) => Workload::parse_mix(mix).map_err(|e| bad("workload", &e))?,
         (None, None) => Workload::default_mix(),
     };
+    if l.max_connections == Some(0)
+        || l.max_connections
+            .is_some_and(|n| n as u64 > crate::limits::MAX_CONCURRENCY)
+    {
+        return Err(SpecError::invalid(
+            at("max_connections"),
+            format!(
+                "'max_connections' {} must be from 1 to {}",
+                l.max_connections.unwrap_or_default(),
+                crate::limits::MAX_CONCURRENCY
+            ),
+        ));
+    }
+    if l.max_dispatch_lag.is_some_and(|d| d.0.is_zero()) {
+        return Err(SpecError::invalid(
+            at("max_dispatch_lag"),
+            "'max_dispatch_lag' must be greater than zero".to_string(),
+        ));
+    }
+    let mut overload = crate::load::pool::Overload {
+        max_connections: l.max_connections,
+        ..Default::default()
+    };
+    if let Some(d) = l.max_dispatch_lag {
+        overload.max_dispatch_lag = d.0;
+    }
     Ok(Load {
         schedule,
         workload,
         seed: l.seed,
+        overload,
     })
 }
 

@@ -101,6 +101,9 @@ pub struct Load {
     pub schedule: Schedule,
     pub workload: Workload,
     pub seed: Option<u64>,
+    /// The connection pool and the dispatch-lag threshold (`embedded_server` is set when the
+    /// run starts the sim).
+    pub overload: crate::load::pool::Overload,
 }
 
 /// One occurrence of a fault on the timeline.

@@ -120,6 +120,16 @@ pub struct LoadSpec {
     pub duration: Option<Dur>,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Connection pool: requests in flight at most (`--max-connections`; default from the rate
+    /// and the timeout).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_connections: Option<usize>,
+    /// A window whose dispatch-lag p99 is above this is client-limited, and a baseline or fault
+    /// phase whose dispatch-lag p99 is above it makes the run invalid (`--max-dispatch-lag`;
+    /// default 10ms).
+    #[serde(default)]
+    pub max_dispatch_lag: Option<Dur>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]

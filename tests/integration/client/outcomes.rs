@@ -293,6 +293,7 @@ async fn engine_counts_the_unflattering_classes_as_errors() {
             seed: 1,
             window_s: 1.0,
             out_dir: dir.path().to_path_buf(),
+            overload: Default::default(),
         },
         client(&srv.base, |_| {}),
         Arc::new(Control::default()),
