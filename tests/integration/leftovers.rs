@@ -82,11 +82,19 @@ pub fn armed(marker: &str) -> BTreeSet<u32> {
     }
 }
 
-/// Pids of the live children of `ppid` whose arguments are exactly `args`.
-pub fn children(ppid: u32, args: &[&str]) -> BTreeSet<u32> {
+/// The embedded sim's worker processes among `ppid`'s children: a `sleep 2147483647` each, its
+/// `argv[0]` renamed `<state dir>/bin/sim-worker-N` (`faultline::common::sim_names`).
+pub fn sim_workers(ppid: u32) -> BTreeSet<u32> {
     processes()
         .into_iter()
-        .filter(|p| !p.zombie && p.ppid == ppid && p.args == args)
+        .filter(|p| !p.zombie && p.ppid == ppid)
+        .filter(|p| {
+            p.args.len() == 2
+                && p.args[1] == "2147483647"
+                && p.args[0]
+                    .rsplit_once("/bin/sim-worker-")
+                    .is_some_and(|(_, n)| n.parse::<usize>().is_ok())
+        })
         .map(|p| p.pid)
         .collect()
 }

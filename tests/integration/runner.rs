@@ -244,7 +244,7 @@ fn sigkill_mid_fault_then_recover_restores_the_gpu_and_cleans_the_ledger() {
     );
     let armed = armed_timers(&ledger_path);
     // The embedded sim's workers: a `sleep` each, the run's children.
-    let workers = leftovers::children(child.id(), &["sleep", "2147483647"]);
+    let workers = leftovers::sim_workers(child.id());
     assert!(!workers.is_empty(), "no sim worker processes");
     child.kill().unwrap(); // SIGKILL: no restore can run.
     child.wait().unwrap();
