@@ -27,3 +27,4 @@ mod ssh_nodes;
 mod sshd;
 mod tls;
 mod truth;
+mod zero_sse;
