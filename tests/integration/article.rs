@@ -11,51 +11,19 @@
 //! half as with the TP=2 preset). Throughput is where the sim departs from the article (−25 %
 //! there): three TP=1 workers still carry 30 req/s, so it is asserted to stay within 20 %.
 
+use crate::shipped::{self, once};
 use faultline::analysis::phases::{Detection, Recovery};
-use faultline::fault::ledger::Ledger;
-use faultline::runner::execute::{self, RunOptions};
-use faultline::runner::spec;
-use faultline::sim::SimEvent;
-use std::path::PathBuf;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `text` with `from` replaced by `to`, which must occur exactly once.
-fn once(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(text.matches(from).count(), 1, "{from:?} in:\n{text}");
-    text.replacen(from, to, 1)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gpu_of_four_costs_about_two_seconds_of_traffic_and_a_quarter_of_the_cluster() {
-    let shipped = std::fs::read_to_string(root().join("experiments/gpu-1-of-4.yaml")).unwrap();
+    let shipped = shipped::experiment("gpu-1-of-4");
     assert!(shipped.contains("preset: h100x4-70b-tp1-fast"), "{shipped}");
     let mut exp = once(&shipped, "duration: 135s", "duration: 55s");
     exp = once(&exp, "duration: 60s", "duration: 15s");
     exp = once(&exp, "warmup: 15s", "warmup: 5s");
     exp = once(&exp, "at: 45s", "at: 17s");
-    exp.push_str(&format!(
-        "faults_dir: \"{}\"\n",
-        root().join("faults").display()
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gpu-1-of-4.yaml");
-    std::fs::write(&path, &exp).unwrap();
-    let exp = spec::load_experiment(&path).unwrap();
-    let out = dir.path().join("out");
-    let r = execute::run(
-        &exp,
-        &RunOptions {
-            out_dir: out.clone(),
-            ledger: Ledger::at(dir.path().join("ledger.jsonl")),
-            run_id: "t-article-gpu1".into(),
-            faultline_bin: Some(env!("CARGO_BIN_EXE_faultline").into()),
-        },
-    )
-    .await
-    .unwrap();
+    let run = shipped::run(&exp, "t-article-gpu1").await;
+    let r = &run.result;
 
     let f = &r.faults[0];
     let eff = f
@@ -69,11 +37,7 @@ async fn one_gpu_of_four_costs_about_two_seconds_of_traffic_and_a_quarter_of_the
     );
 
     // Ground truth: exactly one worker (one GPU of four) failed while the fault held.
-    let events: Vec<SimEvent> = std::fs::read_to_string(out.join("sim-events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = run.sim_events();
     let failed: Vec<_> = events
         .iter()
         .filter(|e| e.kind == "worker_failed" && e.t_s >= eff - 1.0 && e.t_s <= cleared)

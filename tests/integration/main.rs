@@ -21,6 +21,7 @@ mod report;
 mod runner;
 mod saturation;
 mod schemas;
+mod shipped;
 mod spec;
 mod ssh_gray;
 mod ssh_nodes;

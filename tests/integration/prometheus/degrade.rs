@@ -10,31 +10,10 @@
 //! two cores). The probe, the fault and the criteria are as shipped.
 
 use super::{Prometheus, free_port};
+use crate::shipped::{self, once, root};
 use faultline::analysis::phases::Detection;
-use faultline::fault::ledger::Ledger;
-use faultline::runner::execute::{self, RunOptions};
 use faultline::runner::result::Status;
-use faultline::runner::spec;
 use faultline::sim::SimEvent;
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `text` with `from` replaced by `to`, which must occur exactly once.
-fn once(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(text.matches(from).count(), 1, "{from:?} in:\n{text}");
-    text.replacen(from, to, 1)
-}
-
-fn truth(dir: &Path) -> Vec<SimEvent> {
-    std::fs::read_to_string(dir.join("sim-events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_gpu_degrade_experiment_is_seen_only_by_the_dcgm_alert_ten_seconds_after_the_worker_slowed()
@@ -51,7 +30,7 @@ async fn shipped_gpu_degrade_experiment_is_seen_only_by_the_dcgm_alert_ten_secon
     )
     .await;
 
-    let shipped = std::fs::read_to_string(root().join("experiments/gpu-degrade.yaml")).unwrap();
+    let shipped = shipped::experiment("gpu-degrade");
     let mut exp = once(
         &shipped,
         "listen: \"127.0.0.1:18080\"",
@@ -73,33 +52,15 @@ async fn shipped_gpu_degrade_experiment_is_seen_only_by_the_dcgm_alert_ten_secon
         "  seed: 7\n",
         "  seed: 7\n  max_dispatch_lag: 250ms\n",
     );
-    exp.push_str(&format!(
-        "faults_dir: \"{}\"\n",
-        root().join("faults").display()
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gpu-degrade.yaml");
-    std::fs::write(&path, &exp).unwrap();
-    let exp = spec::load_experiment(&path).unwrap();
-    let out = dir.path().join("out");
-    let r = execute::run(
-        &exp,
-        &RunOptions {
-            out_dir: out.clone(),
-            ledger: Ledger::at(dir.path().join("ledger.jsonl")),
-            run_id: "t-degrade-prom".into(),
-            faultline_bin: Some(env!("CARGO_BIN_EXE_faultline").into()),
-        },
-    )
-    .await
-    .unwrap();
+    let run = shipped::run(&exp, "t-degrade-prom").await;
+    let r = &run.result;
 
     let f = &r.faults[0];
     let eff = f
         .effective_s
         .unwrap_or_else(|| panic!("not injected: {f:#?}"));
     let cleared = f.cleared_s.expect("restored");
-    let events = truth(&out);
+    let events = run.sim_events();
     // Ground truth: worker 1 (GPU 1's) slowed after the injection and was back after the restore,
     // and no other worker changed.
     let slowed: Vec<&SimEvent> = events

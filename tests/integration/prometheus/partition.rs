@@ -9,30 +9,8 @@
 //! probe and the fault are as shipped.
 
 use super::{Prometheus, free_port};
+use crate::shipped::{self, once, root};
 use faultline::analysis::phases::Detection;
-use faultline::fault::ledger::Ledger;
-use faultline::runner::execute::{self, RunOptions};
-use faultline::runner::spec;
-use faultline::sim::SimEvent;
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `text` with `from` replaced by `to`, which must occur exactly once.
-fn once(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(text.matches(from).count(), 1, "{from:?} in:\n{text}");
-    text.replacen(from, to, 1)
-}
-
-fn truth(dir: &Path) -> Vec<SimEvent> {
-    std::fs::read_to_string(dir.join("sim-events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_partition_experiment_detects_through_the_routers_metrics_within_one_window_of_the_sims_truth()
@@ -49,8 +27,7 @@ async fn shipped_partition_experiment_detects_through_the_routers_metrics_within
     )
     .await;
 
-    let shipped =
-        std::fs::read_to_string(root().join("experiments/network-partition.yaml")).unwrap();
+    let shipped = shipped::experiment("network-partition");
     let mut exp = once(
         &shipped,
         "listen: \"127.0.0.1:18080\"",
@@ -65,32 +42,14 @@ async fn shipped_partition_experiment_detects_through_the_routers_metrics_within
     exp = once(&exp, "duration: 60s", "duration: 20s");
     exp = once(&exp, "warmup: 15s", "warmup: 5s");
     exp = once(&exp, "at: 45s", "at: 18s");
-    exp.push_str(&format!(
-        "faults_dir: \"{}\"\n",
-        root().join("faults").display()
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("network-partition.yaml");
-    std::fs::write(&path, &exp).unwrap();
-    let exp = spec::load_experiment(&path).unwrap();
-    let out = dir.path().join("out");
-    let r = execute::run(
-        &exp,
-        &RunOptions {
-            out_dir: out.clone(),
-            ledger: Ledger::at(dir.path().join("ledger.jsonl")),
-            run_id: "t-np-prom".into(),
-            faultline_bin: Some(env!("CARGO_BIN_EXE_faultline").into()),
-        },
-    )
-    .await
-    .unwrap();
+    let run = shipped::run(&exp, "t-np-prom").await;
+    let r = &run.result;
 
     let f = &r.faults[0];
     let eff = f
         .effective_s
         .unwrap_or_else(|| panic!("not injected: {f:#?}"));
-    let events = truth(&out);
+    let events = run.sim_events();
     let applied = events
         .iter()
         .find(|e| e.kind == "policy_applied" && e.t_s >= eff - 1.0)
