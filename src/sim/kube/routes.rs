@@ -493,6 +493,42 @@ struct DeleteOpts {
     dry_run: bool,
 }
 
+/// A create: the body as JSON, `?dryRun=All`, 201 with the object or the API error.
+fn created(
+    q: &HashMap<String, String>,
+    body: &Bytes,
+    create: impl FnOnce(Value, bool) -> Result<Value, ApiError>,
+) -> Response {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiError::bad_request(format!("the body is not a JSON object: {e}"))
+                .into_response();
+        }
+    };
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    match create(v, dry_run) {
+        Ok(obj) => json_response(StatusCode::CREATED, &obj),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A delete: the options from query and body, 200 with what was deleted or the API error.
+fn deleted(
+    q: &HashMap<String, String>,
+    body: &Bytes,
+    delete: impl FnOnce(bool) -> Result<Value, ApiError>,
+) -> Response {
+    let opts = match delete_opts(q, body) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    match delete(opts.dry_run) {
+        Ok(obj) => ok(&obj),
+        Err(e) => e.into_response(),
+    }
+}
+
 fn delete_opts(q: &HashMap<String, String>, body: &Bytes) -> Result<DeleteOpts, ApiError> {
     let mut opts = DeleteOpts {
         grace: None,
@@ -549,18 +585,9 @@ async fn create_policy(
     Query(q): Params,
     body: Bytes,
 ) -> Response {
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return ApiError::bad_request(format!("the body is not a JSON object: {e}"))
-                .into_response();
-        }
-    };
-    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
-    match st.store.create_policy(&ns, v, dry_run) {
-        Ok(obj) => json_response(StatusCode::CREATED, &obj),
-        Err(e) => e.into_response(),
-    }
+    created(&q, &body, |v, dry_run| {
+        st.store.create_policy(&ns, v, dry_run)
+    })
 }
 
 async fn delete_policy(
@@ -569,14 +596,9 @@ async fn delete_policy(
     Query(q): Params,
     body: Bytes,
 ) -> Response {
-    let opts = match delete_opts(&q, &body) {
-        Ok(o) => o,
-        Err(e) => return e.into_response(),
-    };
-    match st.store.delete_policy(&ns, &name, opts.dry_run) {
-        Ok(obj) => ok(&obj),
-        Err(e) => e.into_response(),
-    }
+    deleted(&q, &body, |dry_run| {
+        st.store.delete_policy(&ns, &name, dry_run)
+    })
 }
 
 async fn nodes(State(st): St, Query(q): Params, h: HeaderMap) -> Response {
@@ -643,18 +665,7 @@ async fn create_pdb(
     Query(q): Params,
     body: Bytes,
 ) -> Response {
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return ApiError::bad_request(format!("the body is not a JSON object: {e}"))
-                .into_response();
-        }
-    };
-    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
-    match st.store.create_pdb(&ns, v, dry_run) {
-        Ok(obj) => json_response(StatusCode::CREATED, &obj),
-        Err(e) => e.into_response(),
-    }
+    created(&q, &body, |v, dry_run| st.store.create_pdb(&ns, v, dry_run))
 }
 
 async fn delete_pdb(
@@ -663,12 +674,7 @@ async fn delete_pdb(
     Query(q): Params,
     body: Bytes,
 ) -> Response {
-    let opts = match delete_opts(&q, &body) {
-        Ok(o) => o,
-        Err(e) => return e.into_response(),
-    };
-    match st.store.delete_pdb(&ns, &name, opts.dry_run) {
-        Ok(obj) => ok(&obj),
-        Err(e) => e.into_response(),
-    }
+    deleted(&q, &body, |dry_run| {
+        st.store.delete_pdb(&ns, &name, dry_run)
+    })
 }
