@@ -22,9 +22,7 @@ use std::time::Duration;
 use crate::fault::deadman;
 use crate::fault::exec::{ExecError, Host, Output, quote_output};
 use crate::fault::gpu_lockout::{GpuId, GpuTarget};
-use crate::fault::{
-    DescribeCx, FaultContext, HostRef, Lifetime, Problem, Reach, SimBinding, Target, Verification,
-};
+use crate::fault::{DescribeCx, FaultContext, Lifetime, Problem, Reach, SimBinding, Verification};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -533,38 +531,11 @@ impl crate::fault::FaultKind for Params {
     }
 
     fn reach(&self) -> Reach {
-        Reach {
-            targets: self
-                .targets
-                .iter()
-                .flat_map(|t| {
-                    t.gpus.iter().map(move |g| Target::Gpu {
-                        host: t.host.clone(),
-                        gpu: g.to_string(),
-                        nvidia_smi: self.nvidia_smi.trim().to_string(),
-                    })
-                })
-                .collect(),
-            hosts: self
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(k, t)| HostRef::new(&t.host, &["targets", &k.to_string(), "host"]))
-                .collect(),
-            kube: Vec::new(),
-            load: false,
-        }
+        GpuTarget::reach(&self.targets, &self.nvidia_smi)
     }
 
     fn describe(&self, _cx: &DescribeCx) -> String {
-        let targets: Vec<String> = self
-            .targets
-            .iter()
-            .map(|t| {
-                let gpus: Vec<String> = t.gpus.iter().map(ToString::to_string).collect();
-                format!("host {} GPUs [{}]", t.host, gpus.join(", "))
-            })
-            .collect();
+        let targets = GpuTarget::describe(&self.targets);
         let mut what = Vec::new();
         if let Some(c) = self.clocks {
             what.push(format!("lock SM clocks to {}-{} MHz", c.min_mhz, c.max_mhz));

@@ -56,6 +56,43 @@ pub struct GpuTarget {
     pub gpus: Vec<GpuId>,
 }
 
+impl GpuTarget {
+    /// What a GPU kind on `targets` through `nvidia_smi` touches: each GPU, and each host with
+    /// the key path naming it (`targets.N.host`).
+    pub fn reach(targets: &[GpuTarget], nvidia_smi: &str) -> Reach {
+        Reach {
+            targets: targets
+                .iter()
+                .flat_map(|t| {
+                    t.gpus.iter().map(move |g| Target::Gpu {
+                        host: t.host.clone(),
+                        gpu: g.to_string(),
+                        nvidia_smi: nvidia_smi.trim().to_string(),
+                    })
+                })
+                .collect(),
+            hosts: targets
+                .iter()
+                .enumerate()
+                .map(|(k, t)| HostRef::new(&t.host, &["targets", &k.to_string(), "host"]))
+                .collect(),
+            kube: Vec::new(),
+            load: false,
+        }
+    }
+
+    /// `host H GPUs [0, 1]`, one per target, for plan texts.
+    pub fn describe(targets: &[GpuTarget]) -> Vec<String> {
+        targets
+            .iter()
+            .map(|t| {
+                let gpus: Vec<String> = t.gpus.iter().map(ToString::to_string).collect();
+                format!("host {} GPUs [{}]", t.host, gpus.join(", "))
+            })
+            .collect()
+    }
+}
+
 /// One GPU as the user names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -745,38 +782,11 @@ impl crate::fault::FaultKind for Params {
     }
 
     fn reach(&self) -> Reach {
-        Reach {
-            targets: self
-                .targets
-                .iter()
-                .flat_map(|t| {
-                    t.gpus.iter().map(move |g| Target::Gpu {
-                        host: t.host.clone(),
-                        gpu: g.to_string(),
-                        nvidia_smi: self.nvidia_smi.trim().to_string(),
-                    })
-                })
-                .collect(),
-            hosts: self
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(k, t)| HostRef::new(&t.host, &["targets", &k.to_string(), "host"]))
-                .collect(),
-            kube: Vec::new(),
-            load: false,
-        }
+        GpuTarget::reach(&self.targets, &self.nvidia_smi)
     }
 
     fn describe(&self, _cx: &DescribeCx) -> String {
-        let targets: Vec<String> = self
-            .targets
-            .iter()
-            .map(|t| {
-                let gpus: Vec<String> = t.gpus.iter().map(ToString::to_string).collect();
-                format!("host {} GPUs [{}]", t.host, gpus.join(", "))
-            })
-            .collect();
+        let targets = GpuTarget::describe(&self.targets);
         let mode = match self.mode {
             LockMode::Prohibited => "PROHIBITED",
             LockMode::ExclusiveProcess => "EXCLUSIVE_PROCESS",
